@@ -1,0 +1,1 @@
+"""The edges: Teams (botbuilder), the widget channel (Direct Line 3.0), storage, HTTP."""

@@ -1,0 +1,129 @@
+"""Bot credentials from the environment, and outbound Bot Connector tokens via MSAL.
+
+MSAL does blocking HTTP, so tokens are fetched in a worker thread, cached until shortly before
+they expire, and fetched by one caller at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msal
+
+from bot.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+BOT_SCOPE = "https://api.botframework.com/.default"
+APP_TYPES = ("SingleTenant", "UserAssignedMSI", "MultiTenant")
+
+
+@dataclass(frozen=True)
+class BotCredentials:
+    """``MicrosoftAppId`` & co.; an empty app id means local mode (no auth either way)."""
+
+    app_id: str = ""
+    password: str = ""
+    app_type: str = "SingleTenant"
+    tenant_id: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BotCredentials:
+        app_type = env.get("MicrosoftAppType", "") or "SingleTenant"
+        if app_type not in APP_TYPES:
+            raise ValueError(
+                f"MicrosoftAppType must be one of {', '.join(APP_TYPES)}, not {app_type!r}"
+            )
+        credentials = cls(
+            app_id=env.get("MicrosoftAppId", ""),
+            password=env.get("MicrosoftAppPassword", ""),
+            app_type=app_type,
+            tenant_id=env.get("MicrosoftAppTenantId", ""),
+        )
+        if credentials.local_mode:
+            return credentials
+        missing = [
+            name
+            for name, value in (
+                (
+                    "MicrosoftAppPassword",
+                    credentials.password if app_type != "UserAssignedMSI" else "x",
+                ),
+                (
+                    "MicrosoftAppTenantId",
+                    credentials.tenant_id if app_type != "MultiTenant" else "x",
+                ),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(f"MicrosoftAppType {app_type} also needs {' and '.join(missing)}")
+        return credentials
+
+    @property
+    def local_mode(self) -> bool:
+        return not self.app_id
+
+    def __repr__(self) -> str:  # never print the password
+        return (
+            f"BotCredentials(app_id={self.app_id!r}, app_type={self.app_type!r}, "
+            f"tenant_id={self.tenant_id!r})"
+        )
+
+
+class ConnectorTokens:
+    """Bearer tokens for calls to the Bot Connector; None in local mode."""
+
+    def __init__(self, credentials: BotCredentials) -> None:
+        self._credentials = credentials
+        self._token = ""
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+        self._client: Any = None
+
+    def _build(self) -> Any:
+        c = self._credentials
+        if c.app_type == "UserAssignedMSI":
+            return msal.ManagedIdentityClient(
+                msal.UserAssignedManagedIdentity(client_id=c.app_id), http_client=None
+            )
+        authority_tenant = c.tenant_id if c.app_type == "SingleTenant" else "botframework.com"
+        return msal.ConfidentialClientApplication(
+            c.app_id,
+            client_credential=c.password,
+            authority=f"https://login.microsoftonline.com/{authority_tenant}",
+        )
+
+    def _fetch(self) -> dict[str, Any]:
+        if self._client is None:
+            self._client = self._build()
+        if isinstance(self._client, msal.ManagedIdentityClient):
+            result: dict[str, Any] = self._client.acquire_token_for_client(
+                resource="https://api.botframework.com"
+            )
+        else:
+            result = self._client.acquire_token_for_client(scopes=[BOT_SCOPE])
+        return result
+
+    async def bearer(self) -> str | None:
+        if self._credentials.local_mode:
+            return None
+        if self._token and time.monotonic() < self._expires_at:
+            return self._token
+        async with self._lock:
+            if self._token and time.monotonic() < self._expires_at:
+                return self._token
+            result = await asyncio.to_thread(self._fetch)
+            if "access_token" not in result:
+                reason = result.get("error_description") or result.get("error") or "unknown error"
+                raise GatewayError(f"could not get a Bot Connector token: {reason}")
+            self._token = str(result["access_token"])
+            # Refresh five minutes early so a call never carries a token about to lapse.
+            self._expires_at = time.monotonic() + max(60, int(result.get("expires_in", 3600)) - 300)
+            log.info("Bot Connector token refreshed")
+            return self._token

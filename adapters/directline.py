@@ -1,0 +1,595 @@
+"""A self-hosted Direct Line 3.0 channel for the website widget.
+
+Speaks the protocol the official Web Chat and ``botframework-directlinejs`` use, under
+``/v3/directline``: tokens, conversations, activities with watermarks, and a WebSocket stream
+that replays everything after the client's watermark on (re)connect. Activities are stored
+before they are acknowledged, so a restart or a reconnect loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from adapters.clock import iso, utc_now
+from adapters.tokens import Grant, TokenError, TokenSigner
+from bot.errors import HandoffError, UnknownConversationError
+from bot.locks import KeyedLocks
+from bot.model import Role
+from bot.ports import Sender
+from bot.service import HandoffService, UpstreamTurn
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/v3/directline"
+CHANNEL_ID = "directline"
+MAX_BODY_BYTES = 256 * 1024
+KEEPALIVE_SECONDS = 20.0
+ACCEPTED_TYPES = frozenset({"message", "typing", "event", "endOfConversation"})
+
+
+class ActivityLog(Protocol):
+    """Per-conversation, append-only activity storage with integer watermarks."""
+
+    async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int: ...
+
+    async def activities_after(
+        self, *, conversation_id: str, watermark: int, limit: int = 500
+    ) -> list[tuple[int, dict[str, Any]]]: ...
+
+    async def last_watermark(self, *, conversation_id: str) -> int: ...
+
+    async def get_meta(self, *, key: str) -> str | None: ...
+
+    async def set_meta_once(self, *, key: str, value: str) -> str: ...
+
+
+class DirectLineError(web.HTTPException):
+    """A Direct Line error response: ``{"error": {"code", "message"}}`` with a 4xx status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status_code = status
+        body = json.dumps({"error": {"code": code, "message": message}})
+        super().__init__(text=body, content_type="application/json")
+
+
+def _activity_id(conversation_id: str, seq: int) -> str:
+    return f"{conversation_id}|{seq:07d}"
+
+
+def _with_id(conversation_id: str, seq: int, activity: dict[str, Any]) -> dict[str, Any]:
+    return {**activity, "id": _activity_id(conversation_id, seq)}
+
+
+def _is_loopback_origin(origin: str) -> bool:
+    host = urlsplit(origin).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Subscriber:
+    queue: asyncio.Queue[tuple[int, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+
+
+class ConversationStreams:
+    """Stored, ordered activity streams per conversation, fanned out to open sockets.
+
+    Implements the domain's ``VisitorGateway``: what the bot or a specialist says is stored
+    first (so a reconnect replays it) and then pushed to every socket of the conversation.
+    """
+
+    def __init__(self, log_store: ActivityLog, clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = log_store
+        self._clock = clock
+        self._subscribers: dict[str, set[_Subscriber]] = {}
+        self._locks = KeyedLocks()
+
+    def subscribe(self, cid: str) -> _Subscriber:
+        subscriber = self._streams.subscribe(cid)
+        return subscriber
+
+    def unsubscribe(self, cid: str, subscriber: _Subscriber) -> None:
+        subscribers = self._subscribers.get(cid)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[cid]
+
+    async def _append(self, cid: str, activity: dict[str, Any]) -> int:
+        """Store, then fan out; callers hold the conversation's lock so order is kept."""
+        seq = await self.store.append_activity(conversation_id=cid, activity=activity)
+        for subscriber in self._subscribers.get(cid, ()):
+            subscriber.queue.put_nowait((seq, activity))
+        return seq
+
+    async def append(
+        self, cid: str, activity: dict[str, Any], dedupe_key: str = ""
+    ) -> tuple[str, bool]:
+        """Append once per ``dedupe_key``; returns the activity id and whether it is new."""
+        async with self._locks.hold(cid):
+            if dedupe_key:
+                earlier = await self.store.get_meta(key=dedupe_key)
+                if earlier is not None:
+                    return earlier, False
+            activity_id = _activity_id(cid, await self._append(cid, activity))
+            if dedupe_key:
+                await self.store.set_meta_once(key=dedupe_key, value=activity_id)
+            return activity_id, True
+
+    def _outbound(self, cid: str, sender: Sender) -> dict[str, Any]:
+        return {
+            "timestamp": iso(self._clock()),
+            "channelId": CHANNEL_ID,
+            "conversation": {"id": cid},
+            "from": {"id": f"{sender.role.value}:{sender.id}", "name": sender.name, "role": "bot"},
+            "channelData": {"handoff": {"senderRole": sender.role.value}},
+        }
+
+    async def say(self, *, conversation_id: str, sender: Sender, text: str) -> None:
+        activity = {
+            "type": "message",
+            "text": text,
+            "textFormat": "plain",
+            **self._outbound(conversation_id, sender),
+        }
+        await self.append(conversation_id, activity)
+
+    async def status(self, *, conversation_id: str, sender: Sender, state: str, text: str) -> None:
+        activity = {
+            "type": "event",
+            "name": "handoff.status",
+            "value": {"state": state, "message": text},
+            **self._outbound(conversation_id, sender),
+        }
+        await self.append(conversation_id, activity)
+
+
+class DirectLineChannel:
+    """The Direct Line 3.0 HTTP and WebSocket endpoints."""
+
+    def __init__(
+        self,
+        *,
+        service: HandoffService,
+        streams: ConversationStreams,
+        signer: TokenSigner,
+        widget_secret: str,
+        local_mode: bool,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._service = service
+        self._streams = streams
+        self._log = streams.store
+        self._signer = signer
+        self._widget_secret = widget_secret
+        self._local = local_mode
+        self._clock = clock
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    # ---- wiring ----------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(f"{PREFIX}/tokens/generate", self.generate_token)
+        app.router.add_post(f"{PREFIX}/tokens/refresh", self.refresh_token)
+        app.router.add_post(f"{PREFIX}/conversations", self.start_conversation)
+        app.router.add_get(f"{PREFIX}/conversations/{{cid}}", self.reconnect)
+        app.router.add_post(f"{PREFIX}/conversations/{{cid}}/activities", self.post_activity)
+        app.router.add_get(f"{PREFIX}/conversations/{{cid}}/activities", self.get_activities)
+        app.router.add_get(f"{PREFIX}/conversations/{{cid}}/stream", self.stream)
+        app.middlewares.append(self._cors)
+
+    async def close(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"server shutdown")
+
+    # ---- CORS ------------------------------------------------------------------------------
+
+    def origin_allowed(self, origin: str) -> bool:
+        if not origin:
+            return False
+        allowed = self._service.settings.widget.allowed_origins
+        if origin.rstrip("/") in (o.rstrip("/") for o in allowed) or "*" in allowed:
+            return True
+        return self._local and _is_loopback_origin(origin)
+
+    @web.middleware
+    async def _cors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.path.startswith(PREFIX):
+            return await handler(request)
+        origin = request.headers.get("Origin", "")
+        cors = self.origin_allowed(origin)
+        if request.method == "OPTIONS" and cors:
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = exc
+        if cors:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, x-ms-bot-agent, x-requested-with"
+            )
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Max-Age"] = "600"
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
+
+    # ---- auth ------------------------------------------------------------------------------
+
+    def _bearer(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+
+    def _is_widget_secret(self, value: str) -> bool:
+        return bool(self._widget_secret) and hmac.compare_digest(value, self._widget_secret)
+
+    def _grant(self, request: web.Request, token: str | None = None) -> Grant:
+        token = token if token is not None else self._bearer(request)
+        if not token:
+            raise DirectLineError(401, "Unauthorized", "send 'Authorization: Bearer <token>'")
+        try:
+            return self._signer.check(token, self._clock().timestamp())
+        except TokenError as exc:
+            if exc.expired:
+                raise DirectLineError(
+                    403, "TokenExpired", "the token has expired; get a new one"
+                ) from exc
+            raise DirectLineError(403, "BadToken", f"the token is not valid ({exc})") from exc
+
+    def _conversation_grant(self, request: web.Request, token: str | None = None) -> Grant:
+        grant = self._grant(request, token)
+        if grant.conversation_id != request.match_info["cid"]:
+            log.warning(
+                "token for %s used on conversation %s",
+                grant.conversation_id,
+                request.match_info["cid"],
+            )
+            raise DirectLineError(403, "Forbidden", "the token is not valid for this conversation")
+        return grant
+
+    def _issue(self, conversation_id: str, user_id: str, user_name: str) -> dict[str, Any]:
+        ttl = self._service.settings.widget.token_ttl_seconds
+        expires = int(self._clock().timestamp()) + ttl
+        token = self._signer.issue(Grant(conversation_id, user_id, user_name, expires))
+        return {"conversationId": conversation_id, "token": token, "expires_in": ttl}
+
+    def _stream_url(
+        self, request: web.Request, conversation_id: str, token: str, watermark: str = ""
+    ) -> str:
+        scheme = (
+            "wss" if request.secure or request.headers.get("X-Forwarded-Proto") == "https" else "ws"
+        )
+        host = request.headers.get("X-Forwarded-Host") or request.host
+        query = f"t={token}" + (f"&watermark={watermark}" if watermark else "")
+        return f"{scheme}://{host}{PREFIX}/conversations/{conversation_id}/stream?{query}"
+
+    # ---- tokens and conversations ------------------------------------------------------------
+
+    async def _json_body(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise DirectLineError(
+                413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
+            )
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise DirectLineError(
+                413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
+            ) from exc
+        if not raw.strip() and optional:
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DirectLineError(400, "BadArgument", f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise DirectLineError(400, "BadArgument", "the body must be a JSON object")
+        return body
+
+    def _new_user(self, body: dict[str, Any]) -> tuple[str, str]:
+        user = body.get("user") if isinstance(body.get("user"), dict) else {}
+        assert isinstance(user, dict)
+        user_id = str(user.get("id") or f"dl_{secrets.token_urlsafe(12)}")[:128]
+        return user_id, str(user.get("name") or "")[:128]
+
+    async def generate_token(self, request: web.Request) -> web.Response:
+        secret = self._bearer(request)
+        origin = request.headers.get("Origin", "")
+        if not (self._is_widget_secret(secret) or self.origin_allowed(origin)):
+            log.warning("token request refused (origin %r)", origin)
+            raise DirectLineError(
+                403, "Forbidden", "token requests need an allowed Origin or the widget secret"
+            )
+        body = await self._json_body(request, optional=True)
+        user_id, user_name = self._new_user(body)
+        conversation_id = secrets.token_urlsafe(16)
+        return web.json_response(self._issue(conversation_id, user_id, user_name))
+
+    async def refresh_token(self, request: web.Request) -> web.Response:
+        grant = self._grant(request)
+        return web.json_response(self._issue(grant.conversation_id, grant.user_id, grant.user_name))
+
+    async def start_conversation(self, request: web.Request) -> web.Response:
+        bearer = self._bearer(request)
+        if self._is_widget_secret(bearer):
+            body = await self._json_body(request, optional=True)
+            user_id, user_name = self._new_user(body)
+            issued = self._issue(secrets.token_urlsafe(16), user_id, user_name)
+            grant = self._signer.check(issued["token"], self._clock().timestamp())
+            token = issued["token"]
+        else:
+            grant = self._grant(request)
+            token = bearer
+        cid = grant.conversation_id
+        existed = await self._service.conversation_exists(conversation_id=cid)
+        if not existed:
+            await self._service.start_conversation(
+                conversation_id=cid, visitor_id=grant.user_id, now=self._clock()
+            )
+            log.info("conversation %s started", cid)
+        body = {
+            "conversationId": cid,
+            "token": token,
+            "expires_in": max(0, grant.expires - int(self._clock().timestamp())),
+            "streamUrl": self._stream_url(request, cid, token),
+            "referenceGrammarId": "",
+        }
+        return web.json_response(body, status=200 if existed else 201)
+
+    async def reconnect(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        grant = self._conversation_grant(request)
+        if not await self._service.conversation_exists(conversation_id=cid):
+            raise DirectLineError(404, "BadArgument", "conversation not found")
+        token = self._bearer(request)
+        watermark = request.query.get("watermark", "")
+        if watermark and not watermark.isdigit():
+            raise DirectLineError(400, "BadArgument", "watermark must be a number")
+        return web.json_response(
+            {
+                "conversationId": cid,
+                "token": token,
+                "expires_in": max(0, grant.expires - int(self._clock().timestamp())),
+                "streamUrl": self._stream_url(request, cid, token, watermark),
+            }
+        )
+
+    # ---- activities ------------------------------------------------------------------------
+
+    def _watermark(self, request: web.Request) -> int:
+        raw = request.query.get("watermark", "") or "0"
+        if not raw.isdigit():
+            raise DirectLineError(400, "BadArgument", "watermark must be a number")
+        return int(raw)
+
+    async def get_activities(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        self._conversation_grant(request)
+        watermark = self._watermark(request)
+        if not await self._service.conversation_exists(conversation_id=cid):
+            raise DirectLineError(404, "BadArgument", "conversation not found")
+        rows = await self._log.activities_after(conversation_id=cid, watermark=watermark)
+        last = rows[-1][0] if rows else watermark
+        return web.json_response(
+            {
+                "activities": [_with_id(cid, seq, a) for seq, a in rows],
+                "watermark": str(last),
+            }
+        )
+
+    def _validate(self, body: dict[str, Any]) -> str:
+        kind = body.get("type")
+        if kind not in ACCEPTED_TYPES:
+            raise DirectLineError(
+                400,
+                "BadArgument",
+                f"activity type must be one of {', '.join(sorted(ACCEPTED_TYPES))}",
+            )
+        text = body.get("text", "")
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise DirectLineError(400, "BadArgument", "text must be a string")
+        limit = self._service.settings.widget.max_message_chars
+        if len(text) > limit:
+            raise DirectLineError(
+                413,
+                "MessageSizeTooBig",
+                f"the message is {len(text)} characters; the limit is {limit}",
+            )
+        if kind == "message" and not text.strip() and not body.get("attachments"):
+            raise DirectLineError(400, "BadArgument", "a message needs text")
+        if kind == "event" and not isinstance(body.get("name"), str):
+            raise DirectLineError(400, "BadArgument", "an event needs a name")
+        return str(kind)
+
+    async def post_activity(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        grant = self._conversation_grant(request)
+        body = await self._json_body(request)
+        kind = self._validate(body)
+        if not await self._service.conversation_exists(conversation_id=cid):
+            raise DirectLineError(404, "BadArgument", "conversation not found; start it first")
+        now = self._clock()
+        channel_data = body.get("channelData") if isinstance(body.get("channelData"), dict) else {}
+        assert isinstance(channel_data, dict)
+        client_id = str(channel_data.get("clientActivityID") or body.get("id") or "")[:128]
+        sender = body.get("from") if isinstance(body.get("from"), dict) else {}
+        assert isinstance(sender, dict)
+        activity: dict[str, Any] = {
+            key: body[key]
+            for key in (
+                "type",
+                "text",
+                "name",
+                "value",
+                "attachments",
+                "locale",
+                "textFormat",
+                "channelData",
+                "entities",
+            )
+            if key in body
+        }
+        activity.update(
+            {
+                "timestamp": iso(now),
+                "channelId": CHANNEL_ID,
+                "conversation": {"id": cid},
+                "from": {
+                    "id": grant.user_id,
+                    "name": str(sender.get("name") or grant.user_name)[:128],
+                    "role": "user",
+                },
+            }
+        )
+        dedupe_key = f"dl:{cid}:{client_id}" if client_id else ""
+        activity_id, new = await self._streams.append(cid, activity, dedupe_key)
+        if not new:
+            log.info("conversation %s: duplicate activity %s dropped", cid, client_id)
+            return web.json_response({"id": activity_id})
+        await self._dispatch(cid, kind, activity, now)
+        return web.json_response({"id": activity_id})
+
+    async def _dispatch(self, cid: str, kind: str, activity: dict[str, Any], now: datetime) -> None:
+        service = self._service
+        name = activity.get("name", "")
+        value = activity.get("value")
+        try:
+            if kind == "message":
+                await service.visitor_message(
+                    conversation_id=cid, text=activity.get("text") or "", now=now
+                )
+            elif kind == "endOfConversation" or (kind == "event" and name == "handoff.end"):
+                await service.visitor_ends(conversation_id=cid, now=now, explicit=kind == "event")
+            elif kind == "event" and name == "visitor.context" and isinstance(value, dict):
+                await service.visitor_context(conversation_id=cid, context=value, now=now)
+            elif kind == "event" and name == "handoff.request":
+                category = value.get("category", "") if isinstance(value, dict) else ""
+                await service.request_handoff(conversation_id=cid, category=str(category), now=now)
+            elif kind == "event" and name == "handoff.initiate":
+                context = value if isinstance(value, dict) else {}
+                await service.initiate_handoff(
+                    conversation_id=cid,
+                    context=context,
+                    transcript=upstream_transcript(activity, now),
+                    now=now,
+                )
+        except UnknownConversationError:
+            log.warning("conversation %s: activity for an unknown conversation", cid)
+        except HandoffError:
+            log.exception("conversation %s: could not handle a %s activity", cid, kind)
+
+    # ---- the stream ------------------------------------------------------------------------
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        cid = request.match_info["cid"]
+        token = request.query.get("t") or self._bearer(request)
+        self._conversation_grant(request, token)
+        watermark = self._watermark(request)
+        if not await self._service.conversation_exists(conversation_id=cid):
+            raise DirectLineError(404, "BadArgument", "conversation not found")
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        subscriber = self._streams.subscribe(cid)
+        reader = asyncio.create_task(self._read_client(ws))
+        try:
+            sent = watermark
+            while True:
+                rows = await self._log.activities_after(conversation_id=cid, watermark=sent)
+                if not rows:
+                    break
+                await self._send(ws, cid, rows)
+                sent = rows[-1][0]
+            while not ws.closed:
+                try:
+                    first = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await ws.send_str("")  # keep-alive, as Direct Line does
+                    continue
+                batch = [first]
+                while not subscriber.queue.empty():
+                    batch.append(subscriber.queue.get_nowait())
+                batch = [row for row in batch if row[0] > sent]
+                if batch:
+                    await self._send(ws, cid, batch)
+                    sent = batch[-1][0]
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            reader.cancel()
+            self._streams.unsubscribe(cid, subscriber)
+            self._sockets.discard(ws)
+            await ws.close()
+        return ws
+
+    async def _send(
+        self, ws: web.WebSocketResponse, cid: str, rows: list[tuple[int, dict[str, Any]]]
+    ) -> None:
+        frame = {
+            "activities": [_with_id(cid, seq, a) for seq, a in rows],
+            "watermark": str(rows[-1][0]),
+        }
+        await ws.send_str(json.dumps(frame))
+
+    async def _read_client(self, ws: web.WebSocketResponse) -> None:
+        """Clients only send pings; reading keeps close frames flowing."""
+        async for message in ws:
+            if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                break
+        # Wake the writer so it notices the close.
+        await ws.close()
+
+
+def upstream_transcript(activity: dict[str, Any], now: datetime) -> list[UpstreamTurn]:
+    """Turns from a ``handoff.initiate`` transcript attachment (Bot Framework handoff protocol)."""
+    turns: list[UpstreamTurn] = []
+    for attachment in activity.get("attachments") or []:
+        if not isinstance(attachment, dict):
+            continue
+        content = attachment.get("content")
+        items = content.get("activities") if isinstance(content, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or item.get("type") != "message" or not item.get("text"):
+                continue
+            sender = item.get("from") if isinstance(item.get("from"), dict) else {}
+            assert isinstance(sender, dict)
+            role = Role.VISITOR if sender.get("role") == "user" else Role.BOT
+            try:
+                at = datetime.fromisoformat(str(item.get("timestamp")).replace("Z", "+00:00"))
+                if at.tzinfo is None:
+                    at = now
+            except ValueError:
+                at = now
+            turns.append(
+                UpstreamTurn(
+                    role,
+                    str(sender.get("name") or role.value),
+                    str(item["text"])[:4000],
+                    min(at, now),
+                )
+            )
+    return turns

@@ -1,0 +1,144 @@
+"""The aiohttp application: every route, and the long-lived resources behind them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+from aiohttp import web
+
+from adapters.auth import BotCredentials, ConnectorTokens
+from adapters.clock import utc_now
+from adapters.directline import ActivityLog, ConversationStreams, DirectLineChannel
+from adapters.store_sqlite import SqliteStore
+from adapters.teams_bot import TeamsEndpoint, TeamsHandoffBot
+from adapters.teams_connector import BotConnector
+from adapters.tokens import TokenSigner
+from bot.config import Settings
+from bot.ports import HandoffStore
+from bot.service import HandoffService
+
+log = logging.getLogger(__name__)
+
+WIDGET_DIR = Path(__file__).parent / "widget"
+LOCAL_BOT_ID = "local-handoff-bot"
+TOKEN_KEY_META = "directline.token_key"
+
+
+class Store(HandoffStore, ActivityLog, Protocol):
+    """What the app needs from its storage: the domain store plus the activity log."""
+
+    async def close(self) -> None: ...
+
+
+SERVICE = web.AppKey("service", HandoffService)
+STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
+DIRECTLINE = web.AppKey("directline", DirectLineChannel)
+
+
+@web.middleware
+async def _no_stack_traces(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """An unexpected error is logged in full and answered without internals."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(
+            {
+                "error": {
+                    "code": "ServiceError",
+                    "message": "something went wrong; it has been logged",
+                }
+            },
+            status=500,
+        )
+
+
+async def _token_key(store: Store, env: Mapping[str, str]) -> bytes:
+    """Direct Line tokens must outlive a restart: the key comes from env or is kept in the store."""
+    from_env = env.get("DIRECTLINE_TOKEN_KEY", "")
+    if from_env:
+        return from_env.encode()
+    return (await store.set_meta_once(key=TOKEN_KEY_META, value=secrets.token_urlsafe(32))).encode()
+
+
+async def create_app(
+    settings: Settings,
+    credentials: BotCredentials,
+    *,
+    store: Store | None = None,
+    env: Mapping[str, str] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> web.Application:
+    """Build the whole service; resources are closed by the app's cleanup."""
+    env = os.environ if env is None else env
+    store = store or SqliteStore(settings.storage.sqlite_path)
+    connector = BotConnector(
+        tokens=ConnectorTokens(credentials),
+        service_url=settings.teams.service_url,
+        tenant_id=settings.teams.tenant_id,
+        bot_id=credentials.app_id or LOCAL_BOT_ID,
+        bot_name=settings.bot.name,
+    )
+    streams = ConversationStreams(store, clock)
+    service = HandoffService(
+        settings=settings,
+        store=store,
+        teams=connector,
+        visitors=streams,
+        new_id=lambda: secrets.token_hex(5),
+    )
+    directline = DirectLineChannel(
+        service=service,
+        streams=streams,
+        signer=TokenSigner(await _token_key(store, env)),
+        widget_secret=env.get("DIRECTLINE_SECRET", ""),
+        local_mode=credentials.local_mode,
+        clock=clock,
+    )
+    teams_endpoint = TeamsEndpoint(
+        credentials=credentials,
+        bot=TeamsHandoffBot(service=service, connector=connector, store=store, clock=clock),
+        tenant_id=lambda: service.settings.teams.tenant_id,
+    )
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        # One pooled session for every outbound connector call, for the process lifetime.
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30, connect=10),
+            connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
+        ) as session:
+            connector.use_session(session)
+            yield
+            await directline.close()
+        await store.close()
+
+    app = web.Application(middlewares=[_no_stack_traces], client_max_size=1024 * 1024)
+    app[SERVICE] = service
+    app[STORE] = store
+    app[DIRECTLINE] = directline
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/api/messages", teams_endpoint.handle)
+    directline.add_routes(app)
+    app.router.add_get("/", _index)
+    app.router.add_get("/healthz", _health)
+    app.router.add_static("/widget/", WIDGET_DIR, show_index=False)
+    return app
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WIDGET_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,94 @@
+"""In-memory store: for unit tests and throwaway demos. Same contract as the SQLite store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from bot.errors import StaleWriteError
+from bot.model import Conversation, Handoff, Turn
+
+
+class MemoryStore:
+    """Implements ``HandoffStore`` and the Direct Line ``ActivityLog``."""
+
+    def __init__(self) -> None:
+        self._conversations: dict[str, Conversation] = {}
+        self._turns: dict[str, list[Turn]] = {}
+        self._handoffs: dict[str, Handoff] = {}
+        self._seen: dict[str, datetime] = {}
+        self._activities: dict[str, list[dict[str, Any]]] = {}
+        self._meta: dict[str, str] = {}
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    # HandoffStore
+    async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
+        return self._conversations.get(conversation_id)
+
+    async def save_conversation(self, *, conversation: Conversation) -> Conversation:
+        stored = self._conversations.get(conversation.id)
+        if (stored.version if stored else 0) != conversation.version:
+            raise StaleWriteError(f"conversation {conversation.id} changed")
+        saved = replace(conversation, version=conversation.version + 1)
+        self._conversations[conversation.id] = saved
+        return saved
+
+    async def add_turn(self, *, turn: Turn) -> None:
+        self._turns.setdefault(turn.conversation_id, []).append(turn)
+
+    async def turns(self, *, conversation_id: str) -> list[Turn]:
+        return list(self._turns.get(conversation_id, []))
+
+    async def get_handoff(self, *, handoff_id: str) -> Handoff | None:
+        return self._handoffs.get(handoff_id)
+
+    async def open_handoff(self, *, conversation_id: str) -> Handoff | None:
+        return next(
+            (
+                h
+                for h in self._handoffs.values()
+                if h.conversation_id == conversation_id and h.state.is_open
+            ),
+            None,
+        )
+
+    async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
+        return next((h for h in self._handoffs.values() if h.thread_id == thread_id), None)
+
+    async def save_handoff(self, *, handoff: Handoff) -> Handoff:
+        stored = self._handoffs.get(handoff.id)
+        if (stored.version if stored else 0) != handoff.version:
+            raise StaleWriteError(f"handoff {handoff.id} changed")
+        saved = replace(handoff, version=handoff.version + 1)
+        self._handoffs[handoff.id] = saved
+        return saved
+
+    async def first_sight(self, *, key: str, now: datetime) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+    # ActivityLog
+    async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int:
+        log = self._activities.setdefault(conversation_id, [])
+        log.append(activity)
+        return len(log)
+
+    async def activities_after(
+        self, *, conversation_id: str, watermark: int, limit: int = 500
+    ) -> list[tuple[int, dict[str, Any]]]:
+        log = self._activities.get(conversation_id, [])
+        return [(n, log[n - 1]) for n in range(watermark + 1, min(len(log), watermark + limit) + 1)]
+
+    async def last_watermark(self, *, conversation_id: str) -> int:
+        return len(self._activities.get(conversation_id, []))
+
+    async def get_meta(self, *, key: str) -> str | None:
+        return self._meta.get(key)
+
+    async def set_meta_once(self, *, key: str, value: str) -> str:
+        return self._meta.setdefault(key, value)

@@ -1,0 +1,306 @@
+"""SQLite store, the default: one file, WAL, survives a process kill.
+
+Calls run on the event loop: with WAL and ``synchronous=NORMAL`` a commit is a write into the
+OS page cache (tens of microseconds), cheaper than a thread hop, and durable across a process
+crash (a power loss may lose the last commits, which is the trade WAL+NORMAL documents).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from bot.errors import StaleWriteError, StoreError
+from bot.model import (
+    Conversation,
+    Handoff,
+    HandoffState,
+    Page,
+    Party,
+    Person,
+    Role,
+    Turn,
+    Visitor,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, version INTEGER NOT NULL, created_at TEXT NOT NULL,
+    fallbacks INTEGER NOT NULL, visitor TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+    conversation_id TEXT NOT NULL, at TEXT NOT NULL, role TEXT NOT NULL, author TEXT NOT NULL,
+    text TEXT NOT NULL, fallback INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation_id);
+CREATE TABLE IF NOT EXISTS handoffs (
+    id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, state TEXT NOT NULL,
+    thread_id TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS handoffs_by_conversation ON handoffs (conversation_id, state);
+CREATE INDEX IF NOT EXISTS handoffs_by_thread ON handoffs (thread_id);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS activities (
+    conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_OPEN_STATES = (HandoffState.QUEUED.value, HandoffState.JOINED.value)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _visitor_json(visitor: Visitor) -> str:
+    page = visitor.page
+    return json.dumps(
+        {
+            "id": visitor.id,
+            "name": visitor.name,
+            "email": visitor.email,
+            "company": visitor.company,
+            "locale": visitor.locale,
+            "timezone": visitor.timezone,
+            "user_agent": visitor.user_agent,
+            "extra": dict(visitor.extra),
+            "page": {"url": page.url, "title": page.title, "referrer": page.referrer},
+        }
+    )
+
+
+def _visitor(raw: str) -> Visitor:
+    data = json.loads(raw)
+    return Visitor(
+        id=data["id"],
+        name=data["name"],
+        email=data["email"],
+        company=data["company"],
+        page=Page(**data["page"]),
+        locale=data["locale"],
+        timezone=data["timezone"],
+        user_agent=data["user_agent"],
+        extra=MappingProxyType(data["extra"]),
+    )
+
+
+def _handoff_json(handoff: Handoff) -> str:
+    who = handoff.specialist
+    return json.dumps(
+        {
+            "route_id": handoff.route_id,
+            "created_at": handoff.created_at.isoformat(),
+            "reason": handoff.reason,
+            "root_activity_id": handoff.root_activity_id,
+            "specialist": {"id": who.id, "name": who.name} if who else None,
+            "joined_at": handoff.joined_at.isoformat() if handoff.joined_at else None,
+            "ended_at": handoff.ended_at.isoformat() if handoff.ended_at else None,
+            "ended_by": handoff.ended_by.value if handoff.ended_by else None,
+            "ended_by_name": handoff.ended_by_name,
+            "failure": handoff.failure,
+            "context": dict(handoff.context),
+        },
+        default=str,
+    )
+
+
+def _handoff(row: sqlite3.Row) -> Handoff:
+    data = json.loads(row["data"])
+    created = _time(data["created_at"])
+    assert created is not None
+    return Handoff(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        route_id=data["route_id"],
+        state=HandoffState(row["state"]),
+        created_at=created,
+        reason=data["reason"],
+        thread_id=row["thread_id"],
+        root_activity_id=data["root_activity_id"],
+        specialist=Person(**data["specialist"]) if data["specialist"] else None,
+        joined_at=_time(data["joined_at"]),
+        ended_at=_time(data["ended_at"]),
+        ended_by=Party(data["ended_by"]) if data["ended_by"] else None,
+        ended_by_name=data["ended_by_name"],
+        failure=data["failure"],
+        context=MappingProxyType(data["context"]),
+        version=row["version"],
+    )
+
+
+class SqliteStore:
+    """Implements ``HandoffStore`` and the Direct Line ``ActivityLog`` on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
+
+    async def close(self) -> None:
+        self._db.close()
+
+    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+        return row
+
+    # HandoffStore
+    async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
+        row = self._one("SELECT * FROM conversations WHERE id = ?", conversation_id)
+        if row is None:
+            return None
+        created = _time(row["created_at"])
+        assert created is not None
+        return Conversation(
+            id=row["id"],
+            visitor=_visitor(row["visitor"]),
+            created_at=created,
+            fallbacks_in_row=row["fallbacks"],
+            version=row["version"],
+        )
+
+    async def save_conversation(self, *, conversation: Conversation) -> Conversation:
+        c = conversation
+        values = (c.created_at.isoformat(), c.fallbacks_in_row, _visitor_json(c.visitor))
+        if c.version == 0:
+            try:
+                self._db.execute(
+                    "INSERT INTO conversations (id, version, created_at, fallbacks, visitor)"
+                    " VALUES (?, 1, ?, ?, ?)",
+                    (c.id, *values),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StaleWriteError(f"conversation {c.id} exists") from exc
+        else:
+            cursor = self._db.execute(
+                "UPDATE conversations SET version = version + 1, created_at = ?, fallbacks = ?,"
+                " visitor = ? WHERE id = ? AND version = ?",
+                (*values, c.id, c.version),
+            )
+            if cursor.rowcount != 1:
+                raise StaleWriteError(f"conversation {c.id} changed")
+        return replace(c, version=c.version + 1)
+
+    async def add_turn(self, *, turn: Turn) -> None:
+        self._db.execute(
+            "INSERT INTO turns (conversation_id, at, role, author, text, fallback)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                turn.conversation_id,
+                turn.at.isoformat(),
+                turn.role.value,
+                turn.author,
+                turn.text,
+                int(turn.fallback),
+            ),
+        )
+
+    async def turns(self, *, conversation_id: str) -> list[Turn]:
+        rows = self._db.execute(
+            "SELECT * FROM turns WHERE conversation_id = ? ORDER BY rowid", (conversation_id,)
+        ).fetchall()
+        return [
+            Turn(
+                r["conversation_id"],
+                datetime.fromisoformat(r["at"]),
+                Role(r["role"]),
+                r["author"],
+                r["text"],
+                bool(r["fallback"]),
+            )
+            for r in rows
+        ]
+
+    async def get_handoff(self, *, handoff_id: str) -> Handoff | None:
+        row = self._one("SELECT * FROM handoffs WHERE id = ?", handoff_id)
+        return _handoff(row) if row else None
+
+    async def open_handoff(self, *, conversation_id: str) -> Handoff | None:
+        row = self._one(
+            "SELECT * FROM handoffs WHERE conversation_id = ? AND state IN (?, ?)",
+            conversation_id,
+            *_OPEN_STATES,
+        )
+        return _handoff(row) if row else None
+
+    async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
+        row = self._one("SELECT * FROM handoffs WHERE thread_id = ? AND thread_id != ''", thread_id)
+        return _handoff(row) if row else None
+
+    async def save_handoff(self, *, handoff: Handoff) -> Handoff:
+        h = handoff
+        values = (h.conversation_id, h.state.value, h.thread_id, _handoff_json(h))
+        if h.version == 0:
+            try:
+                self._db.execute(
+                    "INSERT INTO handoffs (conversation_id, state, thread_id, data, id, version)"
+                    " VALUES (?, ?, ?, ?, ?, 1)",
+                    (*values, h.id),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StaleWriteError(f"handoff {h.id} exists") from exc
+        else:
+            cursor = self._db.execute(
+                "UPDATE handoffs SET conversation_id = ?, state = ?, thread_id = ?, data = ?,"
+                " version = version + 1 WHERE id = ? AND version = ?",
+                (*values, h.id, h.version),
+            )
+            if cursor.rowcount != 1:
+                raise StaleWriteError(f"handoff {h.id} changed")
+        return replace(h, version=h.version + 1)
+
+    async def first_sight(self, *, key: str, now: datetime) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO seen (key, at) VALUES (?, ?)", (key, now.isoformat())
+        )
+        return cursor.rowcount == 1
+
+    # ActivityLog
+    async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int:
+        row = self._one(
+            "INSERT INTO activities (conversation_id, seq, body) VALUES (?, "
+            "COALESCE((SELECT MAX(seq) FROM activities WHERE conversation_id = ?), 0) + 1, ?)"
+            " RETURNING seq",
+            conversation_id,
+            conversation_id,
+            json.dumps(activity),
+        )
+        assert row is not None
+        return int(row["seq"])
+
+    async def activities_after(
+        self, *, conversation_id: str, watermark: int, limit: int = 500
+    ) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._db.execute(
+            "SELECT seq, body FROM activities WHERE conversation_id = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (conversation_id, watermark, limit),
+        ).fetchall()
+        return [(r["seq"], json.loads(r["body"])) for r in rows]
+
+    async def last_watermark(self, *, conversation_id: str) -> int:
+        row = self._one(
+            "SELECT COALESCE(MAX(seq), 0) AS seq FROM activities WHERE conversation_id = ?",
+            conversation_id,
+        )
+        return int(row["seq"]) if row else 0
+
+    async def get_meta(self, *, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", key)
+        return str(row["value"]) if row else None
+
+    async def set_meta_once(self, *, key: str, value: str) -> str:
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        stored = await self.get_meta(key=key)
+        assert stored is not None
+        return stored

@@ -1,0 +1,169 @@
+"""Outbound Bot Connector calls over one pooled aiohttp session (the ``TeamsGateway``).
+
+botbuilder builds a new msrest client per turn and sends through ``requests``; this keeps one
+connection pool for the process and sends JSON directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from adapters.auth import ConnectorTokens
+from adapters.teams_text import relay_markdown
+from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
+from bot.locks import KeyedLocks
+from bot.ports import Card, ThreadRef
+
+log = logging.getLogger(__name__)
+
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+RETRY_STATUSES = frozenset({412, 429, 502, 503, 504})
+MAX_ATTEMPTS = 4
+
+
+def card_attachment(card: Card) -> dict[str, Any]:
+    return {"contentType": CARD_TYPE, "content": card}
+
+
+class BotConnector:
+    """Create threads, reply in them and update messages, with retries on 429/5xx."""
+
+    def __init__(
+        self,
+        *,
+        tokens: ConnectorTokens,
+        service_url: str,
+        tenant_id: str,
+        bot_id: str,
+        bot_name: str,
+    ) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._tokens = tokens
+        self.service_url = service_url.rstrip("/")
+        self.tenant_id = tenant_id
+        self.bot_id = bot_id
+        self.bot_name = bot_name
+        # Sends into one thread go out one at a time, so Teams shows them in order.
+        self._thread_locks = KeyedLocks()
+
+    def use_session(self, session: aiohttp.ClientSession) -> None:
+        """The app's pooled session, set once it is running."""
+        self._session = session
+
+    def _url(self, *parts: str) -> str:
+        return "/".join(
+            [self.service_url, "v3", "conversations", *(quote(p, safe="") for p in parts)]
+        )
+
+    async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self._session is None:
+            raise GatewayError("the connector is not started")
+        delay = 0.5
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            headers = {}
+            token = await self._tokens.bearer()
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            try:
+                async with self._session.request(
+                    method, url, json=body, headers=headers
+                ) as response:
+                    text = await response.text()
+                    if response.status < 300:
+                        try:
+                            data = await response.json(content_type=None) if text.strip() else {}
+                        except ValueError:
+                            data = {}
+                        return data if isinstance(data, dict) else {}
+                    if response.status in (403, 404):
+                        raise ThreadGoneError(f"{method} {url}: {response.status} {text[:200]}")
+                    if response.status not in RETRY_STATUSES:
+                        raise GatewayError(f"{method} {url}: {response.status} {text[:200]}")
+                    retry_after = response.headers.get("Retry-After", "")
+                    wait = (
+                        float(retry_after) if retry_after.replace(".", "", 1).isdigit() else delay
+                    )
+                    error: GatewayError = RetryableGatewayError(
+                        f"{method} {url}: {response.status}", retry_after=wait
+                    )
+            except aiohttp.ClientError as exc:
+                error, wait = RetryableGatewayError(f"{method} {url}: {exc}"), delay
+            if attempt == MAX_ATTEMPTS:
+                raise error
+            log.warning("connector call failed (%s), retry %d in %.1fs", error, attempt, wait)
+            await asyncio.sleep(wait)
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _from(self) -> dict[str, str]:
+        return {"id": self.bot_id, "name": self.bot_name}
+
+    async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
+        # Card only: a root with both text and a card can arrive as two messages.
+        activity = {
+            "type": "message",
+            "from": self._from(),
+            "summary": text,
+            "attachments": [card_attachment(card)],
+        }
+        body = {
+            "isGroup": True,
+            "bot": self._from(),
+            "tenantId": self.tenant_id,
+            "channelData": {"channel": {"id": channel_id}, "tenant": {"id": self.tenant_id}},
+            "activity": activity,
+        }
+        data = await self._call("POST", f"{self.service_url}/v3/conversations", body)
+        conversation_id = str(data.get("id") or "")
+        root_id = str(data.get("activityId") or "")
+        if not root_id and ";messageid=" in conversation_id:
+            root_id = conversation_id.split(";messageid=", 1)[1]
+        if not root_id:
+            raise GatewayError(f"creating a thread in {channel_id} returned no message id: {data}")
+        thread_id = (
+            conversation_id
+            if ";messageid=" in conversation_id
+            else f"{channel_id};messageid={root_id}"
+        )
+        return ThreadRef(thread_id=thread_id, root_activity_id=root_id)
+
+    async def _post(self, thread_id: str, activity: dict[str, Any]) -> str:
+        async with self._thread_locks.hold(thread_id):
+            data = await self._call("POST", self._url(thread_id, "activities"), activity)
+        return str(data.get("id", ""))
+
+    async def post_message(self, *, thread_id: str, author: str, text: str) -> str:
+        activity = {
+            "type": "message",
+            "from": self._from(),
+            "textFormat": "markdown",
+            "text": relay_markdown(author, text),
+        }
+        return await self._post(thread_id, activity)
+
+    async def post_text(self, *, thread_id: str, text: str) -> str:
+        return await self._post(thread_id, {"type": "message", "from": self._from(), "text": text})
+
+    async def post_card(self, *, thread_id: str, card: Card, text: str) -> str:
+        activity = {
+            "type": "message",
+            "from": self._from(),
+            "summary": text,
+            "attachments": [card_attachment(card)],
+        }
+        return await self._post(thread_id, activity)
+
+    async def update_card(self, *, thread_id: str, activity_id: str, card: Card) -> None:
+        activity = {
+            "type": "message",
+            "id": activity_id,
+            "from": self._from(),
+            "attachments": [card_attachment(card)],
+        }
+        async with self._thread_locks.hold(thread_id):
+            await self._call("PUT", self._url(thread_id, "activities", activity_id), activity)

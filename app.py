@@ -1,0 +1,98 @@
+"""Composition root: load settings, build the service, run it.
+
+python app.py [--config PATH] [--host H] [--port P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from adapters.auth import BotCredentials
+from adapters.config_file import load_settings
+from adapters.http import create_app
+from bot.config import Settings
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/handoff.yaml")
+log = logging.getLogger("handoff")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Teams human-handoff bot")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"YAML config (default {DEFAULT_CONFIG}, else embedded defaults)",
+    )
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3978")))
+    return parser.parse_args(argv)
+
+
+def settings_from(path: Path | None) -> tuple[Settings, str]:
+    if path is not None:
+        return load_settings(path), str(path)
+    if DEFAULT_CONFIG.exists():
+        return load_settings(DEFAULT_CONFIG), str(DEFAULT_CONFIG)
+    return Settings(), "embedded defaults"
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = parse_args(argv)
+    try:
+        settings, source = settings_from(args.config)
+        credentials = BotCredentials.from_env(os.environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print("the configuration is invalid; nothing was started", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"environment: {exc}", file=sys.stderr)
+        return 2
+    log.info(
+        "config: %s; %d route(s); store %s",
+        source,
+        len(settings.routes),
+        settings.storage.sqlite_path,
+    )
+    if credentials.local_mode:
+        log.warning(
+            "LOCAL MODE: MicrosoftAppId is not set, so inbound requests are NOT authenticated and "
+            "outbound calls carry no token. Use this only with the Agents Playground and tests."
+        )
+    else:
+        log.info(
+            "bot %s (%s), tenant %s",
+            credentials.app_id,
+            credentials.app_type,
+            credentials.tenant_id or settings.teams.tenant_id,
+        )
+    print(
+        f"Handoff bot listening on http://{args.host}:{args.port} "
+        f"(widget demo at /, Bot Framework endpoint at /api/messages)",
+        flush=True,
+    )
+    web.run_app(
+        create_app(settings, credentials),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

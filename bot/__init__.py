@@ -1,0 +1,1 @@
+"""The handoff domain: pure, framework-neutral, clock passed in."""

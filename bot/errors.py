@@ -1,0 +1,43 @@
+"""One error tree for the project; adapters translate SDK and HTTP errors into it."""
+
+from __future__ import annotations
+
+
+class HandoffError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(HandoffError):
+    """The configuration is invalid; ``problems`` holds ``file:line: key.path: message`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class StoreError(HandoffError):
+    """The store failed."""
+
+
+class StaleWriteError(StoreError):
+    """A compare-and-set write lost the race: someone saved a newer version first."""
+
+
+class GatewayError(HandoffError):
+    """An outbound call (Teams, widget) failed."""
+
+
+class RetryableGatewayError(GatewayError):
+    """The far side asked us to come back later (429/5xx)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ThreadGoneError(GatewayError):
+    """The Teams thread or team is gone or the bot was removed (403/404): do not retry."""
+
+
+class UnknownConversationError(HandoffError):
+    """No such widget conversation."""

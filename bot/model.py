@@ -1,0 +1,162 @@
+"""Domain records: frozen dataclasses and string enums, nothing framework-shaped."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class HandoffState(StrEnum):
+    """Where a handoff is in its life; a conversation with no open handoff is bot-only."""
+
+    QUEUED = "queued"
+    JOINED = "joined"
+    ENDED = "ended"
+    FAILED = "failed"
+
+    @property
+    def is_open(self) -> bool:
+        """True while a human is (about to be) first responder."""
+        return self in (HandoffState.QUEUED, HandoffState.JOINED)
+
+
+class Role(StrEnum):
+    """Who wrote a transcript turn."""
+
+    VISITOR = "visitor"
+    BOT = "bot"
+    SPECIALIST = "specialist"
+    SYSTEM = "system"
+
+
+class Party(StrEnum):
+    """Which side did something (ended a handoff, for example)."""
+
+    VISITOR = "visitor"
+    SPECIALIST = "specialist"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Teams user: stable id plus display name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """The page the visitor is on."""
+
+    url: str = ""
+    title: str = ""
+    referrer: str = ""
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """What the site (or an upstream agent) told us about the visitor."""
+
+    id: str
+    name: str = ""
+    email: str = ""
+    company: str = ""
+    page: Page = field(default_factory=Page)
+    locale: str = ""
+    timezone: str = ""
+    user_agent: str = ""
+    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+    @property
+    def display_name(self) -> str:
+        """The name to show for the visitor, never empty."""
+        return self.name or "Visitor"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A widget conversation: the visitor, and the bot's running state."""
+
+    id: str
+    visitor: Visitor
+    created_at: datetime
+    fallbacks_in_row: int = 0
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One transcript line."""
+
+    conversation_id: str
+    at: datetime
+    role: Role
+    author: str
+    text: str
+    # A bot turn that could not answer the visitor: its question stays an open loop.
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A request for a human, from queued to ended."""
+
+    id: str
+    conversation_id: str
+    route_id: str
+    state: HandoffState
+    created_at: datetime
+    reason: str
+    thread_id: str = ""
+    root_activity_id: str = ""
+    specialist: Person | None = None
+    joined_at: datetime | None = None
+    ended_at: datetime | None = None
+    ended_by: Party | None = None
+    ended_by_name: str = ""
+    failure: str = ""
+    context: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    version: int = 0
+
+
+_VISITOR_FIELDS = {"name", "email", "company", "locale", "timezone"}
+
+
+def _text(value: Any, limit: int = 500) -> str:
+    return str(value)[:limit] if isinstance(value, str | int | float) else ""
+
+
+def merge_context(visitor: Visitor, context: Mapping[str, Any]) -> Visitor:
+    """Fold a ``visitor.context`` payload into what we know; unknown keys become extras."""
+    known = {key: _text(context[key]) for key in _VISITOR_FIELDS if key in context}
+    known = {key: value for key, value in known.items() if value}
+    page = visitor.page
+    raw_page = context.get("page")
+    if isinstance(raw_page, Mapping):
+        page = Page(
+            url=_text(raw_page.get("url", page.url), 2000),
+            title=_text(raw_page.get("title", page.title)),
+            referrer=_text(raw_page.get("referrer", page.referrer), 2000),
+        )
+    user_agent = _text(context.get("userAgent", visitor.user_agent))
+    skip = _VISITOR_FIELDS | {"page", "userAgent", "screen"}
+    extra = dict(visitor.extra)
+    extra.update({str(k): v for k, v in context.items() if k not in skip and _text(v)})
+    return Visitor(
+        id=visitor.id,
+        name=known.get("name", visitor.name),
+        email=known.get("email", visitor.email),
+        company=known.get("company", visitor.company),
+        page=page,
+        locale=known.get("locale", visitor.locale),
+        timezone=known.get("timezone", visitor.timezone),
+        user_agent=user_agent,
+        extra=MappingProxyType(extra),
+    )

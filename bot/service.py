@@ -1,0 +1,479 @@
+"""The handoff use cases: what happens when a visitor or a specialist does something.
+
+Adapters translate their wire formats into these calls; everything outward goes through the
+ports. One lock per widget conversation keeps each conversation's events in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from bot.cards import END_VERB, JOIN_VERB, Card, ThreadCardView, summary_card, thread_card
+from bot.config import Route, Settings
+from bot.errors import GatewayError, StaleWriteError, UnknownConversationError
+from bot.locks import KeyedLocks
+from bot.model import (
+    EMPTY,
+    Conversation,
+    Handoff,
+    HandoffState,
+    Party,
+    Person,
+    Role,
+    Turn,
+    Visitor,
+    merge_context,
+)
+from bot.ports import HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
+from bot.rules import asks_for_person, choose_route, find_answer, is_greeting
+from bot.summary import end_summary, loops, summary_so_far
+from bot.transition import (
+    Effect,
+    End,
+    Event,
+    Join,
+    NotifyVisitor,
+    OpenFailed,
+    PostSummary,
+    RefreshCard,
+    Refusal,
+    Refuse,
+    ThreadOpened,
+    VisitorNotice,
+    transition,
+)
+
+log = logging.getLogger(__name__)
+
+END_COMMANDS = frozenset({"/end", "/close"})
+_CAS_ATTEMPTS = 5
+
+
+class ThreadOutcome(StrEnum):
+    """What became of a message posted in a Teams thread."""
+
+    RELAYED = "relayed"
+    NOTE = "note"
+    ENDED = "ended"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ThreadResult:
+    """Outcome plus an optional reply for the thread."""
+
+    outcome: ThreadOutcome
+    reply: str = ""
+
+
+@dataclass(frozen=True)
+class CardActionResult:
+    """The card to show the person who clicked, and any notice for them."""
+
+    card: Card | None
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class UpstreamTurn:
+    """A line of an upstream agent's transcript (``handoff.initiate``)."""
+
+    role: Role
+    author: str
+    text: str
+    at: datetime
+
+
+class HandoffService:
+    """The use cases; ``settings`` may be swapped at any time (config reload)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: HandoffStore,
+        teams: TeamsGateway,
+        visitors: VisitorGateway,
+        new_id: Callable[[], str],
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._teams = teams
+        self._visitors = visitors
+        self._new_id = new_id
+        self._locks = KeyedLocks()
+
+    # ---- widget side -------------------------------------------------------------------
+
+    async def conversation_exists(self, *, conversation_id: str) -> bool:
+        """Whether the widget conversation is known."""
+        return await self._store.get_conversation(conversation_id=conversation_id) is not None
+
+    async def start_conversation(
+        self, *, conversation_id: str, visitor_id: str, now: datetime
+    ) -> None:
+        """A widget conversation began: remember it and greet."""
+        async with self._locks.hold(conversation_id):
+            if await self._store.get_conversation(conversation_id=conversation_id):
+                return
+            conversation = Conversation(conversation_id, Visitor(id=visitor_id), created_at=now)
+            conversation = await self._store.save_conversation(conversation=conversation)
+            await self._bot_says(conversation, "greeting", now)
+
+    async def visitor_context(
+        self, *, conversation_id: str, context: Mapping[str, Any], now: datetime
+    ) -> None:
+        """The site told us who the visitor is and where they are."""
+        async with self._locks.hold(conversation_id):
+            conversation = await self._conversation(conversation_id)
+            visitor = merge_context(conversation.visitor, context)
+            await self._store.save_conversation(conversation=replace(conversation, visitor=visitor))
+
+    async def visitor_message(self, *, conversation_id: str, text: str, now: datetime) -> None:
+        """The visitor typed something: relay it to the human, or let the bot answer."""
+        async with self._locks.hold(conversation_id):
+            conversation = await self._conversation(conversation_id)
+            visitor = conversation.visitor
+            await self._store.add_turn(
+                turn=Turn(conversation_id, now, Role.VISITOR, visitor.display_name, text)
+            )
+            handoff = await self._store.open_handoff(conversation_id=conversation_id)
+            if handoff is not None:
+                await self._relay_to_thread(handoff, visitor, text)
+            elif asks_for_person(text, self.settings.bot.handoff_phrases):
+                await self._start_handoff(conversation, "the visitor asked for a person", "", now)
+            else:
+                await self._answer(conversation, text, now)
+
+    async def request_handoff(self, *, conversation_id: str, category: str, now: datetime) -> None:
+        """The widget's "talk to a person" button (``handoff.request``)."""
+        async with self._locks.hold(conversation_id):
+            conversation = await self._conversation(conversation_id)
+            reason = "the visitor pressed \u201cTalk to a person\u201d"
+            await self._start_handoff(conversation, reason, category, now)
+
+    async def initiate_handoff(
+        self,
+        *,
+        conversation_id: str,
+        context: Mapping[str, Any],
+        transcript: Sequence[UpstreamTurn],
+        now: datetime,
+    ) -> None:
+        """An upstream agent handed the conversation over (``handoff.initiate``)."""
+        async with self._locks.hold(conversation_id):
+            conversation = await self._conversation(conversation_id)
+            for line in transcript:
+                turn = Turn(conversation_id, line.at, line.role, line.author, line.text)
+                await self._store.add_turn(turn=turn)
+            visitor_fields = context.get("visitor")
+            if isinstance(visitor_fields, Mapping):
+                visitor = merge_context(conversation.visitor, visitor_fields)
+                conversation = await self._store.save_conversation(
+                    conversation=replace(conversation, visitor=visitor)
+                )
+            reason = str(context.get("reason") or "an upstream agent handed the conversation over")
+            category = str(context.get("category") or context.get("route") or "")
+            await self._start_handoff(conversation, reason, category, now, context)
+
+    async def visitor_ends(self, *, conversation_id: str, now: datetime, explicit: bool) -> None:
+        """The visitor ended the chat from the widget."""
+        async with self._locks.hold(conversation_id):
+            conversation = await self._conversation(conversation_id)
+            handoff = await self._store.open_handoff(conversation_id=conversation_id)
+            if handoff is None:
+                if explicit:
+                    await self._bot_says(conversation, "nothing_to_end", now)
+                return
+            name = conversation.visitor.display_name
+            await self._act(handoff, End(Party.VISITOR, name), now)
+
+    # ---- Teams side --------------------------------------------------------------------
+
+    async def card_action(
+        self, *, verb: str, handoff_id: str, person: Person, now: datetime
+    ) -> CardActionResult:
+        """Join or End clicked on a thread card."""
+        handoff = await self._store.get_handoff(handoff_id=handoff_id)
+        if handoff is None:
+            log.warning("card action %s for unknown handoff %s by %s", verb, handoff_id, person.id)
+            return CardActionResult(None, "This handoff is not known to me any more.")
+        event: Event
+        if verb == JOIN_VERB:
+            event = Join(person)
+        elif verb == END_VERB:
+            event = End(Party.SPECIALIST, person.name, person)
+        else:
+            log.warning("handoff %s: unknown card verb %r from %s", handoff_id, verb, person.id)
+            return CardActionResult(None, f"I don't know the action {verb!r}.")
+        async with self._locks.hold(handoff.conversation_id):
+            handoff, notice = await self._act(handoff, event, now)
+            return CardActionResult(await self._card(handoff, notice), notice)
+
+    async def thread_message(
+        self, *, thread_id: str, person: Person, text: str, now: datetime
+    ) -> ThreadResult:
+        """A message posted in a Teams thread."""
+        handoff = await self._store.handoff_for_thread(thread_id=thread_id)
+        if handoff is None:
+            return ThreadResult(ThreadOutcome.UNKNOWN, self._text("unknown_thread", {}))
+        async with self._locks.hold(handoff.conversation_id):
+            handoff = await self._reload(handoff)
+            if text.strip().casefold() in END_COMMANDS:
+                after, notice = await self._act(
+                    handoff, End(Party.SPECIALIST, person.name, person), now
+                )
+                ended = after.state is HandoffState.ENDED and handoff.state.is_open
+                return ThreadResult(ThreadOutcome.ENDED if ended else ThreadOutcome.REFUSED, notice)
+            joined = handoff.specialist
+            if (
+                handoff.state is HandoffState.JOINED
+                and joined is not None
+                and joined.id == person.id
+            ):
+                turn = Turn(handoff.conversation_id, now, Role.SPECIALIST, person.name, text)
+                await self._store.add_turn(turn=turn)
+                sender = Sender(person.id, person.name, SenderRole.SPECIALIST)
+                await self._visitors.say(
+                    conversation_id=handoff.conversation_id, sender=sender, text=text
+                )
+                return ThreadResult(ThreadOutcome.RELAYED)
+            log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
+            return ThreadResult(ThreadOutcome.NOTE)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    @property
+    def _bot(self) -> Sender:
+        return Sender("bot", self.settings.bot.name, SenderRole.BOT)
+
+    def _text(self, key: str, values: Mapping[str, str]) -> str:
+        return self.settings.texts.render(key, {"bot": self.settings.bot.name, **values})
+
+    async def _conversation(self, conversation_id: str) -> Conversation:
+        conversation = await self._store.get_conversation(conversation_id=conversation_id)
+        if conversation is None:
+            raise UnknownConversationError(conversation_id)
+        return conversation
+
+    async def _reload(self, handoff: Handoff) -> Handoff:
+        fresh = await self._store.get_handoff(handoff_id=handoff.id)
+        return fresh or handoff
+
+    async def _bot_says(
+        self,
+        conversation: Conversation,
+        key: str,
+        now: datetime,
+        values: Mapping[str, str] = EMPTY,
+        *,
+        fallback: bool = False,
+    ) -> str:
+        text = self._text(key, {"visitor": conversation.visitor.name, **values})
+        await self._say(conversation.id, text, now, fallback=fallback)
+        return text
+
+    async def _say(
+        self, conversation_id: str, text: str, now: datetime, *, fallback: bool = False
+    ) -> None:
+        bot = self._bot
+        turn = Turn(conversation_id, now, Role.BOT, bot.name, text, fallback=fallback)
+        await self._store.add_turn(turn=turn)
+        await self._visitors.say(conversation_id=conversation_id, sender=bot, text=text)
+
+    async def _answer(self, conversation: Conversation, text: str, now: datetime) -> None:
+        answer = find_answer(text, self.settings.bot.answers)
+        if answer is not None:
+            await self._say(conversation.id, answer.answer, now)
+            fallbacks = 0
+        elif is_greeting(text):
+            await self._bot_says(conversation, "hello", now)
+            fallbacks = 0
+        else:
+            await self._bot_says(conversation, "fallback", now, fallback=True)
+            fallbacks = conversation.fallbacks_in_row + 1
+        if fallbacks != conversation.fallbacks_in_row:
+            await self._store.save_conversation(
+                conversation=replace(conversation, fallbacks_in_row=fallbacks)
+            )
+
+    async def _start_handoff(
+        self,
+        conversation: Conversation,
+        reason: str,
+        category: str,
+        now: datetime,
+        context: Mapping[str, Any] = EMPTY,
+    ) -> None:
+        current = await self._store.open_handoff(conversation_id=conversation.id)
+        if current is not None:
+            key = "already_joined" if current.state is HandoffState.JOINED else "already_queued"
+            await self._bot_says(conversation, key, now, self._names(current))
+            return
+        route = choose_route(self.settings.routes, category).route
+        if route.hours is not None and not route.hours.is_open(now):
+            log.info("conversation %s: route %s is outside work hours", conversation.id, route.id)
+            await self._bot_says(conversation, "out_of_hours", now, {"route": route.title})
+            return
+        handoff = Handoff(
+            id=self._new_id(),
+            conversation_id=conversation.id,
+            route_id=route.id,
+            state=HandoffState.QUEUED,
+            created_at=now,
+            reason=reason,
+            context=context,
+        )
+        handoff = await self._store.save_handoff(handoff=handoff)
+        log.info("handoff %s: queued on route %s (%s)", handoff.id, route.id, reason)
+        await self._notify(handoff, conversation.visitor, VisitorNotice.QUEUED, now)
+        card = await self._card(handoff)
+        try:
+            ref = await self._teams.open_thread(
+                channel_id=route.channel,
+                card=card,
+                text=f"Handoff request from {conversation.visitor.display_name}",
+            )
+        except GatewayError as exc:
+            log.error(
+                "handoff %s: could not open a thread in %s: %s", handoff.id, route.channel, exc
+            )
+            await self._act(handoff, OpenFailed(str(exc)), now)
+            return
+        await self._act(handoff, ThreadOpened(ref.thread_id, ref.root_activity_id), now)
+        log.info("handoff %s: thread %s opened", handoff.id, ref.thread_id)
+
+    async def _act(self, handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, str]:
+        """Run one event through the state machine, save it (compare-and-set), apply effects."""
+        for _ in range(_CAS_ATTEMPTS):
+            after, effects = transition(handoff, event, now)
+            if after == handoff:
+                break
+            try:
+                after = await self._store.save_handoff(handoff=after)
+                break
+            except StaleWriteError:
+                handoff = await self._reload(handoff)
+        else:
+            raise StaleWriteError(f"handoff {handoff.id} kept changing under us")
+        notice = await self._apply(after, effects, now)
+        return after, notice
+
+    async def _apply(self, handoff: Handoff, effects: Sequence[Effect], now: datetime) -> str:
+        notice = ""
+        conversation = await self._conversation(handoff.conversation_id)
+        for effect in effects:
+            match effect:
+                case NotifyVisitor(notice=what):
+                    await self._notify(handoff, conversation.visitor, what, now)
+                case RefreshCard():
+                    await self._refresh_card(handoff)
+                case PostSummary():
+                    await self._post_summary(handoff, conversation, now)
+                case Refuse(why=why):
+                    notice = self._text(why.value, self._names(handoff))
+                    log.info("handoff %s: refused (%s)", handoff.id, why.value)
+        return notice
+
+    def _names(self, handoff: Handoff) -> dict[str, str]:
+        route = self.settings.route(handoff.route_id)
+        return {
+            "specialist": handoff.specialist.name if handoff.specialist else "",
+            "route": route.title if route else handoff.route_id,
+        }
+
+    async def _notify(
+        self, handoff: Handoff, visitor: Visitor, notice: VisitorNotice, now: datetime
+    ) -> None:
+        key = {
+            VisitorNotice.QUEUED: "queued",
+            VisitorNotice.ACCEPTED: "joined",
+            VisitorNotice.FAILED: "failed",
+            VisitorNotice.COMPLETED: {
+                Party.VISITOR: "ended_by_visitor",
+                Party.SPECIALIST: "ended_by_specialist",
+            }.get(handoff.ended_by or Party.SYSTEM, "ended_by_system"),
+        }[notice]
+        text = self._text(key, {"visitor": visitor.name, **self._names(handoff)})
+        await self._visitors.status(
+            conversation_id=handoff.conversation_id, sender=self._bot, state=notice.value, text=text
+        )
+        await self._say(handoff.conversation_id, text, now)
+
+    def _route(self, handoff: Handoff) -> Route:
+        # A route removed by a config reload keeps its handoffs alive under a stand-in.
+        return self.settings.route(handoff.route_id) or Route(
+            id=handoff.route_id, channel="19:removed", name=handoff.route_id
+        )
+
+    async def _card(self, handoff: Handoff, notice: str = "") -> Card:
+        conversation = await self._conversation(handoff.conversation_id)
+        before = [
+            t
+            for t in await self._store.turns(conversation_id=conversation.id)
+            if t.at <= handoff.created_at
+        ]
+        name = conversation.visitor.display_name
+        view = ThreadCardView(
+            handoff=handoff,
+            route=self._route(handoff),
+            visitor=conversation.visitor,
+            summary=summary_so_far(before, name, handoff.reason),
+            open_loops=loops(before).open,
+            notice=notice,
+        )
+        return thread_card(view)
+
+    async def _refresh_card(self, handoff: Handoff) -> None:
+        if not handoff.root_activity_id:
+            return
+        card = await self._card(handoff)
+        try:
+            await self._teams.update_card(
+                thread_id=handoff.thread_id, activity_id=handoff.root_activity_id, card=card
+            )
+        except GatewayError as exc:
+            log.error("handoff %s: could not update the thread card: %s", handoff.id, exc)
+
+    async def _post_summary(
+        self, handoff: Handoff, conversation: Conversation, now: datetime
+    ) -> None:
+        if not handoff.thread_id:
+            return
+        turns = await self._store.turns(conversation_id=conversation.id)
+        summary = end_summary(handoff, turns, conversation.visitor.display_name, now)
+        try:
+            await self._teams.post_card(
+                thread_id=handoff.thread_id,
+                card=summary_card(summary),
+                text=f"Summary: {summary.who}, {summary.duration}",
+            )
+        except GatewayError as exc:
+            log.error("handoff %s: could not post the summary: %s", handoff.id, exc)
+
+    async def _relay_to_thread(self, handoff: Handoff, visitor: Visitor, text: str) -> None:
+        if not handoff.thread_id:
+            log.warning("handoff %s: no thread yet, message kept in transcript only", handoff.id)
+            return
+        try:
+            await self._teams.post_message(
+                thread_id=handoff.thread_id, author=visitor.display_name, text=text
+            )
+        except GatewayError as exc:
+            log.error("handoff %s: could not relay a visitor message: %s", handoff.id, exc)
+
+
+__all__ = [
+    "CardActionResult",
+    "HandoffService",
+    "Refusal",
+    "ThreadOutcome",
+    "ThreadResult",
+    "UpstreamTurn",
+]

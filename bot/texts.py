@@ -1,0 +1,78 @@
+"""Every visitor- and specialist-facing text, as templates with named placeholders."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+# Placeholders a template may use; anything else is a config error caught at load.
+# ``visitor_comma`` is " Jane" when the name is known, else empty ("Hi{visitor_comma}!").
+PLACEHOLDERS = frozenset(
+    {"visitor", "visitor_comma", "specialist", "route", "bot", "reason", "duration"}
+)
+
+
+class Texts(BaseModel):
+    """Templates; ops override any of them in YAML under ``texts:``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    greeting: str = (
+        "Hi{visitor_comma}! I'm {bot}, the virtual assistant. Ask me anything, "
+        'or say "talk to a person" and I\'ll bring in a specialist.'
+    )
+    hello: str = "Hello{visitor_comma}! How can I help you today?"
+    fallback: str = (
+        "I'm not sure I can answer that. Would you like me to connect you with a specialist? "
+        'Just say "talk to a person".'
+    )
+    queued: str = (
+        "I'm connecting you with a specialist from {route}. They'll see our conversation "
+        "so far, so you won't need to repeat yourself."
+    )
+    joined: str = "{specialist} has joined and has the full context of your conversation."
+    ended_by_visitor: str = (
+        "You ended the chat with {specialist}. I'm here if you need anything else."
+    )
+    ended_by_specialist: str = (
+        "{specialist} has ended the chat. I'm here again if you need anything else."
+    )
+    ended_by_system: str = (
+        "The chat with the specialist has ended. I'm here if you need anything else."
+    )
+    failed: str = (
+        "Sorry, I couldn't reach a specialist right now. I'll keep helping, or you can try "
+        "again in a few minutes."
+    )
+    out_of_hours: str = (
+        "Our specialists from {route} aren't available right now. I'll keep helping as best I can."
+    )
+    already_queued: str = "You're already in line; a specialist will be with you shortly."
+    already_joined: str = "You're already talking to {specialist}."
+    nothing_to_end: str = "There's no specialist chat to end. How else can I help?"
+    # Teams side
+    taken: str = "{specialist} is already handling this conversation."
+    closed: str = "This conversation has already ended."
+    not_joined: str = "Only {specialist}, who joined this conversation, can end it."
+    unknown_thread: str = (
+        'I only relay messages in handoff threads I started. Mention me with "setup" to '
+        "configure a route for this channel."
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        for _, name, _, _ in string.Formatter().parse(value):
+            if name is not None and name not in PLACEHOLDERS:
+                allowed = ", ".join(sorted(PLACEHOLDERS))
+                raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
+        return value
+
+    def render(self, key: str, values: Mapping[str, str]) -> str:
+        """Fill a template; missing values read as empty rather than failing a live chat."""
+        template: str = getattr(self, key)
+        filled = {name: values.get(name, "") for name in PLACEHOLDERS}
+        filled["visitor_comma"] = f" {filled['visitor']}" if filled["visitor"] else ""
+        return template.format_map(filled)

@@ -1,0 +1,127 @@
+"""The handoff state machine: ``transition(handoff, event, now) -> (handoff, effects)``, pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from bot.model import Handoff, HandoffState, Party, Person
+
+
+@dataclass(frozen=True)
+class ThreadOpened:
+    """The Teams thread for the handoff exists now."""
+
+    thread_id: str
+    root_activity_id: str
+
+
+@dataclass(frozen=True)
+class OpenFailed:
+    """The Teams thread could not be opened."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Join:
+    """A specialist clicked Join conversation."""
+
+    specialist: Person
+
+
+@dataclass(frozen=True)
+class End:
+    """Someone ended the handoff."""
+
+    by: Party
+    name: str = ""
+    # Only the joined specialist may end from Teams; visitors and the system always may.
+    person: Person | None = None
+
+
+Event = ThreadOpened | OpenFailed | Join | End
+
+
+class VisitorNotice(StrEnum):
+    """What the visitor is told; the value is the Bot Framework handoff status word."""
+
+    QUEUED = "queued"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Refusal(StrEnum):
+    """Why an action on a handoff was refused."""
+
+    TAKEN = "taken"
+    CLOSED = "closed"
+    NOT_JOINED = "not_joined"
+
+
+@dataclass(frozen=True)
+class NotifyVisitor:
+    """Tell the visitor about progress (status event plus a readable message)."""
+
+    notice: VisitorNotice
+
+
+@dataclass(frozen=True)
+class RefreshCard:
+    """Update the thread's root card for everyone."""
+
+
+@dataclass(frozen=True)
+class PostSummary:
+    """Post the conversation summary as a reply in the thread."""
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Tell whoever acted why nothing happened."""
+
+    why: Refusal
+
+
+Effect = NotifyVisitor | RefreshCard | PostSummary | Refuse
+
+
+def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, tuple[Effect, ...]]:
+    """Apply one event; an event that does not apply leaves the handoff as it is."""
+    state = handoff.state
+    match event:
+        case ThreadOpened(thread_id=thread_id, root_activity_id=root_id):
+            if state is HandoffState.QUEUED and not handoff.thread_id:
+                return replace(handoff, thread_id=thread_id, root_activity_id=root_id), ()
+            return handoff, ()
+        case OpenFailed(reason=reason):
+            if state is HandoffState.QUEUED:
+                failed = replace(handoff, state=HandoffState.FAILED, failure=reason, ended_at=now)
+                return failed, (NotifyVisitor(VisitorNotice.FAILED),)
+            return handoff, ()
+        case Join(specialist=who):
+            if state is HandoffState.QUEUED:
+                joined = replace(handoff, state=HandoffState.JOINED, specialist=who, joined_at=now)
+                return joined, (NotifyVisitor(VisitorNotice.ACCEPTED), RefreshCard())
+            if state is HandoffState.JOINED:
+                if handoff.specialist is not None and handoff.specialist.id == who.id:
+                    return handoff, ()  # a double click, nothing to do
+                return handoff, (Refuse(Refusal.TAKEN),)
+            return handoff, (Refuse(Refusal.CLOSED),)
+        case End(by=by, name=name, person=person):
+            if not state.is_open:
+                return handoff, (Refuse(Refusal.CLOSED),)
+            if (
+                by is Party.SPECIALIST
+                and state is HandoffState.JOINED
+                and handoff.specialist is not None
+                and (person is None or person.id != handoff.specialist.id)
+            ):
+                return handoff, (Refuse(Refusal.NOT_JOINED),)
+            ended = replace(
+                handoff, state=HandoffState.ENDED, ended_at=now, ended_by=by, ended_by_name=name
+            )
+            return ended, (NotifyVisitor(VisitorNotice.COMPLETED), RefreshCard(), PostSummary())
+    return handoff, ()  # pragma: no cover - match is exhaustive over Event
