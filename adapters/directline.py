@@ -82,7 +82,10 @@ def _is_loopback_origin(origin: str) -> bool:
         return False
 
 
-@dataclass
+_CLOSED = -1  # queue sentinel: the socket closed
+
+
+@dataclass(eq=False)
 class _Subscriber:
     queue: asyncio.Queue[tuple[int, dict[str, Any]]] = field(default_factory=asyncio.Queue)
 
@@ -101,7 +104,8 @@ class ConversationStreams:
         self._locks = KeyedLocks()
 
     def subscribe(self, cid: str) -> _Subscriber:
-        subscriber = self._streams.subscribe(cid)
+        subscriber = _Subscriber()
+        self._subscribers.setdefault(cid, set()).add(subscriber)
         return subscriber
 
     def unsubscribe(self, cid: str, subscriber: _Subscriber) -> None:
@@ -515,7 +519,7 @@ class DirectLineChannel:
         await ws.prepare(request)
         self._sockets.add(ws)
         subscriber = self._streams.subscribe(cid)
-        reader = asyncio.create_task(self._read_client(ws))
+        reader = asyncio.create_task(self._read_client(ws, subscriber))
         try:
             sent = watermark
             while True:
@@ -533,6 +537,8 @@ class DirectLineChannel:
                 batch = [first]
                 while not subscriber.queue.empty():
                     batch.append(subscriber.queue.get_nowait())
+                if any(seq == _CLOSED for seq, _ in batch):
+                    break
                 batch = [row for row in batch if row[0] > sent]
                 if batch:
                     await self._send(ws, cid, batch)
@@ -555,13 +561,12 @@ class DirectLineChannel:
         }
         await ws.send_str(json.dumps(frame))
 
-    async def _read_client(self, ws: web.WebSocketResponse) -> None:
-        """Clients only send pings; reading keeps close frames flowing."""
+    async def _read_client(self, ws: web.WebSocketResponse, subscriber: _Subscriber) -> None:
+        """Clients only send pings; reading notices the close, which then stops the writer."""
         async for message in ws:
             if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                 break
-        # Wake the writer so it notices the close.
-        await ws.close()
+        subscriber.queue.put_nowait((_CLOSED, {}))
 
 
 def upstream_transcript(activity: dict[str, Any], now: datetime) -> list[UpstreamTurn]:

@@ -1,0 +1,130 @@
+"""Shared fixtures: real servers on loopback, no mocks of HTTP."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.auth import BotCredentials
+from adapters.http import SERVICE, create_app
+from bot.config import Settings
+from tests.support.directline_client import DirectLineClient
+from tests.support.standin import Standin, build_standin_app
+from tests.support.teams import TENANT
+
+CHANNEL = "19:support@thread.tacv2"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip outside CI when a tool is missing; in CI a missing tool is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[Standin]:
+    state = Standin()
+    runner, state.url = await _serve(build_standin_app(state))
+    yield state
+    await runner.cleanup()
+
+
+def test_settings(standin: Standin, db: Path, **sections: Any) -> Settings:
+    data: dict[str, Any] = {
+        "teams": {"service_url": standin.url, "tenant_id": TENANT},
+        "routes": [
+            {"id": "support", "name": "Customer support", "channel": CHANNEL,
+             "categories": ["billing"]},
+            {"id": "sales", "name": "Sales", "channel": "19:sales@thread.tacv2"},
+        ],
+        "storage": {"sqlite_path": str(db)},
+    }
+    data.update(sections)
+    return Settings.model_validate(data)
+
+
+@dataclass
+class RunningBot:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def directline(self) -> str:
+        return f"{self.url}/v3/directline"
+
+    async def stop(self) -> None:
+        if self.runner.server is not None:
+            await self.runner.cleanup()
+
+    def set_settings(self, settings: Settings) -> None:
+        self.app[SERVICE].settings = settings
+
+
+BotFactory = Callable[..., Awaitable[RunningBot]]
+
+
+@pytest.fixture
+async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactory]:
+    running: list[RunningBot] = []
+
+    async def start(db: Path | None = None, **sections: Any) -> RunningBot:
+        settings = test_settings(standin, db or tmp_path / "handoff.db", **sections)
+        app = await create_app(settings, BotCredentials(), env={})
+        runner, url = await _serve(app)
+        bot = RunningBot(url, app, runner)
+        running.append(bot)
+        return bot
+
+    yield start
+    for bot in running:
+        await bot.stop()
+
+
+@pytest.fixture
+async def bot(start_bot: BotFactory) -> RunningBot:
+    return await start_bot()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def visitor_factory(http: aiohttp.ClientSession) -> Callable[[RunningBot], DirectLineClient]:
+    def make(bot: RunningBot) -> DirectLineClient:
+        return DirectLineClient(http, bot.directline, origin=bot.url)
+    return make
+
+
+@pytest.fixture
+async def visitor(bot: RunningBot, visitor_factory: Callable[[RunningBot], DirectLineClient]
+                  ) -> AsyncIterator[DirectLineClient]:
+    client = visitor_factory(bot)
+    await client.start()
+    yield client
+    await client.disconnect()

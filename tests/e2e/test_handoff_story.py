@@ -1,0 +1,228 @@
+"""The whole handoff over real sockets: Direct Line visitor, real botbuilder adapter, connector stand-in."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import CHANNEL, RunningBot
+from tests.support.directline_client import DirectLineClient
+from tests.support.standin import Call, Standin
+from tests.support.teams import ALEX, ISAIAH, TENANT, card_action, card_submit, send, thread_message
+
+CONTEXT = {
+    "name": "Jane Doe", "email": "jane@fabrikam.example", "company": "Fabrikam",
+    "page": {"url": "https://contoso.example/pricing", "title": "Pricing", "referrer": ""},
+    "locale": "en-GB", "timezone": "Europe/London", "plan": "Enterprise",
+}
+
+
+def card_of(call: Call) -> dict[str, Any]:
+    activity = call.body.get("activity", call.body)
+    return activity["attachments"][0]["content"]
+
+
+def card_text(card: dict[str, Any]) -> str:
+    return json.dumps(card, ensure_ascii=False)
+
+
+def relayed_texts(standin: Standin, thread_id: str) -> list[str]:
+    return [c.body.get("text", "") for c in standin.posts_to(thread_id) if "text" in c.body]
+
+
+async def open_handoff(visitor: DirectLineClient, standin: Standin) -> tuple[str, str, str]:
+    """Visitor asks for a person; returns (thread id, root id, handoff id)."""
+    await visitor.event("visitor.context", CONTEXT)
+    await visitor.say("How do I export my invoices?")
+    await visitor.wait_text("not sure I can answer")
+    await visitor.say("Can I talk to a human please?")
+    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    await visitor.wait_for(lambda: "queued" in visitor.statuses())
+    card = card_of(call)
+    join = next(a for a in card["actions"] if a["title"] == "Join conversation")
+    root = "1000"
+    thread_id = f"{CHANNEL};messageid={root}"
+    return thread_id, root, join["data"]["handoffId"]
+
+
+async def test_visitor_hands_off_to_specialist_and_back(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    greeting = await visitor.wait_text("virtual assistant")
+    assert greeting["from"]["role"] == "bot"
+
+    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+
+    # The thread: a new conversation in the route's channel, whose root is the context card.
+    opened = standin.threads[0]
+    assert opened.body["isGroup"] is True
+    assert opened.body["channelData"]["channel"]["id"] == CHANNEL
+    assert opened.body["channelData"]["tenant"]["id"] == TENANT
+    card = card_of(opened)
+    assert card["type"] == "AdaptiveCard" and float(card["version"]) <= 1.5
+    shown = card_text(card)
+    for fact in ("Fabrikam", "Jane Doe", "jane@fabrikam.example", "https://contoso.example/pricing",
+                 "Enterprise", "How do I export my invoices?"):
+        assert fact in shown, fact
+    assert "Open questions" in shown
+    join = next(a for a in card["actions"] if a["title"] == "Join conversation")
+    assert join["type"] == "Action.Execute" and join["verb"] == "handoff.join"
+    assert join["fallback"]["type"] == "Action.Submit"
+    assert join["fallback"]["data"] == join["data"]
+    assert any("specialist" in t for t in visitor.texts("bot"))
+
+    # While waiting, what the visitor writes already lands in the thread.
+    await visitor.say("Still there?")
+    await standin.wait_for(lambda: any("Still there?" in t for t in relayed_texts(standin, thread_id)))
+
+    # Alex joins by clicking the card.
+    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    assert status == 200
+    assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+    assert "Alex Wilber joined" in card_text(body["value"])
+    assert [a["title"] for a in body["value"]["actions"]] == ["End conversation"]
+    update = await standin.wait_for(lambda: standin.of("PUT", f"/activities/{root}"))
+    assert "Alex Wilber joined" in card_text(card_of(update[-1]))
+    joined = await visitor.wait_text("has joined and has the full context")
+    assert joined["text"].startswith("Alex Wilber")
+    assert "accepted" in visitor.statuses()
+
+    # Isaiah clicks Join too: he is told who has it, nothing changes.
+    puts_before = len(standin.of("PUT"))
+    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id))
+    assert status == 200
+    assert "Alex Wilber is already handling this conversation" in card_text(body["value"])
+    assert len(standin.of("PUT")) == puts_before
+    assert sum("has joined" in t for t in visitor.texts()) == 1
+
+    # Visitor -> thread, in order, under the visitor's name.
+    burst = [f"message {n}" for n in range(8)]
+    for text in burst:
+        await visitor.say(text)
+    await standin.wait_for(lambda: sum("message " in t for t in relayed_texts(standin, thread_id)) == 8)
+    relayed = [t for t in relayed_texts(standin, thread_id) if "message " in t]
+    assert all(t.startswith("**Jane Doe:**") for t in relayed)
+    assert [t.rsplit(" ", 1)[-1] for t in relayed] == [str(n) for n in range(8)]
+
+    # Thread -> visitor: the specialist's reply, mention and HTML stripped, under his name.
+    status, _ = await send(http, bot.url, thread_message(
+        standin.url, thread_id, ALEX, "Hi Jane, <b>happy</b> to help with <at>Isaiah Langer</at>&#39;s export!"))
+    assert status in (200, 201)
+    reply = await visitor.wait_text("Hi Jane")
+    assert reply["text"] == "Hi Jane, happy to help with Isaiah Langer's export!"
+    assert reply["from"]["name"] == "Alex Wilber"
+    assert reply["channelData"]["handoff"]["senderRole"] == "specialist"
+
+    # Someone who has not joined writes in the thread: an internal note, not relayed.
+    await send(http, bot.url, thread_message(standin.url, thread_id, ISAIAH, "FYI she is on the old plan"))
+    # The bot stays silent while the human is first responder.
+    bot_lines_before = len(visitor.texts("bot"))
+    await visitor.say("What is the refund policy?")
+    await standin.wait_for(lambda: any("refund policy" in t for t in relayed_texts(standin, thread_id)))
+    assert len(visitor.texts("bot")) == bot_lines_before
+    assert not any("old plan" in t for t in visitor.texts())
+
+    # Alex ends it with /end: both sides told, card shows it ended, summary in the thread.
+    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "/end"))
+    await visitor.wait_text("has ended the chat")
+    assert visitor.statuses()[-1] == "completed"
+    summary = await standin.wait_for(lambda: [
+        c for c in standin.posts_to(thread_id) if c.body.get("attachments")
+        and "Conversation summary" in card_text(card_of(c))])
+    summary_text = card_text(card_of(summary[0]))
+    for part in ("Jane Doe with Alex Wilber", "Still open", "refund policy"):
+        assert part in summary_text, part
+    ended = standin.of("PUT", f"/activities/{root}")[-1]
+    assert "Ended by Alex Wilber" in card_text(card_of(ended))
+    assert card_of(ended)["actions"] == []
+
+    # The bot is first responder again, and nothing more goes to the thread.
+    posts_before = len(standin.posts_to(thread_id))
+    await visitor.say("what are your opening hours?")
+    await visitor.wait_text("Monday to Friday")
+    assert len(standin.posts_to(thread_id)) == posts_before
+
+
+async def test_visitor_ends_from_the_widget(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    await visitor.wait_text("has joined")
+    await visitor.event("handoff.end")
+    await visitor.wait_text("You ended the chat with Alex Wilber")
+    assert visitor.statuses()[-1] == "completed"
+    ended = await standin.wait_for(lambda: [c for c in standin.of("PUT", root) if "Ended by Jane Doe" in card_text(card_of(c))])
+    assert ended
+    await standin.wait_for(lambda: any("Conversation summary" in card_text(card_of(c))
+                                       for c in standin.posts_to(thread_id) if c.body.get("attachments")))
+    # A late click on the ended card is refused politely.
+    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id))
+    assert status == 200
+    assert "already ended" in card_text(body["value"])
+
+
+async def test_visitor_end_of_conversation_activity_ends_handoff(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    status, _ = await visitor.post({"type": "endOfConversation"})
+    assert status == 200
+    await visitor.wait_for(lambda: visitor.statuses()[-1:] == ["completed"])
+    await standin.wait_for(lambda: any(c.body.get("attachments") for c in standin.posts_to(thread_id)))
+
+
+async def test_specialist_ends_with_card_button_and_submit_fallback(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    # Action.Submit fallback (hosts without Universal Actions) joins as well.
+    status, _ = await send(http, bot.url, card_submit(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    assert status in (200, 201)
+    await visitor.wait_text("Alex Wilber has joined")
+    # Isaiah may not end Alex's conversation.
+    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.end", handoff_id))
+    assert "Only Alex Wilber" in card_text(body["value"])
+    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.end", handoff_id))
+    assert status == 200 and "Ended by Alex Wilber" in card_text(body["value"])
+    await visitor.wait_text("Alex Wilber has ended the chat")
+
+
+async def test_upstream_agent_initiates_handoff_with_transcript(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+) -> None:
+    transcript = {"activities": [
+        {"type": "message", "text": "My card was charged twice", "from": {"role": "user", "name": "Jane"},
+         "timestamp": "2026-11-24T09:00:00Z"},
+        {"type": "message", "text": "I can't see duplicate charges.", "from": {"role": "bot", "name": "Copilot"},
+         "timestamp": "2026-11-24T09:00:05Z"},
+        {"type": "message", "text": "Why was I charged twice?", "from": {"role": "user", "name": "Jane"},
+         "timestamp": "2026-11-24T09:00:10Z"},
+    ]}
+    status, _ = await visitor.post({
+        "type": "event", "name": "handoff.initiate",
+        "value": {"reason": "the Copilot agent could not resolve a billing dispute", "category": "billing",
+                  "visitor": {"name": "Jane Doe", "company": "Fabrikam"}},
+        "attachments": [{"contentType": "application/json", "name": "Transcript", "content": transcript}],
+    })
+    assert status == 200
+    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    shown = card_text(card_of(call))
+    assert call.body["channelData"]["channel"]["id"] == CHANNEL  # category billing -> support
+    for part in ("Fabrikam", "My card was charged twice", "Why was I charged twice?", "billing dispute"):
+        assert part in shown, part
+    await visitor.wait_for(lambda: "queued" in visitor.statuses())
+
+
+async def test_request_button_picks_route_by_category(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+) -> None:
+    await visitor.event("handoff.request", {"category": "sales"})
+    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    assert call.body["channelData"]["channel"]["id"] == "19:sales@thread.tacv2"
+    # Asking again while queued does not open a second thread.
+    await visitor.event("handoff.request", {})
+    await visitor.wait_text("already in line")
+    assert len(standin.threads) == 1

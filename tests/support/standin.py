@@ -1,0 +1,82 @@
+"""A local Bot Connector stand-in: records every call, answers like Teams, can misbehave on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Standin:
+    """State of the fake connector; ``failures`` is a queue of (status, headers) to answer next."""
+
+    calls: list[Call] = field(default_factory=list)
+    failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+
+    def of(self, method: str, contains: str = "") -> list[Call]:
+        return [c for c in self.calls if c.method == method and contains in c.path]
+
+    @property
+    def threads(self) -> list[Call]:
+        return [c for c in self.calls if c.method == "POST" and c.path == "/v3/conversations"]
+
+    def posts_to(self, thread_id: str) -> list[Call]:
+        return [c for c in self.calls if c.method == "POST" and c.path.endswith("/activities")
+                and thread_id in c.path]
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
+        """Wait until ``predicate()`` is truthy; return its value."""
+        async def _loop() -> Any:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                self.changed.clear()
+                await self.changed.wait()
+        return await asyncio.wait_for(_loop(), timeout)
+
+
+def build_standin_app(state: Standin) -> web.Application:
+    async def record(request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = json.loads(raw) if raw else {}
+        from urllib.parse import unquote
+
+        path = unquote(request.path)
+        call = Call(request.method, path, body, dict(request.headers))
+        if state.failures:
+            status, headers = state.failures.pop(0)
+            state.calls.append(call)
+            state.changed.set()
+            return web.json_response({"error": {"code": "Injected"}}, status=status, headers=headers)
+        state.calls.append(call)
+        state.changed.set()
+        if request.method == "POST" and path == "/v3/conversations":
+            root = str(next(state.ids))
+            channel = body["channelData"]["channel"]["id"]
+            return web.json_response({"id": f"{channel};messageid={root}", "activityId": root},
+                                     status=201)
+        if request.method == "PUT":
+            return web.json_response({"id": path.rsplit("/", 1)[-1]})
+        return web.json_response({"id": str(next(state.ids))}, status=201)
+
+    app = web.Application()
+    app.router.add_route("*", "/v3/conversations", record)
+    app.router.add_route("*", "/v3/conversations/{tail:.*}", record)
+    return app
