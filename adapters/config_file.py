@@ -86,11 +86,11 @@ def parse_settings(text: str, source: str) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        found = []
         for error in exc.errors():
             loc = tuple(error["loc"])
-            problems.append(f"{source}:{_line_of(root, loc)}: {_key_path(loc)}: {_message(error)}")
-        raise ConfigError(problems) from exc
+            found.append((_line_of(root, loc), f"{_key_path(loc)}: {_message(error)}"))
+        raise ConfigError([f"{source}:{line}: {what}" for line, what in sorted(found)]) from exc
 
 
 def load_settings(path: str | Path) -> Settings:

@@ -55,13 +55,8 @@ def _fact_rows(facts: Sequence[tuple[str, str]]) -> list[Card]:
                 "type": "ColumnSet",
                 "spacing": "Small",
                 "columns": [
-                    {
-                        "type": "Column",
-                        "width": "90px",
-                        "items": [
-                            {"type": "TextBlock", "text": label, "isSubtle": True, "wrap": True}
-                        ],
-                    },
+                    # Labels can come from visitor context keys: verbatim too.
+                    {"type": "Column", "width": "90px", "items": [_plain(label, isSubtle=True)]},
                     {"type": "Column", "width": "stretch", "items": [_plain(value)]},
                 ],
             }

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 from enum import StrEnum
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
@@ -41,13 +42,22 @@ def _parse_range(text: str) -> tuple[time, time | None]:
     return start, end
 
 
+def _check_range(text: str) -> str:
+    _parse_range(text)
+    return text
+
+
+# Validated per item, so an error names the exact entry (weekly.mon[1]).
+TimeRange = Annotated[str, AfterValidator(_check_range)]
+
+
 class Hours(BaseModel):
     """When a route's team is at work; a range ending before it starts runs past midnight."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str = "UTC"
-    weekly: dict[Weekday, list[str]] = Field(default_factory=dict)
+    weekly: dict[Weekday, list[TimeRange]] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -56,14 +66,6 @@ class Hours(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
-
-    @field_validator("weekly")
-    @classmethod
-    def _ranges_parse(cls, value: dict[Weekday, list[str]]) -> dict[Weekday, list[str]]:
-        for ranges in value.values():
-            for text in ranges:
-                _parse_range(text)
         return value
 
     def _intervals(self, day: datetime) -> list[tuple[datetime, datetime]]:

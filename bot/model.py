@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -127,6 +128,8 @@ class Handoff:
 
 
 _VISITOR_FIELDS = {"name", "email", "company", "locale", "timezone"}
+_EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9 _-]{0,39}$")
+_MAX_EXTRAS = 20
 
 
 def _text(value: Any, limit: int = 500) -> str:
@@ -148,7 +151,15 @@ def merge_context(visitor: Visitor, context: Mapping[str, Any]) -> Visitor:
     user_agent = _text(context.get("userAgent", visitor.user_agent))
     skip = _VISITOR_FIELDS | {"page", "userAgent", "screen"}
     extra = dict(visitor.extra)
-    extra.update({str(k): v for k, v in context.items() if k not in skip and _text(v)})
+    for key, value in context.items():
+        # Extras are shown on the card: plain short keys and scalar values only.
+        if (
+            len(extra) < _MAX_EXTRAS
+            and key not in skip
+            and _EXTRA_KEY.match(str(key))
+            and _text(value)
+        ):
+            extra[str(key)] = _text(value)
     return Visitor(
         id=visitor.id,
         name=known.get("name", visitor.name),

@@ -29,8 +29,10 @@ def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
     flat = " ".join(text.split())
     if len(flat) <= limit:
         return flat
-    cut = flat[: limit - 1].rsplit(" ", 1)[0]
-    return f"{cut}…"
+    cut = flat[: limit - 1]
+    if flat[limit - 1] != " ":
+        cut = cut.rsplit(" ", 1)[0]
+    return f"{cut.rstrip()}…"
 
 
 def format_duration(delta: timedelta) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from adapters.auth import BotCredentials
+from adapters.clock import utc_now
 from adapters.http import SERVICE, create_app
 from bot.config import Settings
 from tests.support.directline_client import DirectLineClient
@@ -55,8 +57,12 @@ def test_settings(standin: Standin, db: Path, **sections: Any) -> Settings:
     data: dict[str, Any] = {
         "teams": {"service_url": standin.url, "tenant_id": TENANT},
         "routes": [
-            {"id": "support", "name": "Customer support", "channel": CHANNEL,
-             "categories": ["billing"]},
+            {
+                "id": "support",
+                "name": "Customer support",
+                "channel": CHANNEL,
+                "categories": ["billing"],
+            },
             {"id": "sales", "name": "Sales", "channel": "19:sales@thread.tacv2"},
         ],
         "storage": {"sqlite_path": str(db)},
@@ -90,9 +96,14 @@ BotFactory = Callable[..., Awaitable[RunningBot]]
 async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactory]:
     running: list[RunningBot] = []
 
-    async def start(db: Path | None = None, **sections: Any) -> RunningBot:
+    async def start(
+        db: Path | None = None,
+        env: dict[str, str] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        **sections: Any,
+    ) -> RunningBot:
         settings = test_settings(standin, db or tmp_path / "handoff.db", **sections)
-        app = await create_app(settings, BotCredentials(), env={})
+        app = await create_app(settings, BotCredentials(), env=env or {}, clock=clock)
         runner, url = await _serve(app)
         bot = RunningBot(url, app, runner)
         running.append(bot)
@@ -118,12 +129,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def visitor_factory(http: aiohttp.ClientSession) -> Callable[[RunningBot], DirectLineClient]:
     def make(bot: RunningBot) -> DirectLineClient:
         return DirectLineClient(http, bot.directline, origin=bot.url)
+
     return make
 
 
 @pytest.fixture
-async def visitor(bot: RunningBot, visitor_factory: Callable[[RunningBot], DirectLineClient]
-                  ) -> AsyncIterator[DirectLineClient]:
+async def visitor(
+    bot: RunningBot, visitor_factory: Callable[[RunningBot], DirectLineClient]
+) -> AsyncIterator[DirectLineClient]:
     client = visitor_factory(bot)
     await client.start()
     yield client

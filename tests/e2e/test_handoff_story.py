@@ -13,9 +13,13 @@ from tests.support.standin import Call, Standin
 from tests.support.teams import ALEX, ISAIAH, TENANT, card_action, card_submit, send, thread_message
 
 CONTEXT = {
-    "name": "Jane Doe", "email": "jane@fabrikam.example", "company": "Fabrikam",
+    "name": "Jane Doe",
+    "email": "jane@fabrikam.example",
+    "company": "Fabrikam",
     "page": {"url": "https://contoso.example/pricing", "title": "Pricing", "referrer": ""},
-    "locale": "en-GB", "timezone": "Europe/London", "plan": "Enterprise",
+    "locale": "en-GB",
+    "timezone": "Europe/London",
+    "plan": "Enterprise",
 }
 
 
@@ -63,8 +67,14 @@ async def test_visitor_hands_off_to_specialist_and_back(
     card = card_of(opened)
     assert card["type"] == "AdaptiveCard" and float(card["version"]) <= 1.5
     shown = card_text(card)
-    for fact in ("Fabrikam", "Jane Doe", "jane@fabrikam.example", "https://contoso.example/pricing",
-                 "Enterprise", "How do I export my invoices?"):
+    for fact in (
+        "Fabrikam",
+        "Jane Doe",
+        "jane@fabrikam.example",
+        "https://contoso.example/pricing",
+        "Enterprise",
+        "How do I export my invoices?",
+    ):
         assert fact in shown, fact
     assert "Open questions" in shown
     join = next(a for a in card["actions"] if a["title"] == "Join conversation")
@@ -75,10 +85,14 @@ async def test_visitor_hands_off_to_specialist_and_back(
 
     # While waiting, what the visitor writes already lands in the thread.
     await visitor.say("Still there?")
-    await standin.wait_for(lambda: any("Still there?" in t for t in relayed_texts(standin, thread_id)))
+    await standin.wait_for(
+        lambda: any("Still there?" in t for t in relayed_texts(standin, thread_id))
+    )
 
     # Alex joins by clicking the card.
-    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    status, body = await send(
+        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
     assert status == 200
     assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
     assert "Alex Wilber joined" in card_text(body["value"])
@@ -91,7 +105,9 @@ async def test_visitor_hands_off_to_specialist_and_back(
 
     # Isaiah clicks Join too: he is told who has it, nothing changes.
     puts_before = len(standin.of("PUT"))
-    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id))
+    status, body = await send(
+        http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id)
+    )
     assert status == 200
     assert "Alex Wilber is already handling this conversation" in card_text(body["value"])
     assert len(standin.of("PUT")) == puts_before
@@ -101,14 +117,24 @@ async def test_visitor_hands_off_to_specialist_and_back(
     burst = [f"message {n}" for n in range(8)]
     for text in burst:
         await visitor.say(text)
-    await standin.wait_for(lambda: sum("message " in t for t in relayed_texts(standin, thread_id)) == 8)
+    await standin.wait_for(
+        lambda: sum("message " in t for t in relayed_texts(standin, thread_id)) == 8
+    )
     relayed = [t for t in relayed_texts(standin, thread_id) if "message " in t]
     assert all(t.startswith("**Jane Doe:**") for t in relayed)
     assert [t.rsplit(" ", 1)[-1] for t in relayed] == [str(n) for n in range(8)]
 
     # Thread -> visitor: the specialist's reply, mention and HTML stripped, under his name.
-    status, _ = await send(http, bot.url, thread_message(
-        standin.url, thread_id, ALEX, "Hi Jane, <b>happy</b> to help with <at>Isaiah Langer</at>&#39;s export!"))
+    status, _ = await send(
+        http,
+        bot.url,
+        thread_message(
+            standin.url,
+            thread_id,
+            ALEX,
+            "Hi Jane, <b>happy</b> to help with <at>Isaiah Langer</at>&#39;s export!",
+        ),
+    )
     assert status in (200, 201)
     reply = await visitor.wait_text("Hi Jane")
     assert reply["text"] == "Hi Jane, happy to help with Isaiah Langer's export!"
@@ -116,11 +142,15 @@ async def test_visitor_hands_off_to_specialist_and_back(
     assert reply["channelData"]["handoff"]["senderRole"] == "specialist"
 
     # Someone who has not joined writes in the thread: an internal note, not relayed.
-    await send(http, bot.url, thread_message(standin.url, thread_id, ISAIAH, "FYI she is on the old plan"))
+    await send(
+        http, bot.url, thread_message(standin.url, thread_id, ISAIAH, "FYI she is on the old plan")
+    )
     # The bot stays silent while the human is first responder.
     bot_lines_before = len(visitor.texts("bot"))
     await visitor.say("What is the refund policy?")
-    await standin.wait_for(lambda: any("refund policy" in t for t in relayed_texts(standin, thread_id)))
+    await standin.wait_for(
+        lambda: any("refund policy" in t for t in relayed_texts(standin, thread_id))
+    )
     assert len(visitor.texts("bot")) == bot_lines_before
     assert not any("old plan" in t for t in visitor.texts())
 
@@ -128,9 +158,13 @@ async def test_visitor_hands_off_to_specialist_and_back(
     await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "/end"))
     await visitor.wait_text("has ended the chat")
     assert visitor.statuses()[-1] == "completed"
-    summary = await standin.wait_for(lambda: [
-        c for c in standin.posts_to(thread_id) if c.body.get("attachments")
-        and "Conversation summary" in card_text(card_of(c))])
+    summary = await standin.wait_for(
+        lambda: [
+            c
+            for c in standin.posts_to(thread_id)
+            if c.body.get("attachments") and "Conversation summary" in card_text(card_of(c))
+        ]
+    )
     summary_text = card_text(card_of(summary[0]))
     for part in ("Jane Doe with Alex Wilber", "Still open", "refund policy"):
         assert part in summary_text, part
@@ -154,12 +188,21 @@ async def test_visitor_ends_from_the_widget(
     await visitor.event("handoff.end")
     await visitor.wait_text("You ended the chat with Alex Wilber")
     assert visitor.statuses()[-1] == "completed"
-    ended = await standin.wait_for(lambda: [c for c in standin.of("PUT", root) if "Ended by Jane Doe" in card_text(card_of(c))])
+    ended = await standin.wait_for(
+        lambda: [c for c in standin.of("PUT", root) if "Ended by Jane Doe" in card_text(card_of(c))]
+    )
     assert ended
-    await standin.wait_for(lambda: any("Conversation summary" in card_text(card_of(c))
-                                       for c in standin.posts_to(thread_id) if c.body.get("attachments")))
+    await standin.wait_for(
+        lambda: any(
+            "Conversation summary" in card_text(card_of(c))
+            for c in standin.posts_to(thread_id)
+            if c.body.get("attachments")
+        )
+    )
     # A late click on the ended card is refused politely.
-    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id))
+    status, body = await send(
+        http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id)
+    )
     assert status == 200
     assert "already ended" in card_text(body["value"])
 
@@ -171,7 +214,9 @@ async def test_visitor_end_of_conversation_activity_ends_handoff(
     status, _ = await visitor.post({"type": "endOfConversation"})
     assert status == 200
     await visitor.wait_for(lambda: visitor.statuses()[-1:] == ["completed"])
-    await standin.wait_for(lambda: any(c.body.get("attachments") for c in standin.posts_to(thread_id)))
+    await standin.wait_for(
+        lambda: any(c.body.get("attachments") for c in standin.posts_to(thread_id))
+    )
 
 
 async def test_specialist_ends_with_card_button_and_submit_fallback(
@@ -179,13 +224,19 @@ async def test_specialist_ends_with_card_button_and_submit_fallback(
 ) -> None:
     thread_id, root, handoff_id = await open_handoff(visitor, standin)
     # Action.Submit fallback (hosts without Universal Actions) joins as well.
-    status, _ = await send(http, bot.url, card_submit(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    status, _ = await send(
+        http, bot.url, card_submit(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
     assert status in (200, 201)
     await visitor.wait_text("Alex Wilber has joined")
     # Isaiah may not end Alex's conversation.
-    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.end", handoff_id))
+    status, body = await send(
+        http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.end", handoff_id)
+    )
     assert "Only Alex Wilber" in card_text(body["value"])
-    status, body = await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.end", handoff_id))
+    status, body = await send(
+        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.end", handoff_id)
+    )
     assert status == 200 and "Ended by Alex Wilber" in card_text(body["value"])
     await visitor.wait_text("Alex Wilber has ended the chat")
 
@@ -193,25 +244,52 @@ async def test_specialist_ends_with_card_button_and_submit_fallback(
 async def test_upstream_agent_initiates_handoff_with_transcript(
     bot: RunningBot, visitor: DirectLineClient, standin: Standin
 ) -> None:
-    transcript = {"activities": [
-        {"type": "message", "text": "My card was charged twice", "from": {"role": "user", "name": "Jane"},
-         "timestamp": "2026-11-24T09:00:00Z"},
-        {"type": "message", "text": "I can't see duplicate charges.", "from": {"role": "bot", "name": "Copilot"},
-         "timestamp": "2026-11-24T09:00:05Z"},
-        {"type": "message", "text": "Why was I charged twice?", "from": {"role": "user", "name": "Jane"},
-         "timestamp": "2026-11-24T09:00:10Z"},
-    ]}
-    status, _ = await visitor.post({
-        "type": "event", "name": "handoff.initiate",
-        "value": {"reason": "the Copilot agent could not resolve a billing dispute", "category": "billing",
-                  "visitor": {"name": "Jane Doe", "company": "Fabrikam"}},
-        "attachments": [{"contentType": "application/json", "name": "Transcript", "content": transcript}],
-    })
+    transcript = {
+        "activities": [
+            {
+                "type": "message",
+                "text": "My card was charged twice",
+                "from": {"role": "user", "name": "Jane"},
+                "timestamp": "2026-11-24T09:00:00Z",
+            },
+            {
+                "type": "message",
+                "text": "I can't see duplicate charges.",
+                "from": {"role": "bot", "name": "Copilot"},
+                "timestamp": "2026-11-24T09:00:05Z",
+            },
+            {
+                "type": "message",
+                "text": "Why was I charged twice?",
+                "from": {"role": "user", "name": "Jane"},
+                "timestamp": "2026-11-24T09:00:10Z",
+            },
+        ]
+    }
+    status, _ = await visitor.post(
+        {
+            "type": "event",
+            "name": "handoff.initiate",
+            "value": {
+                "reason": "the Copilot agent could not resolve a billing dispute",
+                "category": "billing",
+                "visitor": {"name": "Jane Doe", "company": "Fabrikam"},
+            },
+            "attachments": [
+                {"contentType": "application/json", "name": "Transcript", "content": transcript}
+            ],
+        }
+    )
     assert status == 200
     call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
     shown = card_text(card_of(call))
     assert call.body["channelData"]["channel"]["id"] == CHANNEL  # category billing -> support
-    for part in ("Fabrikam", "My card was charged twice", "Why was I charged twice?", "billing dispute"):
+    for part in (
+        "Fabrikam",
+        "My card was charged twice",
+        "Why was I charged twice?",
+        "billing dispute",
+    ):
         assert part in shown, part
     await visitor.wait_for(lambda: "queued" in visitor.statuses())
 

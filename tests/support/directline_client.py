@@ -31,8 +31,11 @@ class DirectLineClient:
         return {"Authorization": f"Bearer {self.token}"}
 
     async def start(self, name: str = "") -> None:
-        async with self.session.post(f"{self.base}/tokens/generate", headers={"Origin": self.origin},
-                                     json={"user": {"name": name}} if name else None) as r:
+        async with self.session.post(
+            f"{self.base}/tokens/generate",
+            headers={"Origin": self.origin},
+            json={"user": {"name": name}} if name else None,
+        ) as r:
             assert r.status == 200, await r.text()
             self.token = (await r.json())["token"]
         async with self.session.post(f"{self.base}/conversations", headers=self._auth) as r:
@@ -47,7 +50,8 @@ class DirectLineClient:
         if watermark:
             async with self.session.get(
                 f"{self.base}/conversations/{self.conversation_id}",
-                params={"watermark": watermark}, headers=self._auth,
+                params={"watermark": watermark},
+                headers=self._auth,
             ) as r:
                 assert r.status == 200, await r.text()
                 url = (await r.json())["streamUrl"]
@@ -74,7 +78,8 @@ class DirectLineClient:
         activity.setdefault("channelData", {}).setdefault("clientActivityID", uuid.uuid4().hex)
         async with self.session.post(
             f"{self.base}/conversations/{self.conversation_id}/activities",
-            json=activity, headers=self._auth,
+            json=activity,
+            headers=self._auth,
         ) as r:
             return r.status, await r.json()
 
@@ -91,14 +96,22 @@ class DirectLineClient:
     def texts(self, role: str | None = None) -> list[str]:
         """Message texts not from the visitor, optionally only those of one sender role."""
         return [
-            a["text"] for a in self.activities
-            if a["type"] == "message" and a["from"].get("role") != "user"
-            and (role is None or a.get("channelData", {}).get("handoff", {}).get("senderRole") == role)
+            a["text"]
+            for a in self.activities
+            if a["type"] == "message"
+            and a["from"].get("role") != "user"
+            and (
+                role is None
+                or a.get("channelData", {}).get("handoff", {}).get("senderRole") == role
+            )
         ]
 
     def statuses(self) -> list[str]:
-        return [a["value"]["state"] for a in self.activities
-                if a["type"] == "event" and a.get("name") == "handoff.status"]
+        return [
+            a["value"]["state"]
+            for a in self.activities
+            if a["type"] == "event" and a.get("name") == "handoff.status"
+        ]
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
         async def _loop() -> Any:
@@ -108,9 +121,18 @@ class DirectLineClient:
                     return value
                 self._changed.clear()
                 await self._changed.wait()
+
         return await asyncio.wait_for(_loop(), timeout)
 
     async def wait_text(self, fragment: str, timeout: float = 10.0) -> dict[str, Any]:
-        return await self.wait_for(lambda: next(
-            (a for a in self.activities if a["type"] == "message" and fragment in (a.get("text") or "")),
-            None), timeout)
+        return await self.wait_for(
+            lambda: next(
+                (
+                    a
+                    for a in self.activities
+                    if a["type"] == "message" and fragment in (a.get("text") or "")
+                ),
+                None,
+            ),
+            timeout,
+        )

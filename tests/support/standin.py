@@ -37,11 +37,15 @@ class Standin:
         return [c for c in self.calls if c.method == "POST" and c.path == "/v3/conversations"]
 
     def posts_to(self, thread_id: str) -> list[Call]:
-        return [c for c in self.calls if c.method == "POST" and c.path.endswith("/activities")
-                and thread_id in c.path]
+        return [
+            c
+            for c in self.calls
+            if c.method == "POST" and c.path.endswith("/activities") and thread_id in c.path
+        ]
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
         """Wait until ``predicate()`` is truthy; return its value."""
+
         async def _loop() -> Any:
             while True:
                 value = predicate()
@@ -49,6 +53,7 @@ class Standin:
                     return value
                 self.changed.clear()
                 await self.changed.wait()
+
         return await asyncio.wait_for(_loop(), timeout)
 
 
@@ -64,14 +69,17 @@ def build_standin_app(state: Standin) -> web.Application:
             status, headers = state.failures.pop(0)
             state.calls.append(call)
             state.changed.set()
-            return web.json_response({"error": {"code": "Injected"}}, status=status, headers=headers)
+            return web.json_response(
+                {"error": {"code": "Injected"}}, status=status, headers=headers
+            )
         state.calls.append(call)
         state.changed.set()
         if request.method == "POST" and path == "/v3/conversations":
             root = str(next(state.ids))
             channel = body["channelData"]["channel"]["id"]
-            return web.json_response({"id": f"{channel};messageid={root}", "activityId": root},
-                                     status=201)
+            return web.json_response(
+                {"id": f"{channel};messageid={root}", "activityId": root}, status=201
+            )
         if request.method == "PUT":
             return web.json_response({"id": path.rsplit("/", 1)[-1]})
         return web.json_response({"id": str(next(state.ids))}, status=201)

@@ -14,8 +14,16 @@ import aiohttp
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "teams"
 TENANT = "00000000-0000-0000-0000-0000000000001"
 BOT = {"id": "00000000-0000-0000-0000-00000000000011", "name": "Handoff Bot"}
-ALEX = {"id": "user-id-0", "name": "Alex Wilber", "aadObjectId": "00000000-0000-0000-0000-0000000000020"}
-ISAIAH = {"id": "user-id-3", "name": "Isaiah Langer", "aadObjectId": "00000000-0000-0000-0000-0000000000023"}
+ALEX = {
+    "id": "user-id-0",
+    "name": "Alex Wilber",
+    "aadObjectId": "00000000-0000-0000-0000-0000000000020",
+}
+ISAIAH = {
+    "id": "user-id-3",
+    "name": "Isaiah Langer",
+    "aadObjectId": "00000000-0000-0000-0000-0000000000023",
+}
 
 
 @cache
@@ -23,19 +31,34 @@ def _fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def _base(name: str, service_url: str, thread_id: str, user: dict[str, str], tenant: str) -> dict[str, Any]:
+def _base(
+    name: str, service_url: str, thread_id: str, user: dict[str, str], tenant: str
+) -> dict[str, Any]:
     activity = copy.deepcopy(_fixture(name))
     channel = thread_id.split(";", 1)[0]
-    activity.update({"id": str(uuid.uuid4()), "serviceUrl": service_url, "from": dict(user),
-                     "recipient": dict(BOT)})
+    activity.update(
+        {
+            "id": str(uuid.uuid4()),
+            "serviceUrl": service_url,
+            "from": dict(user),
+            "recipient": dict(BOT),
+        }
+    )
     activity["conversation"].update({"id": thread_id, "tenantId": tenant})
     activity["channelData"]["tenant"] = {"id": tenant}
     activity["channelData"]["channel"] = {"id": channel}
     return activity
 
 
-def thread_message(service_url: str, thread_id: str, user: dict[str, str], text: str, *,
-                   mention: bool = True, tenant: str = TENANT) -> dict[str, Any]:
+def thread_message(
+    service_url: str,
+    thread_id: str,
+    user: dict[str, str],
+    text: str,
+    *,
+    mention: bool = True,
+    tenant: str = TENANT,
+) -> dict[str, Any]:
     activity = _base("thread_reply", service_url, thread_id, user, tenant)
     at = f"<at>{BOT['name']}</at>"
     activity["text"] = f"{at} {text}" if mention else text
@@ -44,24 +67,42 @@ def thread_message(service_url: str, thread_id: str, user: dict[str, str], text:
     return activity
 
 
-def card_action(service_url: str, thread_id: str, user: dict[str, str], verb: str, handoff_id: str,
-                *, tenant: str = TENANT) -> dict[str, Any]:
+def card_action(
+    service_url: str,
+    thread_id: str,
+    user: dict[str, str],
+    verb: str,
+    handoff_id: str,
+    *,
+    tenant: str = TENANT,
+) -> dict[str, Any]:
     activity = _base("card_action_invoke", service_url, thread_id, user, tenant)
     activity["replyToId"] = thread_id.split("messageid=", 1)[-1]
     data = {"verb": verb, "handoffId": handoff_id}
-    activity["value"] = {"action": {"type": "Action.Execute", "title": verb, "verb": verb, "data": data}}
+    activity["value"] = {
+        "action": {"type": "Action.Execute", "title": verb, "verb": verb, "data": data}
+    }
     return activity
 
 
-def card_submit(service_url: str, thread_id: str, user: dict[str, str], verb: str, handoff_id: str,
-                *, tenant: str = TENANT) -> dict[str, Any]:
+def card_submit(
+    service_url: str,
+    thread_id: str,
+    user: dict[str, str],
+    verb: str,
+    handoff_id: str,
+    *,
+    tenant: str = TENANT,
+) -> dict[str, Any]:
     activity = _base("card_action_submit", service_url, thread_id, user, tenant)
     activity["replyToId"] = thread_id.split("messageid=", 1)[-1]
     activity["value"] = {"verb": verb, "handoffId": handoff_id}
     return activity
 
 
-async def send(session: aiohttp.ClientSession, bot_url: str, activity: dict[str, Any]) -> tuple[int, Any]:
+async def send(
+    session: aiohttp.ClientSession, bot_url: str, activity: dict[str, Any]
+) -> tuple[int, Any]:
     async with session.post(f"{bot_url}/api/messages", json=activity) as response:
         text = await response.text()
         try:

@@ -42,14 +42,16 @@ function describe(event) {
 function targetVersionOf(json) {
   // Check version-gated features against the version the card declares (when the library
   // knows it); an unknown or too-new version is reported by validateProperties().
-  const declared = typeof json.version === "string" ? AC.Version.parse(json.version, undefined) : undefined;
+  const declared = typeof json.version === "string"
+    ? AC.Version.parse(json.version, new AC.SerializationContext())
+    : undefined;
   if (declared && declared.isValid && declared.compareTo(AC.Versions.latest) <= 0) {
     return declared;
   }
   return AC.Versions.latest;
 }
 
-export function validateCard(name, json) {
+function validateCard(name, json) {
   const errors = [];
   const warnings = [];
   const add = (entry, isWarning) => (isWarning ? warnings : errors).push(entry);
@@ -58,14 +60,6 @@ export function validateCard(name, json) {
     errors.push({ phase: "Input", event: "Other", message: "a card must be a JSON object" });
     return { name, errors, warnings };
   }
-  if (json.type !== "AdaptiveCard") {
-    errors.push({
-      phase: "Input",
-      event: "MissingCardType",
-      message: `top-level "type" must be "AdaptiveCard", got ${JSON.stringify(json.type)}`,
-    });
-  }
-
   const card = new AC.AdaptiveCard();
   const context = new AC.SerializationContext(targetVersionOf(json));
   try {

@@ -1,0 +1,222 @@
+"""Bad input on the widget channel: a clear 4xx, nothing changed, never a 5xx."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.clock import utc_now
+from tests.conftest import BotFactory, RunningBot
+from tests.support.directline_client import DirectLineClient
+
+
+async def request(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    token: str = "",
+    data: Any = None,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    all_headers = {"Authorization": f"Bearer {token}"} if token else {}
+    all_headers.update(headers or {})
+    async with http.request(method, url, data=data, json=json, headers=all_headers) as r:
+        body = (
+            await r.json(content_type=None)
+            if r.content_type == "application/json"
+            else await r.text()
+        )
+        return r.status, body
+
+
+def activities_url(visitor: DirectLineClient) -> str:
+    return f"{visitor.base}/conversations/{visitor.conversation_id}/activities"
+
+
+async def stored(http: aiohttp.ClientSession, visitor: DirectLineClient) -> int:
+    status, body = await request(http, "GET", activities_url(visitor), token=visitor.token)
+    assert status == 200
+    return len(body["activities"])
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (b"{not json", 400, "BadArgument"),
+        (b"[1, 2]", 400, "BadArgument"),
+        (b'{"type": "rocket"}', 400, "BadArgument"),
+        (b'{"type": "message", "text": 42}', 400, "BadArgument"),
+        (b'{"type": "message", "text": "   "}', 400, "BadArgument"),
+        (b'{"type": "event"}', 400, "BadArgument"),
+        (b'{"type": "message", "text": "' + b"x" * 4001 + b'"}', 413, "MessageSizeTooBig"),
+        (b'{"type": "message", "text": "' + b"x" * 300_000 + b'"}', 413, "MessageSizeTooBig"),
+    ],
+    ids=[
+        "malformed",
+        "array",
+        "unknown-type",
+        "text-not-string",
+        "blank",
+        "event-without-name",
+        "over-4000-chars",
+        "over-256KiB",
+    ],
+)
+async def test_bad_activities_are_refused_and_change_nothing(
+    http: aiohttp.ClientSession, visitor: DirectLineClient, payload: bytes, status: int, code: str
+) -> None:
+    before = await stored(http, visitor)
+    got, body = await request(
+        http,
+        "POST",
+        activities_url(visitor),
+        token=visitor.token,
+        data=payload,
+        headers={"Content-Type": "application/json"},
+    )
+    assert got == status
+    assert body["error"]["code"] == code
+    assert "Traceback" not in str(body)
+    assert await stored(http, visitor) == before
+
+
+async def test_another_visitors_conversation_is_forbidden(
+    http: aiohttp.ClientSession, bot: RunningBot, visitor_factory: Any, visitor: DirectLineClient
+) -> None:
+    other = visitor_factory(bot)
+    await other.start()
+    for method, url in (
+        ("GET", activities_url(visitor)),
+        ("POST", activities_url(visitor)),
+        ("GET", f"{visitor.base}/conversations/{visitor.conversation_id}"),
+    ):
+        status, body = await request(
+            http, method, url, token=other.token, json={"type": "message", "text": "hi"}
+        )
+        assert status == 403, (method, url)
+        assert body["error"]["code"] == "Forbidden"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(visitor.stream_url.replace(visitor.token, other.token))
+    assert refused.value.status == 403
+    await other.disconnect()
+
+
+async def test_missing_forged_and_expired_tokens(
+    http: aiohttp.ClientSession, start_bot: BotFactory, visitor_factory: Any
+) -> None:
+    offset = timedelta()
+    bot = await start_bot(clock=lambda: utc_now() + offset)
+    visitor = visitor_factory(bot)
+    await visitor.start()
+    url = activities_url(visitor)
+    assert (await request(http, "GET", url))[0] == 401
+    forged = visitor.token[:-4] + ("AAAA" if not visitor.token.endswith("AAAA") else "BBBB")
+    status, body = await request(http, "GET", url, token=forged)
+    assert status == 403 and body["error"]["code"] == "BadToken"
+    offset = timedelta(hours=2)
+    status, body = await request(http, "GET", url, token=visitor.token)
+    assert status == 403 and body["error"]["code"] == "TokenExpired"
+    status, _ = await request(
+        http, "GET", f"{visitor.base}/conversations/{visitor.conversation_id}", token=visitor.token
+    )
+    assert status == 403
+    await visitor.disconnect()
+
+
+async def test_refresh_gives_a_working_token(
+    http: aiohttp.ClientSession, visitor: DirectLineClient
+) -> None:
+    status, body = await request(
+        http, "POST", f"{visitor.base}/tokens/refresh", token=visitor.token
+    )
+    assert status == 200 and body["conversationId"] == visitor.conversation_id
+    status, _ = await request(http, "GET", activities_url(visitor), token=body["token"])
+    assert status == 200
+
+
+async def test_unknown_conversation_is_404(http: aiohttp.ClientSession, bot: RunningBot) -> None:
+    status, body = await request(
+        http, "POST", f"{bot.directline}/tokens/generate", headers={"Origin": bot.url}
+    )
+    token, cid = body["token"], body["conversationId"]
+    # The token names a conversation that was never started.
+    status, body = await request(http, "GET", f"{bot.directline}/conversations/{cid}", token=token)
+    assert status == 404
+    status, body = await request(
+        http,
+        "POST",
+        f"{bot.directline}/conversations/{cid}/activities",
+        token=token,
+        json={"type": "message", "text": "hi"},
+    )
+    assert status == 404
+
+
+async def test_bad_watermark_is_400(http: aiohttp.ClientSession, visitor: DirectLineClient) -> None:
+    status, body = await request(
+        http, "GET", activities_url(visitor) + "?watermark=abc", token=visitor.token
+    )
+    assert status == 400 and "watermark" in body["error"]["message"]
+
+
+async def test_token_needs_an_allowed_origin_or_the_secret(
+    http: aiohttp.ClientSession, start_bot: BotFactory
+) -> None:
+    bot = await start_bot(
+        env={"DIRECTLINE_SECRET": "s3cret-widget"},
+        widget={"allowed_origins": ["https://www.contoso.example"]},
+    )
+    url = f"{bot.directline}/tokens/generate"
+    assert (await request(http, "POST", url, headers={"Origin": "https://evil.example"}))[0] == 403
+    assert (await request(http, "POST", url))[0] == 403
+    status, _ = await request(http, "POST", url, headers={"Origin": "https://www.contoso.example"})
+    assert status == 200
+    assert (await request(http, "POST", url, token="s3cret-widget"))[0] == 200
+    # CORS: the allowed site may call from the browser, with a preflight.
+    async with http.options(
+        url,
+        headers={"Origin": "https://www.contoso.example", "Access-Control-Request-Method": "POST"},
+    ) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == "https://www.contoso.example"
+    # The widget secret can start a conversation directly (server-to-server use).
+    status, body = await request(
+        http, "POST", f"{bot.directline}/conversations", token="s3cret-widget"
+    )
+    assert status == 201 and body["streamUrl"].startswith("ws://")
+
+
+async def test_duplicate_delivery_is_processed_once(
+    http: aiohttp.ClientSession, visitor: DirectLineClient
+) -> None:
+    activity = {
+        "type": "message",
+        "text": "what does it cost?",
+        "channelData": {"clientActivityID": "dup-1"},
+    }
+    first = await visitor.post(dict(activity))
+    second = await visitor.post(dict(activity))
+    assert first == second
+    await visitor.wait_text("29 EUR")
+    status, body = await request(http, "GET", activities_url(visitor), token=visitor.token)
+    assert sum(a.get("text") == "what does it cost?" for a in body["activities"]) == 1
+    assert sum("29 EUR" in (a.get("text") or "") for a in body["activities"]) == 1
+
+
+async def test_echo_carries_id_client_id_and_timestamp(visitor: DirectLineClient) -> None:
+    status, body = await visitor.post(
+        {"type": "message", "text": "ping", "channelData": {"clientActivityID": "c-42"}}
+    )
+    echo = await visitor.wait_for(
+        lambda: next((a for a in visitor.activities if a["id"] == body["id"]), None)
+    )
+    assert echo["channelData"]["clientActivityID"] == "c-42"
+    assert echo["from"]["role"] == "user" and echo["timestamp"].endswith("Z")
+    typing_status, typing = await visitor.post({"type": "typing"})
+    assert typing_status == 200
+    await visitor.wait_for(lambda: any(a["id"] == typing["id"] for a in visitor.activities))

@@ -1,0 +1,184 @@
+"""Nothing is lost across a process kill or a widget reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import CHANNEL, BotFactory, RunningBot
+from tests.e2e.test_handoff_story import open_handoff
+from tests.support.directline_client import DirectLineClient
+from tests.support.standin import Standin
+from tests.support.teams import ALEX, TENANT, card_action, send, thread_message
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BotProcess:
+    """``python app.py`` as a real process, as ops run it."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config, self.port, self.log = config, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "app.py", "--config", str(self.config), "--port", str(self.port)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if not k.startswith("Microsoft")},
+            )
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                if self.process.poll() is not None:
+                    raise AssertionError(f"bot exited: {self.log.read_text()}")
+                try:
+                    async with session.get(f"{self.url}/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("bot did not come up")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+@pytest.fixture
+async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
+    config = tmp_path / "handoff.yaml"
+    config.write_text(
+        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
+        f'routes:\n  - id: support\n    channel: "{CHANNEL}"\n'
+        f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
+    )
+    process = BotProcess(config, free_port(), tmp_path / "bot.log")
+    await process.start()
+    yield process
+    if process.process and process.process.poll() is None:
+        process.process.terminate()
+        process.process.wait(10)
+
+
+async def test_kill_mid_conversation_loses_nothing(
+    bot_process: BotProcess, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    visitor = DirectLineClient(http, f"{bot_process.url}/v3/directline", origin=bot_process.url)
+    await visitor.start()
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(
+        http, bot_process.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
+    await visitor.wait_text("has joined")
+    seen = visitor.watermark
+
+    bot_process.kill()
+    await visitor.disconnect()
+    await bot_process.start()
+
+    # The widget reconnects with its watermark and its old token: nothing is replayed twice.
+    before = len(visitor.activities)
+    await visitor.connect(watermark=seen)
+    await visitor.say("Are you still there after the hiccup?")
+    await standin.wait_for(
+        lambda: any(
+            "after the hiccup" in c.body.get("text", "") for c in standin.posts_to(thread_id)
+        )
+    )
+    ids = [a["id"] for a in visitor.activities]
+    assert len(ids) == len(set(ids)), "replay duplicated activities"
+    assert len(visitor.activities) > before
+
+    # The thread still relays to the widget after the restart.
+    await send(
+        http, bot_process.url, thread_message(standin.url, thread_id, ALEX, "Yes, still here.")
+    )
+    reply = await visitor.wait_text("Yes, still here.")
+    assert reply["from"]["name"] == "Alex Wilber"
+    await visitor.disconnect()
+
+
+async def test_reconnect_replays_everything_after_the_watermark(
+    bot: RunningBot, visitor_factory: Callable[[RunningBot], DirectLineClient], standin: Standin
+) -> None:
+    visitor = visitor_factory(bot)
+    await visitor.start()
+    await visitor.say("hello")
+    await visitor.wait_text("How can I help")
+    mark = visitor.watermark
+    await visitor.disconnect()
+
+    # While the widget is away, the bot answers; on reconnect, those arrive, and only those.
+    status, _ = await visitor.post({"type": "message", "text": "what does it cost?"})
+    assert status == 200
+    missed_from = len(visitor.activities)
+    await visitor.connect(watermark=mark)
+    await visitor.wait_text("29 EUR")
+    replayed = visitor.activities[missed_from:]
+    assert [a["from"]["role"] for a in replayed] == ["user", "bot"]
+    assert int(visitor.watermark) == int(mark) + 2
+
+    # From watermark 0, a fresh socket gets the whole transcript in order.
+    fresh = visitor_factory(bot)
+    fresh.token, fresh.conversation_id, fresh.stream_url = (
+        visitor.token,
+        visitor.conversation_id,
+        visitor.stream_url,
+    )
+    await fresh.connect()
+    await fresh.wait_for(lambda: len(fresh.activities) == len(visitor.activities))
+    assert [a["id"] for a in fresh.activities] == [a["id"] for a in visitor.activities]
+    await fresh.disconnect()
+    await visitor.disconnect()
+
+
+async def test_in_process_restart_keeps_handoff_and_thread(
+    start_bot: BotFactory,
+    visitor_factory: Callable[[RunningBot], DirectLineClient],
+    standin: Standin,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    first = await start_bot(db=tmp_path / "keep.db")
+    visitor = visitor_factory(first)
+    await visitor.start()
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await visitor.disconnect()
+    await first.stop()
+
+    second = await start_bot(db=tmp_path / "keep.db")
+    status, body = await send(
+        http, second.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
+    assert status == 200 and "Alex Wilber joined" in str(body)
+    visitor.base = second.directline
+    visitor.stream_url = visitor.stream_url.replace(
+        first.url.split("//")[1], second.url.split("//")[1]
+    )
+    await visitor.connect(watermark=visitor.watermark)
+    await visitor.wait_text("has joined")
+    await visitor.disconnect()

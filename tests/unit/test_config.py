@@ -1,0 +1,140 @@
+"""Config problems name the file, the line and the key path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.config_file import load_settings, parse_settings
+from bot.config import Settings
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+teams:
+  service_url: https://smba.trafficmanager.net/teams/
+  tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+routes:
+  - id: support
+    channel: "19:abc@thread.tacv2"
+    hours:
+      timezone: Europe/Berlin
+      weekly:
+        mon: ["09:00-17:00"]
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, "handoff.yaml")
+    return caught.value.problems
+
+
+def test_good_file_loads() -> None:
+    settings = parse_settings(GOOD, "handoff.yaml")
+    assert settings.teams.service_url == "https://smba.trafficmanager.net/teams"
+    assert settings.routes[0].hours is not None
+
+
+def test_shipped_example_is_valid() -> None:
+    settings = load_settings(ROOT / "config" / "handoff.yaml")
+    assert settings.routes[0].id == "support"
+
+
+def test_empty_file_is_the_embedded_defaults() -> None:
+    assert parse_settings("", "handoff.yaml") == Settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GOOD.replace("    channel:", "    chanel:"),
+            [
+                "handoff.yaml:5: routes[0].channel: required key is missing",
+                "handoff.yaml:6: routes[0].chanel: unknown key",
+            ],
+        ),
+        (
+            GOOD.replace("19:abc@thread.tacv2", "general"),
+            [
+                "handoff.yaml:6: routes[0].channel: a Teams channel id starts with '19:' (for example 19:abc@thread.tacv2)"
+            ],
+        ),
+        (
+            GOOD.replace("Europe/Berlin", "Europe/Atlantis"),
+            ["handoff.yaml:8: routes[0].hours.timezone: unknown IANA time zone 'Europe/Atlantis'"],
+        ),
+        (
+            GOOD.replace('["09:00-17:00"]', '["9 to 5"]'),
+            [
+                "handoff.yaml:10: routes[0].hours.weekly.mon[0]: '9 to 5' is not a time range like '09:00-17:30'"
+            ],
+        ),
+        (GOOD + "colour: blue\n", ["handoff.yaml:11: colour: unknown key"]),
+        (
+            GOOD.replace("  tenant_id", "  tenant_id: x\n  tenant_id"),
+            ["handoff.yaml:4: teams.tenant_id: key given twice"],
+        ),
+        ("teams: [1, 2\n", ["handoff.yaml:2: (yaml): expected ',' or ']', but got '<stream end>'"]),
+        ("- just\n- a list\n", ["handoff.yaml:1: (top level): must be a mapping of sections"]),
+        (
+            GOOD + "widget:\n  max_message_chars: lots\n",
+            [
+                "handoff.yaml:12: widget.max_message_chars: Input should be a valid integer, unable to parse string as an integer"
+            ],
+        ),
+        (
+            GOOD + "texts:\n  joined: '{specialist} and {nobody}'\n",
+            [
+                "handoff.yaml:12: texts.joined: unknown placeholder {nobody} (allowed: bot, duration, reason, route, specialist, visitor, visitor_comma)"
+            ],
+        ),
+        (
+            GOOD + "  - id: support\n    channel: '19:x@thread.tacv2'\n",
+            ["handoff.yaml:4: routes: route id 'support' is used twice"],
+        ),
+    ],
+    ids=[
+        "unknown-key",
+        "bad-channel",
+        "bad-zone",
+        "bad-range",
+        "unknown-section",
+        "duplicate-key",
+        "yaml-syntax",
+        "not-a-mapping",
+        "wrong-type",
+        "bad-placeholder",
+        "duplicate-route",
+    ],
+)
+def test_problems_name_line_and_key(text: str, expected: list[str]) -> None:
+    assert problems(text) == expected
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "missing.yaml")
+    assert caught.value.problems[0].startswith(
+        f"{tmp_path / 'missing.yaml'}:0: (file): cannot read"
+    )
+
+
+def test_app_refuses_to_start_on_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("    channel:", "    chanel:"))
+    run = subprocess.run(
+        [sys.executable, "app.py", "--config", str(bad), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert f"{bad}:6: routes[0].chanel: unknown key" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,116 @@
+"""Summaries, open loops and text templates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.model import Handoff, HandoffState, Party, Person, Role, Turn
+from bot.summary import end_summary, format_duration, is_question, loops, quote, summary_so_far
+from bot.texts import Texts
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def turn(minute: int, role: Role, text: str, fallback: bool = False) -> Turn:
+    return Turn("c", T0 + timedelta(minutes=minute), role, role.value, text, fallback)
+
+
+TURNS = [
+    turn(0, Role.BOT, "Hi! How can I help?"),
+    turn(1, Role.VISITOR, "How do I export invoices?"),
+    turn(1, Role.BOT, "I'm not sure", fallback=True),
+    turn(2, Role.VISITOR, "What does the Pro plan cost?"),
+    turn(2, Role.BOT, "29 EUR"),
+    turn(3, Role.VISITOR, "can I talk to a human"),
+]
+
+
+def test_loops_split_answered_and_open() -> None:
+    result = loops(TURNS)
+    assert result.answered == ("What does the Pro plan cost?",)
+    assert result.open == ("How do I export invoices?", "can I talk to a human")
+
+
+def test_specialist_reply_answers_everything_pending() -> None:
+    result = loops([*TURNS, turn(5, Role.SPECIALIST, "Here is how")])
+    assert result.open == ()
+
+
+def test_summary_so_far() -> None:
+    text = summary_so_far(TURNS, "Jane", "the visitor asked for a person")
+    assert text == (
+        "Jane chatted with the bot for 3 min (3 messages). First message: \u201cHow do I export "
+        "invoices?\u201d. Latest: \u201ccan I talk to a human\u201d. Handed off: the visitor asked "
+        "for a person."
+    )
+    assert "before saying anything" in summary_so_far([], "Jane", "button")
+
+
+def test_end_summary() -> None:
+    handoff = Handoff(
+        "h",
+        "c",
+        "support",
+        HandoffState.ENDED,
+        T0 + timedelta(minutes=3),
+        "asked",
+        specialist=Person("a", "Alex"),
+        joined_at=T0 + timedelta(minutes=4),
+        ended_at=T0 + timedelta(minutes=16),
+        ended_by=Party.SPECIALIST,
+        ended_by_name="Alex",
+    )
+    during = [
+        *TURNS,
+        turn(5, Role.VISITOR, "Why was I charged twice?"),
+        turn(6, Role.SPECIALIST, "Fixed it"),
+        turn(7, Role.VISITOR, "Can I get a PDF too?"),
+    ]
+    summary = end_summary(handoff, during, "Jane", T0)
+    assert (
+        summary.who == "Jane with Alex" and summary.duration == "12 min" and summary.messages == 4
+    )
+    assert summary.asked == (
+        "can I talk to a human",
+        "Why was I charged twice?",
+        "Can I get a PDF too?",
+    )
+    assert summary.resolved == ("can I talk to a human", "Why was I charged twice?")
+    assert summary.still_open == ("Can I get a PDF too?",)
+    assert summary.ended_by == "Alex"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("How much?", True),
+        ("why is it broken", True),
+        ("Kann ich zahlen", True),
+        ("Thanks.", False),
+        ("I need help", False),
+        ("Is it on?", True),
+    ],
+)
+def test_is_question(text: str, expected: bool) -> None:
+    assert is_question(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(5, "5 s"), (60, "1 min"), (3599, "59 min"), (3600, "1 h"), (3900, "1 h 5 min"), (-3, "0 s")],
+)
+def test_format_duration(seconds: int, expected: str) -> None:
+    assert format_duration(timedelta(seconds=seconds)) == expected
+
+
+def test_quote_cuts_at_a_word() -> None:
+    assert quote("word " * 50, limit=20) == "word word word word…"
+
+
+def test_texts_render_with_and_without_names() -> None:
+    texts = Texts()
+    assert texts.render("hello", {"visitor": "Jane"}) == "Hello Jane! How can I help you today?"
+    assert texts.render("hello", {}) == "Hello! How can I help you today?"
+    assert texts.render("joined", {"specialist": "Alex"}).startswith("Alex has joined")
