@@ -469,6 +469,9 @@ class DirectLineChannel:
                 },
             }
         )
+        if kind == "typing":
+            # Ephemeral: acknowledged, never stored or replayed.
+            return web.json_response({"id": f"{cid}|typing-{secrets.token_hex(4)}"})
         dedupe_key = f"dl:{cid}:{client_id}" if client_id else ""
         activity_id, new = await self._streams.append(cid, activity, dedupe_key)
         if not new:

@@ -90,6 +90,17 @@ class UpstreamTurn:
     at: datetime
 
 
+def _ended_key(handoff: Handoff) -> str:
+    """Which text tells the visitor the handoff ended: by whom, and whether anyone had joined."""
+    if handoff.specialist is None:
+        return {Party.VISITOR: "cancelled_by_visitor", Party.SPECIALIST: "declined"}.get(
+            handoff.ended_by or Party.SYSTEM, "ended_by_system"
+        )
+    return {Party.VISITOR: "ended_by_visitor", Party.SPECIALIST: "ended_by_specialist"}.get(
+        handoff.ended_by or Party.SYSTEM, "ended_by_system"
+    )
+
+
 class HandoffService:
     """The use cases; ``settings`` may be swapped at any time (config reload)."""
 
@@ -395,10 +406,7 @@ class HandoffService:
             VisitorNotice.QUEUED: "queued",
             VisitorNotice.ACCEPTED: "joined",
             VisitorNotice.FAILED: "failed",
-            VisitorNotice.COMPLETED: {
-                Party.VISITOR: "ended_by_visitor",
-                Party.SPECIALIST: "ended_by_specialist",
-            }.get(handoff.ended_by or Party.SYSTEM, "ended_by_system"),
+            VisitorNotice.COMPLETED: _ended_key(handoff),
         }[notice]
         text = self._text(key, {"visitor": visitor.name, **self._names(handoff)})
         await self._visitors.status(

@@ -39,6 +39,13 @@ class Texts(BaseModel):
     ended_by_specialist: str = (
         "{specialist} has ended the chat. I'm here again if you need anything else."
     )
+    # Ended while still waiting, before anyone joined.
+    cancelled_by_visitor: str = (
+        "OK, I've cancelled the request for a specialist. I'm here if you need anything else."
+    )
+    declined: str = (
+        "Our team can't take this chat right now, sorry. I'm here to help in the meantime."
+    )
     ended_by_system: str = (
         "The chat with the specialist has ended. I'm here if you need anything else."
     )

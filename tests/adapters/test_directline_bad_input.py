@@ -217,6 +217,12 @@ async def test_echo_carries_id_client_id_and_timestamp(visitor: DirectLineClient
     )
     assert echo["channelData"]["clientActivityID"] == "c-42"
     assert echo["from"]["role"] == "user" and echo["timestamp"].endswith("Z")
-    typing_status, typing = await visitor.post({"type": "typing"})
-    assert typing_status == 200
-    await visitor.wait_for(lambda: any(a["id"] == typing["id"] for a in visitor.activities))
+
+
+async def test_typing_is_acknowledged_but_never_stored(
+    http: aiohttp.ClientSession, visitor: DirectLineClient
+) -> None:
+    before = await stored(http, visitor)
+    status, body = await visitor.post({"type": "typing"})
+    assert status == 200 and body["id"]
+    assert await stored(http, visitor) == before

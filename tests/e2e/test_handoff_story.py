@@ -41,13 +41,13 @@ async def open_handoff(visitor: DirectLineClient, standin: Standin) -> tuple[str
     await visitor.event("visitor.context", CONTEXT)
     await visitor.say("How do I export my invoices?")
     await visitor.wait_text("not sure I can answer")
+    threads_before = len(standin.created)
     await visitor.say("Can I talk to a human please?")
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    await standin.wait_for(lambda: len(standin.created) > threads_before)
     await visitor.wait_for(lambda: "queued" in visitor.statuses())
-    card = card_of(call)
+    card = card_of(standin.threads[-1])
     join = next(a for a in card["actions"] if a["title"] == "Join conversation")
-    root = "1000"
-    thread_id = f"{CHANNEL};messageid={root}"
+    thread_id, root = standin.created[-1]
     return thread_id, root, join["data"]["handoffId"]
 
 
@@ -304,3 +304,20 @@ async def test_request_button_picks_route_by_category(
     await visitor.event("handoff.request", {})
     await visitor.wait_text("already in line")
     assert len(standin.threads) == 1
+
+
+async def test_visitor_leaves_the_queue_before_anyone_joins(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    await visitor.event("handoff.end")
+    await visitor.wait_text("cancelled the request for a specialist")
+    ended = await standin.wait_for(lambda: standin.of("PUT", root))
+    assert "Ended by Jane Doe" in card_text(card_of(ended[-1]))
+    # A specialist declining a queued request is told apart from ending a joined chat.
+    second_thread, _, second = await open_handoff(visitor, standin)
+    status, body = await send(
+        http, bot.url, card_action(standin.url, second_thread, ISAIAH, "handoff.end", second)
+    )
+    assert status == 200 and "Ended by Isaiah Langer" in card_text(body["value"])
+    await visitor.wait_text("can't take this chat right now")

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -17,55 +11,9 @@ import pytest
 from tests.conftest import CHANNEL, BotFactory, RunningBot
 from tests.e2e.test_handoff_story import open_handoff
 from tests.support.directline_client import DirectLineClient
+from tests.support.processes import BotProcess, free_port
 from tests.support.standin import Standin
 from tests.support.teams import ALEX, TENANT, card_action, send, thread_message
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class BotProcess:
-    """``python app.py`` as a real process, as ops run it."""
-
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.config, self.port, self.log = config, port, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "app.py", "--config", str(self.config), "--port", str(self.port)],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={k: v for k, v in os.environ.items() if not k.startswith("Microsoft")},
-            )
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                if self.process.poll() is not None:
-                    raise AssertionError(f"bot exited: {self.log.read_text()}")
-                try:
-                    async with session.get(f"{self.url}/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("bot did not come up")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
 
 
 @pytest.fixture
@@ -79,9 +27,7 @@ async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProc
     process = BotProcess(config, free_port(), tmp_path / "bot.log")
     await process.start()
     yield process
-    if process.process and process.process.poll() is None:
-        process.process.terminate()
-        process.process.wait(10)
+    process.stop()
 
 
 async def test_kill_mid_conversation_loses_nothing(

@@ -27,6 +27,8 @@ class Standin:
     failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # (thread id, root activity id) of every thread created, oldest first.
+    created: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
 
     def of(self, method: str, contains: str = "") -> list[Call]:
@@ -77,6 +79,7 @@ def build_standin_app(state: Standin) -> web.Application:
         if request.method == "POST" and path == "/v3/conversations":
             root = str(next(state.ids))
             channel = body["channelData"]["channel"]["id"]
+            state.created.append((f"{channel};messageid={root}", root))
             return web.json_response(
                 {"id": f"{channel};messageid={root}", "activityId": root}, status=201
             )

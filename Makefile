@@ -1,0 +1,42 @@
+# The two commands a newcomer needs (see README.md):
+#   make run    set everything up, then run the bot, the demo widget and the Agents Playground
+#   make test   set everything up, then run the whole suite (what CI runs)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_DIR := tests/e2e/node
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test setup chromium lint clean
+
+$(VENV)/.installed: requirements.lock
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check --no-input -q -r requirements.lock
+	touch $@
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+
+# Debian's Chromium for the browser tests (browser downloads are not possible here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+run: setup
+	bash infra/local/run.sh
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: setup chromium lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules data

@@ -1,0 +1,149 @@
+"""One contract every store must pass (memory and SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from adapters.store_memory import MemoryStore
+from adapters.store_sqlite import SqliteStore
+from bot.errors import StaleWriteError
+from bot.model import Conversation, Handoff, HandoffState, Page, Party, Person, Role, Turn, Visitor
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    made = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
+    yield made
+    await made.close()
+
+
+VISITOR = Visitor(
+    id="v1",
+    name="Jane",
+    email="j@x.example",
+    company="Fabrikam",
+    page=Page(url="https://x.example", title="X"),
+    locale="en",
+    timezone="UTC",
+    user_agent="UA",
+    extra=MappingProxyType({"plan": "Pro"}),
+)
+
+
+async def test_unknown_keys_are_none(store: Any) -> None:
+    assert await store.get_conversation(conversation_id="nope") is None
+    assert await store.get_handoff(handoff_id="nope") is None
+    assert await store.open_handoff(conversation_id="nope") is None
+    assert await store.handoff_for_thread(thread_id="nope") is None
+    assert await store.turns(conversation_id="nope") == []
+    assert await store.activities_after(conversation_id="nope", watermark=0) == []
+    assert await store.get_meta(key="nope") is None
+
+
+async def test_conversation_round_trip_and_compare_and_set(store: Any) -> None:
+    saved = await store.save_conversation(conversation=Conversation("c1", VISITOR, T0))
+    assert saved.version == 1
+    assert await store.get_conversation(conversation_id="c1") == saved
+    updated = await store.save_conversation(conversation=replace(saved, fallbacks_in_row=2))
+    assert updated.version == 2
+    with pytest.raises(StaleWriteError):
+        await store.save_conversation(conversation=replace(saved, fallbacks_in_row=5))  # stale v1
+    with pytest.raises(StaleWriteError):
+        await store.save_conversation(conversation=Conversation("c1", VISITOR, T0))  # exists
+    assert (await store.get_conversation(conversation_id="c1")).fallbacks_in_row == 2
+
+
+async def test_turns_keep_order(store: Any) -> None:
+    turns = [Turn("c1", T0, Role.VISITOR, "Jane", f"t{n}", fallback=n == 2) for n in range(5)]
+    for turn in turns:
+        await store.add_turn(turn=turn)
+    assert await store.turns(conversation_id="c1") == turns
+
+
+async def test_handoff_round_trip_queries_and_stale_writes(store: Any) -> None:
+    handoff = Handoff(
+        "h1",
+        "c1",
+        "support",
+        HandoffState.QUEUED,
+        T0,
+        "asked",
+        context=MappingProxyType({"domain": "FINANCE"}),
+    )
+    saved = await store.save_handoff(handoff=handoff)
+    assert saved == replace(handoff, version=1)
+    assert await store.open_handoff(conversation_id="c1") == saved
+    opened = await store.save_handoff(
+        handoff=replace(saved, thread_id="19:t;messageid=1", root_activity_id="1")
+    )
+    assert await store.handoff_for_thread(thread_id="19:t;messageid=1") == opened
+    joined = await store.save_handoff(
+        handoff=replace(
+            opened, state=HandoffState.JOINED, specialist=Person("a", "Alex"), joined_at=T0
+        )
+    )
+    with pytest.raises(StaleWriteError):
+        await store.save_handoff(handoff=replace(opened, state=HandoffState.ENDED))
+    ended = await store.save_handoff(
+        handoff=replace(
+            joined,
+            state=HandoffState.ENDED,
+            ended_at=T0,
+            ended_by=Party.VISITOR,
+            ended_by_name="Jane",
+        )
+    )
+    assert await store.get_handoff(handoff_id="h1") == ended
+    assert await store.open_handoff(conversation_id="c1") is None
+    with pytest.raises(StaleWriteError):
+        await store.save_handoff(handoff=handoff)  # version 0 again: already exists
+
+
+async def test_first_sight_deduplicates(store: Any) -> None:
+    assert await store.first_sight(key="a", now=T0) is True
+    assert await store.first_sight(key="a", now=T0) is False
+    assert await store.first_sight(key="b", now=T0) is True
+
+
+async def test_activity_log_watermarks(store: Any) -> None:
+    for n in range(3):
+        assert await store.append_activity(conversation_id="c1", activity={"n": n}) == n + 1
+    assert await store.append_activity(conversation_id="c2", activity={"n": 9}) == 1
+    assert await store.activities_after(conversation_id="c1", watermark=1) == [
+        (2, {"n": 1}),
+        (3, {"n": 2}),
+    ]
+    assert await store.activities_after(conversation_id="c1", watermark=0, limit=1) == [
+        (1, {"n": 0})
+    ]
+    assert await store.last_watermark(conversation_id="c1") == 3
+
+
+async def test_meta_is_set_once(store: Any) -> None:
+    assert await store.set_meta_once(key="k", value="first") == "first"
+    assert await store.set_meta_once(key="k", value="second") == "first"
+    assert await store.get_meta(key="k") == "first"
+
+
+async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "r.db")
+    await first.save_conversation(conversation=Conversation("c1", VISITOR, T0))
+    await first.save_handoff(
+        handoff=Handoff("h1", "c1", "support", HandoffState.QUEUED, T0, "asked")
+    )
+    await first.append_activity(conversation_id="c1", activity={"type": "message"})
+    await first.close()
+    second = SqliteStore(tmp_path / "r.db")
+    assert (await second.get_conversation(conversation_id="c1")).visitor == VISITOR
+    assert (await second.open_handoff(conversation_id="c1")).id == "h1"
+    assert await second.last_watermark(conversation_id="c1") == 1
+    await second.close()
