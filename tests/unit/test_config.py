@@ -138,3 +138,34 @@ def test_app_refuses_to_start_on_a_bad_file(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert f"{bad}:6: routes[0].chanel: unknown key" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_committed_schema_is_generated_from_the_models() -> None:
+    run = subprocess.run(
+        [sys.executable, "app.py", "schema"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert run.stdout == (ROOT / "config" / "handoff.schema.json").read_text(), (
+        "config/handoff.schema.json is stale: run `python app.py schema --write`"
+    )
+
+
+def test_check_command(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("Europe/Berlin", "Europe/Atlantis"))
+    run = subprocess.run(
+        [sys.executable, "app.py", "check", str(ROOT / "config" / "handoff.yaml"), str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert run.stdout.splitlines() == [
+        f"{ROOT / 'config' / 'handoff.yaml'}: ok (1 route(s))",
+        f"{bad}:8: routes[0].hours.timezone: unknown IANA time zone 'Europe/Atlantis'",
+    ]
