@@ -46,7 +46,8 @@ cat <<BANNER
   Ready.
     Website + chat widget (the visitor):  http://127.0.0.1:$BOT_PORT/
     Agents Playground (the specialist):    http://127.0.0.1:$PLAYGROUND_PORT/
-      open the "Contoso Support - Customer support" channel there.
+      open it first and go to the "Contoso Support - Customer support" channel: the
+      Playground only shows bot posts that arrive while a browser has it open.
 
   In the widget, say "can I talk to a human": a thread with the context card appears in the
   channel. Click "Join conversation", then reply in the thread (mention @Handoff Bot: the

@@ -74,6 +74,13 @@ async def test_handoff_in_the_agents_playground(
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
+            # The specialist has Teams open first: the Playground shows only the bot posts that
+            # arrive while a browser is connected to it.
+            teams = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            await teams.goto(playground.url + "/")
+            await teams.get_by_role("treeitem", name="Contoso Support - Customer support").click()
+            await expect(teams.get_by_text("Start a new post")).to_be_visible(timeout=20_000)
+
             site = await browser.new_page(viewport={"width": 1280, "height": 800})
             await site.goto(bot.url + "/")
             await site.fill("#visitor-name", visitor_name)
@@ -89,9 +96,6 @@ async def test_handoff_in_the_agents_playground(
             await expect(log).to_contain_text("connecting you with a specialist")
             await expect(site.locator("#chat-panel")).to_have_attribute("data-state", "queued")
 
-            teams = await browser.new_page(viewport={"width": 1400, "height": 1000})
-            await teams.goto(playground.url + "/")
-            await teams.get_by_role("treeitem", name="Contoso Support - Customer support").click()
             thread = teams.get_by_role("group").filter(has_text=visitor_name).first
             await expect(thread).to_contain_text("Waiting for a specialist", timeout=20_000)
             await expect(thread).to_contain_text("How do I export my invoices?")
