@@ -226,6 +226,8 @@ class DirectLineChannel:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
+                # The path names the conversation; the body says why (never a secret).
+                log.info("%s %s refused: %d %s", request.method, request.path, exc.status, exc.text)
                 response = exc
         if cors:
             response.headers["Access-Control-Allow-Origin"] = origin
