@@ -54,6 +54,12 @@ class ActivityLog(Protocol):
 
     async def set_meta_once(self, *, key: str, value: str) -> str: ...
 
+    async def inbox_position(self, *, conversation_id: str) -> int: ...
+
+    async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None: ...
+
+    async def inbox_backlog(self) -> list[str]: ...
+
 
 class DirectLineError(web.HTTPException):
     """A Direct Line error response: ``{"error": {"code", "message"}}`` with a 4xx status."""
@@ -164,6 +170,58 @@ class ConversationStreams:
         await self.append(conversation_id, activity)
 
 
+class Inbox:
+    """Visitor activities are handled after they are stored, one conversation at a time, in order.
+
+    The store keeps how far each conversation was handled, so a crash or a failure is resumed
+    from there (at least once) instead of losing what the visitor sent.
+    """
+
+    def __init__(
+        self,
+        store: ActivityLog,
+        handle: Callable[[str, dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._handle = handle
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    def kick(self, cid: str) -> None:
+        if cid in self._running:
+            self._again.add(cid)
+            return
+        self._running[cid] = asyncio.create_task(self._drain(cid), name=f"inbox:{cid}")
+
+    async def _drain(self, cid: str) -> None:
+        try:
+            while True:
+                self._again.discard(cid)
+                position = await self._store.inbox_position(conversation_id=cid)
+                rows = await self._store.activities_after(conversation_id=cid, watermark=position)
+                for seq, activity in rows:
+                    if activity.get("from", {}).get("role") == "user":
+                        try:
+                            await self._handle(cid, activity)
+                        except Exception:
+                            # A bug must not wedge the conversation: log it and move on.
+                            log.exception("conversation %s: activity %d failed", cid, seq)
+                    await self._store.set_inbox_position(conversation_id=cid, seq=seq)
+                if not rows and cid not in self._again:
+                    return
+        finally:
+            del self._running[cid]
+
+    async def resume(self) -> None:
+        """After a restart: pick up what was stored but not handled."""
+        for cid in await self._store.inbox_backlog():
+            self.kick(cid)
+
+    async def drain(self) -> None:
+        while self._running:
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+
 class DirectLineChannel:
     """The Direct Line 3.0 HTTP and WebSocket endpoints."""
 
@@ -185,6 +243,7 @@ class DirectLineChannel:
         self._local = local_mode
         self._clock = clock
         self._sockets: set[web.WebSocketResponse] = set()
+        self.inbox = Inbox(streams.store, self.dispatch)
 
     # ---- wiring ----------------------------------------------------------------------------
 
@@ -196,7 +255,7 @@ class DirectLineChannel:
         app.router.add_post(f"{PREFIX}/conversations/{{cid}}/activities", self.post_activity)
         app.router.add_get(f"{PREFIX}/conversations/{{cid}}/activities", self.get_activities)
         app.router.add_get(f"{PREFIX}/conversations/{{cid}}/stream", self.stream)
-        app.middlewares.append(self._cors)
+        app.router.add_post(f"{PREFIX}/conversations/{{cid}}/upload", self.upload)
 
     async def close(self) -> None:
         for ws in list(self._sockets):
@@ -213,7 +272,7 @@ class DirectLineChannel:
         return self._local and _is_loopback_origin(origin)
 
     @web.middleware
-    async def _cors(
+    async def cors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if not request.path.startswith(PREFIX):
@@ -249,12 +308,18 @@ class DirectLineChannel:
         return value.strip() if scheme.lower() == "bearer" else ""
 
     def _is_widget_secret(self, value: str) -> bool:
-        return bool(self._widget_secret) and hmac.compare_digest(value, self._widget_secret)
+        return bool(self._widget_secret) and hmac.compare_digest(
+            value.encode(), self._widget_secret.encode()
+        )
 
     def _grant(self, request: web.Request, token: str | None = None) -> Grant:
         token = token if token is not None else self._bearer(request)
         if not token:
             raise DirectLineError(401, "Unauthorized", "send 'Authorization: Bearer <token>'")
+        if self._is_widget_secret(token):
+            # Direct Line lets the secret do anything a token can, for any conversation.
+            cid = request.match_info.get("cid", "")
+            return Grant(cid, "", "", int(self._clock().timestamp()) + 3600, trusted=True)
         try:
             return self._signer.check(token, self._clock().timestamp())
         except TokenError as exc:
@@ -331,6 +396,12 @@ class DirectLineChannel:
         body = await self._json_body(request, optional=True)
         user_id, user_name = self._new_user(body)
         conversation_id = secrets.token_urlsafe(16)
+        # As Direct Line does, the conversation exists from here on: a client may open the
+        # stream (GET /conversations/{id}) without ever POSTing /conversations.
+        await self._service.start_conversation(
+            conversation_id=conversation_id, visitor_id=user_id, now=self._clock()
+        )
+        log.info("conversation %s started (token generated)", conversation_id)
         return web.json_response(self._issue(conversation_id, user_id, user_name))
 
     async def refresh_token(self, request: web.Request) -> web.Response:
@@ -349,12 +420,14 @@ class DirectLineChannel:
             grant = self._grant(request)
             token = bearer
         cid = grant.conversation_id
-        existed = await self._service.conversation_exists(conversation_id=cid)
-        if not existed:
-            await self._service.start_conversation(
-                conversation_id=cid, visitor_id=grant.user_id, now=self._clock()
-            )
-            log.info("conversation %s started", cid)
+        # start_conversation is idempotent (a generated token already started it); the status
+        # says whether this is the first POST /conversations for it, as Direct Line does.
+        await self._service.start_conversation(
+            conversation_id=cid, visitor_id=grant.user_id, now=self._clock()
+        )
+        marker = f"dl.posted:{cid}"
+        existed = await self._log.get_meta(key=marker) is not None
+        await self._log.set_meta_once(key=marker, value=iso(self._clock()))
         body = {
             "conversationId": cid,
             "token": token,
@@ -363,6 +436,10 @@ class DirectLineChannel:
             "referenceGrammarId": "",
         }
         return web.json_response(body, status=200 if existed else 201)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        self._conversation_grant(request)
+        raise DirectLineError(415, "NotSupported", "file upload is not supported yet; send text")
 
     async def reconnect(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
@@ -425,8 +502,10 @@ class DirectLineChannel:
                 "MessageSizeTooBig",
                 f"the message is {len(text)} characters; the limit is {limit}",
             )
-        if kind == "message" and not text.strip() and not body.get("attachments"):
-            raise DirectLineError(400, "BadArgument", "a message needs text")
+        if kind == "message" and not text.strip():
+            raise DirectLineError(
+                400, "BadArgument", "a message needs text (attachments are not supported yet)"
+            )
         if kind == "event" and not isinstance(body.get("name"), str):
             raise DirectLineError(400, "BadArgument", "an event needs a name")
         return str(kind)
@@ -436,6 +515,11 @@ class DirectLineChannel:
         grant = self._conversation_grant(request)
         body = await self._json_body(request)
         kind = self._validate(body)
+        if kind == "event" and body.get("name") == "handoff.initiate" and not grant.trusted:
+            # It sets the card's transcript and reason: only an upstream agent may send it.
+            raise DirectLineError(
+                403, "Forbidden", "handoff.initiate must be sent with the widget secret"
+            )
         if not await self._service.conversation_exists(conversation_id=cid):
             raise DirectLineError(404, "BadArgument", "conversation not found; start it first")
         now = self._clock()
@@ -465,7 +549,7 @@ class DirectLineChannel:
                 "channelId": CHANNEL_ID,
                 "conversation": {"id": cid},
                 "from": {
-                    "id": grant.user_id,
+                    "id": grant.user_id or str(sender.get("id") or "server")[:128],
                     "name": str(sender.get("name") or grant.user_name)[:128],
                     "role": "user",
                 },
@@ -479,11 +563,15 @@ class DirectLineChannel:
         if not new:
             log.info("conversation %s: duplicate activity %s dropped", cid, client_id)
             return web.json_response({"id": activity_id})
-        await self._dispatch(cid, kind, activity, now)
+        # Stored and echoed: acknowledge now; the inbox handles it in order, even after a crash.
+        self.inbox.kick(cid)
         return web.json_response({"id": activity_id})
 
-    async def _dispatch(self, cid: str, kind: str, activity: dict[str, Any], now: datetime) -> None:
+    async def dispatch(self, cid: str, activity: dict[str, Any]) -> None:
+        """Hand one stored visitor activity to the domain."""
         service = self._service
+        kind = str(activity.get("type", ""))
+        now = self._clock()
         name = activity.get("name", "")
         value = activity.get("value")
         try:

@@ -110,6 +110,7 @@ async def create_app(
         credentials=credentials,
         bot=TeamsHandoffBot(service=service, connector=connector, store=store, clock=clock),
         tenant_id=lambda: service.settings.teams.tenant_id,
+        local_mode=credentials.local_mode,
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -119,11 +120,19 @@ async def create_app(
             connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
         ) as session:
             connector.use_session(session)
+            # Finish what a crash interrupted: threads never opened, activities never handled.
+            await service.recover(now=clock())
+            await directline.inbox.resume()
             yield
             await directline.close()
+            await directline.inbox.drain()
+            await service.drain()
         await store.close()
 
-    app = web.Application(middlewares=[_no_stack_traces], client_max_size=1024 * 1024)
+    # CORS outermost, so even an error response can be read by the widget's browser.
+    app = web.Application(
+        middlewares=[directline.cors, _no_stack_traces], client_max_size=1024 * 1024
+    )
     app[SERVICE] = service
     app[STORE] = store
     app[DIRECTLINE] = directline

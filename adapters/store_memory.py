@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import StaleWriteError
-from bot.model import Conversation, Handoff, Turn
+from bot.model import Conversation, Handoff, HandoffState, Turn
 
 
 class MemoryStore:
@@ -20,6 +20,7 @@ class MemoryStore:
         self._seen: dict[str, datetime] = {}
         self._activities: dict[str, list[dict[str, Any]]] = {}
         self._meta: dict[str, str] = {}
+        self._inbox: dict[str, int] = {}
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -66,11 +67,16 @@ class MemoryStore:
         self._handoffs[handoff.id] = saved
         return saved
 
-    async def first_sight(self, *, key: str, now: datetime) -> bool:
-        if key in self._seen:
-            return False
-        self._seen[key] = now
-        return True
+    async def unopened_handoffs(self) -> list[Handoff]:
+        return [
+            h for h in self._handoffs.values() if h.state is HandoffState.QUEUED and not h.thread_id
+        ]
+
+    async def seen(self, *, key: str) -> bool:
+        return key in self._seen
+
+    async def remember(self, *, key: str, now: datetime) -> None:
+        self._seen.setdefault(key, now)
 
     # ActivityLog
     async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int:
@@ -92,3 +98,12 @@ class MemoryStore:
 
     async def set_meta_once(self, *, key: str, value: str) -> str:
         return self._meta.setdefault(key, value)
+
+    async def inbox_position(self, *, conversation_id: str) -> int:
+        return self._inbox.get(conversation_id, 0)
+
+    async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None:
+        self._inbox[conversation_id] = max(seq, self._inbox.get(conversation_id, 0))
+
+    async def inbox_backlog(self) -> list[str]:
+        return [cid for cid, log in self._activities.items() if len(log) > self._inbox.get(cid, 0)]

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS activities (
     conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inbox (conversation_id TEXT PRIMARY KEY, processed INTEGER NOT NULL);
 """
 
 _OPEN_STATES = (HandoffState.QUEUED.value, HandoffState.JOINED.value)
@@ -259,11 +260,20 @@ class SqliteStore:
                 raise StaleWriteError(f"handoff {h.id} changed")
         return replace(h, version=h.version + 1)
 
-    async def first_sight(self, *, key: str, now: datetime) -> bool:
-        cursor = self._db.execute(
+    async def unopened_handoffs(self) -> list[Handoff]:
+        rows = self._db.execute(
+            "SELECT * FROM handoffs WHERE state = ? AND thread_id = ''",
+            (HandoffState.QUEUED.value,),
+        ).fetchall()
+        return [_handoff(row) for row in rows]
+
+    async def seen(self, *, key: str) -> bool:
+        return self._one("SELECT 1 FROM seen WHERE key = ?", key) is not None
+
+    async def remember(self, *, key: str, now: datetime) -> None:
+        self._db.execute(
             "INSERT OR IGNORE INTO seen (key, at) VALUES (?, ?)", (key, now.isoformat())
         )
-        return cursor.rowcount == 1
 
     # ActivityLog
     async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int:
@@ -298,6 +308,24 @@ class SqliteStore:
     async def get_meta(self, *, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = ?", key)
         return str(row["value"]) if row else None
+
+    async def inbox_position(self, *, conversation_id: str) -> int:
+        row = self._one("SELECT processed FROM inbox WHERE conversation_id = ?", conversation_id)
+        return int(row["processed"]) if row else 0
+
+    async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None:
+        self._db.execute(
+            "INSERT INTO inbox (conversation_id, processed) VALUES (?, ?) ON CONFLICT"
+            " (conversation_id) DO UPDATE SET processed = MAX(processed, excluded.processed)",
+            (conversation_id, seq),
+        )
+
+    async def inbox_backlog(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT a.conversation_id FROM activities a LEFT JOIN inbox i USING (conversation_id)"
+            " GROUP BY a.conversation_id HAVING MAX(a.seq) > COALESCE(MAX(i.processed), 0)"
+        ).fetchall()
+        return [str(r["conversation_id"]) for r in rows]
 
     async def set_meta_once(self, *, key: str, value: str) -> str:
         self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -75,13 +75,26 @@ class TeamsHandoffBot(ActivityHandler):
         self._connector = connector
         self._store = store
         self._clock = clock
+        self._in_flight: set[str] = set()
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
-        now = self._clock()
-        if activity.id and not await self._store.first_sight(key=f"teams:{activity.id}", now=now):
+        # Teams redelivers when a turn fails or times out: a delivery counts as handled only once
+        # it was handled, and a copy arriving meanwhile is dropped.
+        key = f"teams:{activity.conversation.id if activity.conversation else ''}:{activity.id}"
+        if activity.id and (key in self._in_flight or await self._store.seen(key=key)):
             log.info("duplicate Teams activity %s dropped", activity.id)
             return
+        self._in_flight.add(key)
+        try:
+            await self._handle_message(turn_context, activity)
+            if activity.id:
+                await self._store.remember(key=key, now=self._clock())
+        finally:
+            self._in_flight.discard(key)
+
+    async def _handle_message(self, turn_context: TurnContext, activity: Activity) -> None:
+        now = self._clock()
         value = activity.value if isinstance(activity.value, dict) else {}
         if value.get("verb") in CARD_VERBS and not (activity.text or "").strip():
             await self._submit(activity, value, now)
@@ -121,6 +134,7 @@ class TeamsHandoffBot(ActivityHandler):
             verb=str(value["verb"]),
             handoff_id=str(value.get("handoffId", "")),
             person=_person(activity.from_property),
+            thread_id=activity.conversation.id if activity.conversation else "",
             now=now,
         )
         if result.notice and activity.conversation:
@@ -137,29 +151,34 @@ class TeamsHandoffBot(ActivityHandler):
         handoff_id = str(data.get("handoffId") or "")
         if verb not in CARD_VERBS or not handoff_id:
             log.warning("card action without a known verb/handoff id: %r", action)
-            return _invoke_message(400, "This card action is not one I know.")
+            return _invoke_error("BadRequest", "This card action is not one I know.")
         result = await self._service.card_action(
             verb=verb,
             handoff_id=handoff_id,
             person=_person(activity.from_property),
+            thread_id=activity.conversation.id if activity.conversation else "",
             now=self._clock(),
         )
         if result.card is None:
-            return _invoke_message(200, result.notice)
+            return _invoke_message(result.notice)
         return InvokeResponse(
             status=200, body={"statusCode": 200, "type": CARD_TYPE, "value": result.card}
         )
 
 
-def _invoke_message(status: int, text: str) -> InvokeResponse:
-    return InvokeResponse(
-        status=200,
-        body={
-            "statusCode": status,
-            "type": "application/vnd.microsoft.activity.message",
-            "value": text,
-        },
-    )
+def _invoke_message(text: str) -> InvokeResponse:
+    """Universal Actions: a short message shown to the clicker instead of a card."""
+    body = {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": text}
+    return InvokeResponse(status=200, body=body)
+
+
+def _invoke_error(code: str, message: str) -> InvokeResponse:
+    body = {
+        "statusCode": 400,
+        "type": "application/vnd.microsoft.error",
+        "value": {"code": code, "message": message},
+    }
+    return InvokeResponse(status=200, body=body)
 
 
 class TeamsEndpoint:
@@ -171,6 +190,7 @@ class TeamsEndpoint:
         credentials: BotCredentials,
         bot: TeamsHandoffBot,
         tenant_id: Callable[[], str],
+        local_mode: bool,
     ) -> None:
         self._adapter = CloudAdapter(
             ConfigurationBotFrameworkAuthentication(_SdkSettings(credentials))
@@ -178,6 +198,7 @@ class TeamsEndpoint:
         self._adapter.on_turn_error = self._on_turn_error
         self._bot = bot
         self._tenant_id = tenant_id
+        self._local_mode = local_mode
 
     async def _on_turn_error(self, turn_context: TurnContext, error: Exception) -> None:
         conversation = turn_context.activity.conversation
@@ -200,6 +221,9 @@ class TeamsEndpoint:
             return _error(400, f"the body is not valid JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return _error(400, "the body must be an activity object with a type")
+        if not self._local_mode and body.get("channelId") != "msteams":
+            # Production serves Teams only (local mode also takes the Emulator's channel).
+            return _error(403, "this bot serves Microsoft Teams only")
         tenant = self._tenant_id()
         if tenant and body.get("channelId") == "msteams" and _tenant_of(body) != tenant:
             log.warning("activity %s from tenant %r refused", body.get("id"), _tenant_of(body))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +25,20 @@ log = logging.getLogger(__name__)
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 RETRY_STATUSES = frozenset({412, 429, 502, 503, 504})
 MAX_ATTEMPTS = 4
+MAX_RETRY_AFTER = 60.0
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential with full jitter: 0.5 s, 1 s, 2 s ... times a random factor in [0.5, 1]."""
+    return min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def _retry_after(header: str, attempt: int) -> float:
+    """Honour Retry-After (seconds), capped; fall back to backoff when absent or unreadable."""
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(header)))
+    except ValueError:
+        return _backoff(attempt)
 
 
 def card_attachment(card: Card) -> dict[str, Any]:
@@ -63,7 +78,6 @@ class BotConnector:
     async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
         if self._session is None:
             raise GatewayError("the connector is not started")
-        delay = 0.5
         for attempt in range(1, MAX_ATTEMPTS + 1):
             headers = {}
             token = await self._tokens.bearer()
@@ -84,20 +98,24 @@ class BotConnector:
                         raise ThreadGoneError(f"{method} {url}: {response.status} {text[:200]}")
                     if response.status not in RETRY_STATUSES:
                         raise GatewayError(f"{method} {url}: {response.status} {text[:200]}")
-                    retry_after = response.headers.get("Retry-After", "")
-                    wait = (
-                        float(retry_after) if retry_after.replace(".", "", 1).isdigit() else delay
-                    )
+                    wait = _retry_after(response.headers.get("Retry-After", ""), attempt)
                     error: GatewayError = RetryableGatewayError(
                         f"{method} {url}: {response.status}", retry_after=wait
                     )
-            except aiohttp.ClientError as exc:
-                error, wait = RetryableGatewayError(f"{method} {url}: {exc}"), delay
+            except aiohttp.ClientConnectorError as exc:
+                # Never reached the server: always safe to try again.
+                error, wait = RetryableGatewayError(f"{method} {url}: {exc}"), _backoff(attempt)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # Sent, but the answer was lost: a POST may have gone through, so repeating it
+                # could duplicate a thread or a message. Only idempotent calls are repeated.
+                error = RetryableGatewayError(f"{method} {url}: {type(exc).__name__} {exc}")
+                if method != "PUT":
+                    raise error from exc
+                wait = _backoff(attempt)
             if attempt == MAX_ATTEMPTS:
                 raise error
             log.warning("connector call failed (%s), retry %d in %.1fs", error, attempt, wait)
             await asyncio.sleep(wait)
-            delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _from(self) -> dict[str, str]:

@@ -56,13 +56,22 @@ def plain_text(text: str, *, drop_mentions_of: str = "") -> str:
 
 # Markdown that could style or disguise text: written as character references, which both
 # Teams and the Playground render as the literal character.
-_MARKDOWN = re.compile(r"[\\`*~\[\]<>&|#]")
+_MARKDOWN = re.compile(r"[\\`*_~\[\]<>&|#]")
+# Block syntax at the start of a line: lists ("- ", "+ ", "1. "), quotes, setext underlines.
+_LINE_START = re.compile(r"^(\s*)([-+=>]|\d+[.)])")
+
+
+def _entities(text: str) -> str:
+    return "".join(f"&#{ord(ch)};" for ch in text)
 
 
 def safe_markdown(text: str) -> str:
     """Visitor text as inert markdown: shown verbatim, links visible, line breaks kept."""
-    escaped = _MARKDOWN.sub(lambda m: f"&#{ord(m.group())};", text)
-    return "<br>".join(escaped.splitlines())
+    lines = []
+    for line in text.splitlines() or [""]:
+        inline = _MARKDOWN.sub(lambda m: _entities(m.group()), line)
+        lines.append(_LINE_START.sub(lambda m: m.group(1) + _entities(m.group(2)), inline))
+    return "<br>".join(lines)
 
 
 def relay_markdown(author: str, text: str) -> str:

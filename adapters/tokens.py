@@ -25,6 +25,8 @@ class Grant:
     user_id: str
     user_name: str
     expires: int
+    # A server holding the widget secret (an upstream agent), not a browser.
+    trusted: bool = False
 
 
 def _b64(data: bytes) -> str:
@@ -64,7 +66,8 @@ class TokenSigner:
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != self.PREFIX:
             raise TokenError("malformed token")
-        if not hmac.compare_digest(self._mac(parts[1]), parts[2]):
+        # Bytes: compare_digest refuses non-ASCII str, and a token is untrusted input.
+        if not hmac.compare_digest(self._mac(parts[1]).encode(), parts[2].encode()):
             raise TokenError("invalid token signature")
         try:
             data = json.loads(_unb64(parts[1]))

@@ -129,7 +129,8 @@ def _status(handoff: Handoff) -> Card:
             )
         case HandoffState.FAILED:
             text, color = f"\u26a0 Could not be delivered: {handoff.failure}", "Attention"
-    return {"type": "TextBlock", "text": text, "wrap": True, "color": color, "weight": "Bolder"}
+    # Verbatim: the text can carry the visitor's own name ("Ended by ...").
+    return _plain(text, color=color, weight="Bolder")
 
 
 def thread_card(view: ThreadCardView) -> Card:

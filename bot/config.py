@@ -139,7 +139,6 @@ class WidgetSettings(_Model):
     allowed_origins: list[str] = Field(default_factory=list)
     token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     max_message_chars: int = Field(default=4000, ge=1, le=28000)
-    conversation_ttl_hours: int = Field(default=24, ge=1)
 
 
 class Settings(_Model):

@@ -45,8 +45,16 @@ class HandoffStore(Protocol):
         """Insert (version 0) or update (stored version must match); returns version + 1."""
         ...
 
-    async def first_sight(self, *, key: str, now: datetime) -> bool:
-        """Record ``key``; False if it was recorded before (a duplicate delivery)."""
+    async def unopened_handoffs(self) -> list[Handoff]:
+        """Queued handoffs whose Teams thread was never opened (a crash in between)."""
+        ...
+
+    async def seen(self, *, key: str) -> bool:
+        """Whether an inbound delivery with this key was handled already."""
+        ...
+
+    async def remember(self, *, key: str, now: datetime) -> None:
+        """Record that the delivery with this key was handled."""
         ...
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.cards import END_VERB, JOIN_VERB, Card, ThreadCardView, summary_card, thread_card
 from bot.config import Route, Settings
-from bot.errors import GatewayError, StaleWriteError, UnknownConversationError
+from bot.errors import GatewayError, StaleWriteError, ThreadGoneError, UnknownConversationError
 from bot.locks import KeyedLocks
 from bot.model import (
     EMPTY,
@@ -31,6 +31,7 @@ from bot.model import (
 )
 from bot.ports import HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
 from bot.rules import asks_for_person, choose_route, find_answer, is_greeting
+from bot.serial import Job, SerialQueues
 from bot.summary import end_summary, loops, summary_so_far
 from bot.transition import (
     Effect,
@@ -43,6 +44,7 @@ from bot.transition import (
     RefreshCard,
     Refusal,
     Refuse,
+    ThreadLost,
     ThreadOpened,
     VisitorNotice,
     transition,
@@ -119,6 +121,23 @@ class HandoffService:
         self._visitors = visitors
         self._new_id = new_id
         self._locks = KeyedLocks()
+        # Everything sent into one Teams thread goes through its queue, in order, outside the
+        # conversation lock: a slow Teams never holds up a join, an end or the widget.
+        self._outbox = SerialQueues()
+
+    async def drain(self) -> None:
+        """Wait for queued Teams work (shutdown, tests)."""
+        await self._outbox.drain()
+
+    async def recover(self, *, now: datetime) -> None:
+        """After a restart: open the threads of handoffs that were queued but never opened."""
+        for handoff in await self._store.unopened_handoffs():
+            log.warning(
+                "handoff %s: queued without a thread after a restart; opening it", handoff.id
+            )
+            async with self._locks.hold(handoff.conversation_id):
+                conversation = await self._conversation(handoff.conversation_id)
+                await self._open_thread(await self._reload(handoff), conversation, now)
 
     # ---- widget side -------------------------------------------------------------------
 
@@ -155,12 +174,15 @@ class HandoffService:
                 turn=Turn(conversation_id, now, Role.VISITOR, visitor.display_name, text)
             )
             handoff = await self._store.open_handoff(conversation_id=conversation_id)
-            if handoff is not None:
-                await self._relay_to_thread(handoff, visitor, text)
-            elif asks_for_person(text, self.settings.bot.handoff_phrases):
-                await self._start_handoff(conversation, "the visitor asked for a person", "", now)
-            else:
-                await self._answer(conversation, text, now)
+            if handoff is None:
+                if asks_for_person(text, self.settings.bot.handoff_phrases):
+                    reason = "the visitor asked for a person"
+                    await self._start_handoff(conversation, reason, "", now)
+                else:
+                    await self._answer(conversation, text, now)
+                return
+        # The human is first responder: the bot stays silent and the message goes to the thread.
+        await self._relay_to_thread(handoff, visitor, text, now)
 
     async def request_handoff(self, *, conversation_id: str, category: str, now: datetime) -> None:
         """The widget's "talk to a person" button (``handoff.request``)."""
@@ -208,10 +230,15 @@ class HandoffService:
     # ---- Teams side --------------------------------------------------------------------
 
     async def card_action(
-        self, *, verb: str, handoff_id: str, person: Person, now: datetime
+        self, *, verb: str, handoff_id: str, person: Person, thread_id: str, now: datetime
     ) -> CardActionResult:
-        """Join or End clicked on a thread card."""
+        """Join or End clicked on a thread card (in the thread ``thread_id``)."""
         handoff = await self._store.get_handoff(handoff_id=handoff_id)
+        if handoff is not None and handoff.thread_id and thread_id != handoff.thread_id:
+            log.warning(
+                "handoff %s: card action from another conversation %s", handoff_id, thread_id
+            )
+            handoff = None
         if handoff is None:
             log.warning("card action %s for unknown handoff %s by %s", verb, handoff_id, person.id)
             return CardActionResult(None, "This handoff is not known to me any more.")
@@ -255,6 +282,9 @@ class HandoffService:
                     conversation_id=handoff.conversation_id, sender=sender, text=text
                 )
                 return ThreadResult(ThreadOutcome.RELAYED)
+            if not handoff.state.is_open and joined is not None and joined.id == person.id:
+                # The specialist kept typing after the end: say the visitor will not see it.
+                return ThreadResult(ThreadOutcome.REFUSED, self._text("closed", {}))
             log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
             return ThreadResult(ThreadOutcome.NOTE)
 
@@ -344,6 +374,12 @@ class HandoffService:
         handoff = await self._store.save_handoff(handoff=handoff)
         log.info("handoff %s: queued on route %s (%s)", handoff.id, route.id, reason)
         await self._notify(handoff, conversation.visitor, VisitorNotice.QUEUED, now)
+        await self._open_thread(handoff, conversation, now)
+
+    async def _open_thread(
+        self, handoff: Handoff, conversation: Conversation, now: datetime
+    ) -> None:
+        route = self._route(handoff)
         card = await self._card(handoff)
         try:
             ref = await self._teams.open_thread(
@@ -384,9 +420,9 @@ class HandoffService:
                 case NotifyVisitor(notice=what):
                     await self._notify(handoff, conversation.visitor, what, now)
                 case RefreshCard():
-                    await self._refresh_card(handoff)
+                    self._to_thread(handoff, "update the thread card", self._refresh_job(handoff))
                 case PostSummary():
-                    await self._post_summary(handoff, conversation, now)
+                    self._to_thread(handoff, "post the summary", self._summary_job(handoff, now))
                 case Refuse(why=why):
                     notice = self._text(why.value, self._names(handoff))
                     log.info("handoff %s: refused (%s)", handoff.id, why.value)
@@ -438,41 +474,63 @@ class HandoffService:
         )
         return thread_card(view)
 
-    async def _refresh_card(self, handoff: Handoff) -> None:
-        if not handoff.root_activity_id:
-            return
-        card = await self._card(handoff)
-        try:
-            await self._teams.update_card(
-                thread_id=handoff.thread_id, activity_id=handoff.root_activity_id, card=card
-            )
-        except GatewayError as exc:
-            log.error("handoff %s: could not update the thread card: %s", handoff.id, exc)
-
-    async def _post_summary(
-        self, handoff: Handoff, conversation: Conversation, now: datetime
-    ) -> None:
+    def _to_thread(self, handoff: Handoff, what: str, job: Job) -> None:
+        """Queue Teams work for the handoff's thread; failures are logged with the handoff id."""
         if not handoff.thread_id:
             return
-        turns = await self._store.turns(conversation_id=conversation.id)
-        summary = end_summary(handoff, turns, conversation.visitor.display_name, now)
-        try:
+
+        async def guarded() -> None:
+            try:
+                await job()
+            except GatewayError as exc:
+                log.error("handoff %s: could not %s: %s", handoff.id, what, exc)
+
+        self._outbox.post(handoff.thread_id, guarded)
+
+    def _refresh_job(self, handoff: Handoff) -> Job:
+        async def refresh() -> None:
+            # Built when it runs, from the latest state: the last update always shows the truth.
+            current = await self._reload(handoff)
+            if current.root_activity_id:
+                await self._teams.update_card(
+                    thread_id=current.thread_id,
+                    activity_id=current.root_activity_id,
+                    card=await self._card(current),
+                )
+
+        return refresh
+
+    def _summary_job(self, handoff: Handoff, now: datetime) -> Job:
+        async def post() -> None:
+            conversation = await self._conversation(handoff.conversation_id)
+            turns = await self._store.turns(conversation_id=conversation.id)
+            summary = end_summary(handoff, turns, conversation.visitor.display_name, now)
             await self._teams.post_card(
                 thread_id=handoff.thread_id,
                 card=summary_card(summary),
                 text=f"Summary: {summary.who}, {summary.duration}",
             )
-        except GatewayError as exc:
-            log.error("handoff %s: could not post the summary: %s", handoff.id, exc)
 
-    async def _relay_to_thread(self, handoff: Handoff, visitor: Visitor, text: str) -> None:
+        return post
+
+    async def _relay_to_thread(
+        self, handoff: Handoff, visitor: Visitor, text: str, now: datetime
+    ) -> None:
         if not handoff.thread_id:
             log.warning("handoff %s: no thread yet, message kept in transcript only", handoff.id)
             return
-        try:
-            await self._teams.post_message(
+
+        async def post() -> str:
+            return await self._teams.post_message(
                 thread_id=handoff.thread_id, author=visitor.display_name, text=text
             )
+
+        try:
+            await self._outbox.run(handoff.thread_id, post)
+        except ThreadGoneError as exc:
+            log.error("handoff %s: the thread is gone (%s); ending the handoff", handoff.id, exc)
+            async with self._locks.hold(handoff.conversation_id):
+                await self._act(await self._reload(handoff), ThreadLost(str(exc)), now)
         except GatewayError as exc:
             log.error("handoff %s: could not relay a visitor message: %s", handoff.id, exc)
 

@@ -64,8 +64,7 @@ class Texts(BaseModel):
     closed: str = "This conversation has already ended."
     not_joined: str = "Only {specialist}, who joined this conversation, can end it."
     unknown_thread: str = (
-        'I only relay messages in handoff threads I started. Mention me with "setup" to '
-        "configure a route for this channel."
+        "I only relay messages in handoff threads I started; this thread is not one of them."
     )
 
     @field_validator("*")

@@ -25,6 +25,13 @@ class OpenFailed:
 
 
 @dataclass(frozen=True)
+class ThreadLost:
+    """Teams says the thread or team is gone, or the bot was removed (403/404)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Join:
     """A specialist clicked Join conversation."""
 
@@ -41,7 +48,7 @@ class End:
     person: Person | None = None
 
 
-Event = ThreadOpened | OpenFailed | Join | End
+Event = ThreadOpened | OpenFailed | ThreadLost | Join | End
 
 
 class VisitorNotice(StrEnum):
@@ -100,6 +107,11 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
             if state is HandoffState.QUEUED:
                 failed = replace(handoff, state=HandoffState.FAILED, failure=reason, ended_at=now)
                 return failed, (NotifyVisitor(VisitorNotice.FAILED),)
+            return handoff, ()
+        case ThreadLost(reason=reason):
+            if state.is_open:
+                lost = replace(handoff, state=HandoffState.FAILED, failure=reason, ended_at=now)
+                return lost, (NotifyVisitor(VisitorNotice.FAILED),)
             return handoff, ()
         case Join(specialist=who):
             if state is HandoffState.QUEUED:

@@ -139,22 +139,104 @@ async def test_refresh_gives_a_working_token(
     assert status == 200
 
 
-async def test_unknown_conversation_is_404(http: aiohttp.ClientSession, bot: RunningBot) -> None:
+async def test_unknown_conversation_is_404(
+    http: aiohttp.ClientSession, start_bot: BotFactory
+) -> None:
+    bot = await start_bot(env={"DIRECTLINE_SECRET": "s3cret-widget"})
+    url = f"{bot.directline}/conversations/never-started"
+    assert (await request(http, "GET", url, token="s3cret-widget"))[0] == 404
+    status, _ = await request(
+        http,
+        "POST",
+        f"{url}/activities",
+        token="s3cret-widget",
+        json={"type": "message", "text": "hi"},
+    )
+    assert status == 404
+
+
+async def test_non_ascii_tokens_are_refused_not_crashing(
+    http: aiohttp.ClientSession, start_bot: BotFactory
+) -> None:
+    bot = await start_bot(env={"DIRECTLINE_SECRET": "s3cret-widget"})
+    for path, token in (
+        ("/tokens/refresh", "dl1.abc.\u00e9"),
+        ("/tokens/generate", "\u00e9t\u00e9"),
+    ):
+        async with http.post(
+            f"{bot.directline}{path}",
+            headers={"Authorization": f"Bearer {token}".encode().decode("latin-1")},
+        ) as r:
+            assert r.status == 403, path
+
+
+async def test_stream_works_straight_after_token_generate(
+    http: aiohttp.ClientSession, bot: RunningBot
+) -> None:
+    """Web Chat given a generated token + conversationId opens the stream without POSTing first."""
     status, body = await request(
         http, "POST", f"{bot.directline}/tokens/generate", headers={"Origin": bot.url}
     )
     token, cid = body["token"], body["conversationId"]
-    # The token names a conversation that was never started.
-    status, body = await request(http, "GET", f"{bot.directline}/conversations/{cid}", token=token)
-    assert status == 404
+    status, body = await request(
+        http, "GET", f"{bot.directline}/conversations/{cid}?watermark=", token=token
+    )
+    assert status == 200
+    async with http.ws_connect(body["streamUrl"]) as ws:
+        frame = await ws.receive_json(timeout=5)
+    assert "virtual assistant" in frame["activities"][0]["text"]
+    # The first POST /conversations for it still answers 201, later ones 200.
+    assert (await request(http, "POST", f"{bot.directline}/conversations", token=token))[0] == 201
+    assert (await request(http, "POST", f"{bot.directline}/conversations", token=token))[0] == 200
+
+
+async def test_secret_works_on_every_call(
+    http: aiohttp.ClientSession, start_bot: BotFactory, visitor_factory: Any
+) -> None:
+    bot = await start_bot(env={"DIRECTLINE_SECRET": "s3cret-widget"})
+    visitor = visitor_factory(bot)
+    await visitor.start()
+    url = activities_url(visitor)
     status, body = await request(
         http,
         "POST",
-        f"{bot.directline}/conversations/{cid}/activities",
-        token=token,
-        json={"type": "message", "text": "hi"},
+        url,
+        token="s3cret-widget",
+        json={"type": "message", "text": "from the server", "from": {"id": "crm"}},
     )
-    assert status == 404
+    assert status == 200
+    echo = await visitor.wait_for(
+        lambda: next((a for a in visitor.activities if a["id"] == body["id"]), None)
+    )
+    assert echo["from"] == {"id": "crm", "name": "", "role": "user"}
+    assert (await request(http, "GET", url, token="s3cret-widget"))[0] == 200
+    stream = visitor.stream_url.replace(visitor.token, "s3cret-widget")
+    async with http.ws_connect(stream) as ws:
+        assert (await ws.receive_json(timeout=5))["activities"]
+    await visitor.disconnect()
+
+
+async def test_visitors_cannot_send_handoff_initiate(
+    http: aiohttp.ClientSession, visitor: DirectLineClient, standin: Any
+) -> None:
+    status, body = await visitor.post(
+        {"type": "event", "name": "handoff.initiate", "value": {"reason": "trust me"}}
+    )
+    assert status == 403 and "widget secret" in body["error"]["message"]
+    assert standin.threads == []
+
+
+async def test_upload_is_refused_clearly(
+    http: aiohttp.ClientSession, visitor: DirectLineClient
+) -> None:
+    status, body = await request(
+        http,
+        "POST",
+        f"{visitor.base}/conversations/{visitor.conversation_id}/upload",
+        token=visitor.token,
+        data=b"file",
+    )
+    assert status == 415 and body["error"]["code"] == "NotSupported"
 
 
 async def test_bad_watermark_is_400(http: aiohttp.ClientSession, visitor: DirectLineClient) -> None:

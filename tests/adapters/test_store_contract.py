@@ -108,10 +108,37 @@ async def test_handoff_round_trip_queries_and_stale_writes(store: Any) -> None:
         await store.save_handoff(handoff=handoff)  # version 0 again: already exists
 
 
-async def test_first_sight_deduplicates(store: Any) -> None:
-    assert await store.first_sight(key="a", now=T0) is True
-    assert await store.first_sight(key="a", now=T0) is False
-    assert await store.first_sight(key="b", now=T0) is True
+async def test_seen_and_remember(store: Any) -> None:
+    assert await store.seen(key="a") is False
+    await store.remember(key="a", now=T0)
+    await store.remember(key="a", now=T0)
+    assert await store.seen(key="a") is True
+    assert await store.seen(key="b") is False
+
+
+async def test_unopened_handoffs(store: Any) -> None:
+    queued = await store.save_handoff(
+        handoff=Handoff("h1", "c1", "support", HandoffState.QUEUED, T0, "x")
+    )
+    await store.save_handoff(
+        handoff=Handoff(
+            "h2", "c2", "support", HandoffState.QUEUED, T0, "x", thread_id="19:t;messageid=1"
+        )
+    )
+    await store.save_handoff(handoff=Handoff("h3", "c3", "support", HandoffState.FAILED, T0, "x"))
+    assert await store.unopened_handoffs() == [queued]
+
+
+async def test_inbox_positions_and_backlog(store: Any) -> None:
+    assert await store.inbox_backlog() == []
+    for cid in ("c1", "c2"):
+        await store.append_activity(conversation_id=cid, activity={})
+        await store.append_activity(conversation_id=cid, activity={})
+    await store.set_inbox_position(conversation_id="c1", seq=2)
+    await store.set_inbox_position(conversation_id="c2", seq=1)
+    await store.set_inbox_position(conversation_id="c2", seq=0)  # never moves back
+    assert await store.inbox_position(conversation_id="c2") == 1
+    assert await store.inbox_backlog() == ["c2"]
 
 
 async def test_activity_log_watermarks(store: Any) -> None:

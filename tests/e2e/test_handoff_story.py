@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import CHANNEL, RunningBot
+from tests.conftest import CHANNEL, BotFactory, RunningBot
 from tests.support.directline_client import DirectLineClient
 from tests.support.standin import Call, Standin
 from tests.support.teams import ALEX, ISAIAH, TENANT, card_action, card_submit, send, thread_message
@@ -242,8 +242,11 @@ async def test_specialist_ends_with_card_button_and_submit_fallback(
 
 
 async def test_upstream_agent_initiates_handoff_with_transcript(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+    start_bot: BotFactory, visitor_factory: Any, standin: Standin, http: aiohttp.ClientSession
 ) -> None:
+    bot = await start_bot(env={"DIRECTLINE_SECRET": "agent-secret"})
+    visitor = visitor_factory(bot)
+    await visitor.start()
     transcript = {
         "activities": [
             {
@@ -266,6 +269,8 @@ async def test_upstream_agent_initiates_handoff_with_transcript(
             },
         ]
     }
+    # The upstream agent is a server: it authenticates with the widget secret, not a visitor token.
+    visitor_token, visitor.token = visitor.token, "agent-secret"
     status, _ = await visitor.post(
         {
             "type": "event",
@@ -281,6 +286,7 @@ async def test_upstream_agent_initiates_handoff_with_transcript(
         }
     )
     assert status == 200
+    visitor.token = visitor_token
     call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
     shown = card_text(card_of(call))
     assert call.body["channelData"]["channel"]["id"] == CHANNEL  # category billing -> support

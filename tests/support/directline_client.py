@@ -39,7 +39,7 @@ class DirectLineClient:
             assert r.status == 200, await r.text()
             self.token = (await r.json())["token"]
         async with self.session.post(f"{self.base}/conversations", headers=self._auth) as r:
-            assert r.status == 201, await r.text()
+            assert r.status in (200, 201), await r.text()
             body = await r.json()
         self.conversation_id = body["conversationId"]
         self.stream_url = body["streamUrl"]

@@ -30,6 +30,11 @@ class Standin:
     # (thread id, root activity id) of every thread created, oldest first.
     created: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
+    # While set to an unset Event, calls whose path contains ``hold_path`` wait for it.
+    gate: asyncio.Event | None = None
+    hold_path: str = "/activities"
+    # Seconds every call waits before answering (to make a client time out).
+    delay: float = 0.0
 
     def of(self, method: str, contains: str = "") -> list[Call]:
         return [c for c in self.calls if c.method == method and contains in c.path]
@@ -67,6 +72,13 @@ def build_standin_app(state: Standin) -> web.Application:
 
         path = unquote(request.path)
         call = Call(request.method, path, body, dict(request.headers))
+        if state.delay:
+            await asyncio.sleep(state.delay)
+        if state.gate is not None and state.hold_path in path:
+            state.calls.append(call)
+            state.changed.set()
+            await state.gate.wait()
+            state.calls.remove(call)
         if state.failures:
             status, headers = state.failures.pop(0)
             state.calls.append(call)

@@ -1,0 +1,204 @@
+"""What the review found: crashes, timeouts, gone threads, slow Teams, hostile input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from adapters.auth import BotCredentials, ConnectorTokens
+from adapters.store_sqlite import SqliteStore
+from adapters.teams_connector import BotConnector
+from bot.errors import RetryableGatewayError
+from bot.model import Handoff, HandoffState
+from tests.conftest import CHANNEL, BotFactory, RunningBot
+from tests.e2e.test_handoff_story import card_of, card_text, open_handoff, relayed_texts
+from tests.support.directline_client import DirectLineClient
+from tests.support.standin import Standin
+from tests.support.teams import ALEX, card_action, send, thread_message
+
+
+async def test_stored_but_unhandled_activity_is_handled_after_restart(
+    start_bot: BotFactory, visitor_factory: Callable[[RunningBot], DirectLineClient], tmp_path: Path
+) -> None:
+    first = await start_bot(db=tmp_path / "crash.db")
+    visitor = visitor_factory(first)
+    await visitor.start()
+    await visitor.wait_text("virtual assistant")
+    await visitor.disconnect()
+    await first.stop()
+    # The process died right after storing the visitor's message, before handling it.
+    store = SqliteStore(tmp_path / "crash.db")
+    await store.append_activity(
+        conversation_id=visitor.conversation_id,
+        activity={
+            "type": "message",
+            "text": "what does it cost?",
+            "from": {"id": "v", "role": "user"},
+            "conversation": {"id": visitor.conversation_id},
+            "timestamp": "2026-11-24T09:00:00Z",
+        },
+    )
+    await store.close()
+
+    second = await start_bot(db=tmp_path / "crash.db")
+    visitor.base = second.directline
+    visitor.stream_url = visitor.stream_url.replace(
+        first.url.split("//")[1], second.url.split("//")[1]
+    )
+    await visitor.connect(watermark=visitor.watermark)
+    await visitor.wait_text("29 EUR")
+    await visitor.disconnect()
+
+
+async def test_queued_handoff_without_thread_is_opened_after_restart(
+    start_bot: BotFactory,
+    visitor_factory: Callable[[RunningBot], DirectLineClient],
+    standin: Standin,
+    tmp_path: Path,
+) -> None:
+    first = await start_bot(db=tmp_path / "queued.db")
+    visitor = visitor_factory(first)
+    await visitor.start()
+    await visitor.disconnect()
+    await first.stop()
+    # The process died between saving the queued handoff and opening its thread.
+    store = SqliteStore(tmp_path / "queued.db")
+    await store.save_handoff(
+        handoff=Handoff(
+            "h-crash",
+            visitor.conversation_id,
+            "support",
+            HandoffState.QUEUED,
+            datetime.now(UTC),
+            "asked",
+        )
+    )
+    await store.close()
+    await start_bot(db=tmp_path / "queued.db")
+    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    assert "h-crash" in card_text(card_of(call))
+
+
+async def test_thread_creation_that_times_out_fails_cleanly(standin: Standin) -> None:
+    standin.delay = 1.0
+    connector = BotConnector(
+        tokens=ConnectorTokens(BotCredentials()),
+        service_url=standin.url,
+        tenant_id="t",
+        bot_id="b",
+        bot_name="Ava",
+    )
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as session:
+        connector.use_session(session)
+        try:
+            await connector.open_thread(channel_id=CHANNEL, card={}, text="x")
+        except RetryableGatewayError as exc:
+            assert "TimeoutError" in str(exc)
+        else:
+            raise AssertionError("a timeout must surface as a gateway error")
+    await asyncio.sleep(1.0)
+    # The answer may have been lost after Teams created the thread: no blind second POST.
+    assert len(standin.threads) == 1
+
+
+async def test_connector_honours_retry_after_and_retries_5xx(standin: Standin) -> None:
+    standin.failures = [(429, {"Retry-After": "0.05"}), (503, {}), (502, {})]
+    connector = BotConnector(
+        tokens=ConnectorTokens(BotCredentials()),
+        service_url=standin.url,
+        tenant_id="t",
+        bot_id="b",
+        bot_name="Ava",
+    )
+    async with aiohttp.ClientSession() as session:
+        connector.use_session(session)
+        activity_id = await connector.post_message(
+            thread_id=f"{CHANNEL};messageid=1", author="Jane", text="hi"
+        )
+    assert activity_id
+    assert len(standin.posts_to(f"{CHANNEL};messageid=1")) == 4
+
+
+async def test_gone_thread_ends_the_handoff_and_tells_the_visitor(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    await visitor.wait_text("has joined")
+    standin.failures = [(404, {})]  # the channel was deleted / the bot removed
+    await visitor.say("hello?")
+    await visitor.wait_for(lambda: visitor.statuses()[-1:] == ["failed"])
+    await visitor.wait_text("couldn't reach a specialist")
+    # The bot is first responder again.
+    await visitor.say("what does it cost?")
+    await visitor.wait_text("29 EUR")
+
+
+async def test_card_action_from_another_conversation_is_refused(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    _, _, handoff_id = await open_handoff(visitor, standin)
+    elsewhere = f"{CHANNEL};messageid=999999"
+    status, body = await send(
+        http, bot.url, card_action(standin.url, elsewhere, ALEX, "handoff.join", handoff_id)
+    )
+    assert status == 200 and "not known" in body["value"]
+    assert not any("has joined" in t for t in visitor.texts())
+
+
+async def test_join_is_answered_while_a_relay_is_still_in_flight(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    standin.gate = asyncio.Event()  # Teams stops answering posts into the thread
+    await visitor.say("message while Teams is slow")
+    await standin.wait_for(
+        lambda: any("while Teams is slow" in t for t in relayed_texts(standin, thread_id))
+    )
+    status, body = await send(
+        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
+    assert status == 200 and "Alex Wilber joined" in card_text(body["value"])
+    await visitor.wait_text("has joined")
+    standin.gate.set()
+    # The card update for everyone comes after the held relay, in order.
+    update = await standin.wait_for(lambda: standin.of("PUT", root))
+    relay_index = next(
+        i for i, c in enumerate(standin.calls) if "while Teams is slow" in c.body.get("text", "")
+    )
+    assert standin.calls.index(update[0]) > relay_index
+
+
+async def test_visitor_markdown_is_shown_verbatim_in_the_thread(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+) -> None:
+    thread_id, _, _ = await open_handoff(visitor, standin)
+    await visitor.say("[Reset password](https://evil.example) **now**\n- a list")
+    text = (
+        await standin.wait_for(
+            lambda: [t for t in relayed_texts(standin, thread_id) if "evil" in t]
+        )
+    )[0]
+    assert "[Reset password]" not in text and "&#91;Reset password&#93;" in text
+    assert "**now**" not in text and "<br>&#45; a list" in text
+
+
+async def test_specialist_writing_after_the_end_is_told(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    await visitor.event("handoff.end")
+    await visitor.wait_text("You ended the chat")
+    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "one more thing"))
+    reply = await standin.wait_for(
+        lambda: [
+            c for c in standin.posts_to(thread_id) if "already ended" in c.body.get("text", "")
+        ]
+    )
+    assert reply
+    assert not any("one more thing" in t for t in visitor.texts())
