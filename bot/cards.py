@@ -113,22 +113,22 @@ def _status(handoff: Handoff) -> Card:
     match handoff.state:
         case HandoffState.QUEUED:
             text, color = (
-                f"\u23f3 Waiting for a specialist since {_when(handoff.created_at)}",
+                f"Waiting for a specialist since {_when(handoff.created_at)}",
                 "Warning",
             )
         case HandoffState.JOINED:
             assert handoff.joined_at is not None
-            text, color = f"\u2705 {specialist} joined at {_when(handoff.joined_at)}", "Good"
+            text, color = f"{specialist} joined at {_when(handoff.joined_at)}", "Good"
         case HandoffState.ENDED:
             assert handoff.ended_at is not None
             took = format_duration(handoff.ended_at - handoff.created_at)
             who = handoff.ended_by_name or "the visitor"
             text, color = (
-                f"\u23f9 Ended by {who} at {_when(handoff.ended_at)} after {took}",
+                f"Ended by {who} at {_when(handoff.ended_at)} after {took}",
                 "Default",
             )
         case HandoffState.FAILED:
-            text, color = f"\u26a0 Could not be delivered: {handoff.failure}", "Attention"
+            text, color = f"Could not be delivered: {handoff.failure}", "Attention"
     # Verbatim: the text can carry the visitor's own name ("Ended by ...").
     return _plain(text, color=color, weight="Bolder")
 
