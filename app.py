@@ -38,12 +38,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_from(path: Path | None) -> tuple[Settings, str]:
+def settings_from(path: Path | None) -> tuple[Settings, Path | None]:
     if path is not None:
-        return load_settings(path), str(path)
+        return load_settings(path), path
     if DEFAULT_CONFIG.exists():
-        return load_settings(DEFAULT_CONFIG), str(DEFAULT_CONFIG)
-    return Settings(), "embedded defaults"
+        return load_settings(DEFAULT_CONFIG), DEFAULT_CONFIG
+    return Settings(), None
 
 
 def config_schema() -> str:
@@ -83,6 +83,10 @@ def main(argv: list[str]) -> int:
         return check(argv[1:])
     if argv[:1] == ["schema"]:
         return schema(argv[1:])
+    if argv[:1] == ["explain"]:
+        from adapters.explain import main as explain
+
+        return explain(argv[1:])
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -101,7 +105,7 @@ def main(argv: list[str]) -> int:
         return 2
     log.info(
         "config: %s; %d route(s); store %s",
-        source,
+        source or "embedded defaults",
         len(settings.routes),
         settings.storage.sqlite_path,
     )
@@ -122,13 +126,8 @@ def main(argv: list[str]) -> int:
         f"(widget demo at /, Bot Framework endpoint at /api/messages)",
         flush=True,
     )
-    web.run_app(
-        create_app(settings, credentials),
-        host=args.host,
-        port=args.port,
-        print=None,
-        access_log=None,
-    )
+    app = create_app(settings, credentials, config_path=source)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from aiohttp import web
 from adapters.auth import BotCredentials, ConnectorTokens
 from adapters.clock import utc_now
 from adapters.directline import ActivityLog, ConversationStreams, DirectLineChannel
+from adapters.reload import ConfigReloader
 from adapters.store_sqlite import SqliteStore
 from adapters.teams_bot import TeamsEndpoint, TeamsHandoffBot
 from adapters.teams_connector import BotConnector
@@ -79,6 +83,8 @@ async def create_app(
     store: Store | None = None,
     env: Mapping[str, str] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    config_path: Path | None = None,
+    reload_interval: float = 2.0,
 ) -> web.Application:
     """Build the whole service; resources are closed by the app's cleanup."""
     env = os.environ if env is None else env
@@ -113,6 +119,14 @@ async def create_app(
         local_mode=credentials.local_mode,
     )
 
+    def apply(new: Settings) -> None:
+        if new.storage != service.settings.storage:
+            log.warning("storage settings changed: they take effect at the next restart")
+        service.settings = new
+        connector.configure(service_url=new.teams.service_url, tenant_id=new.teams.tenant_id)
+
+    reloader = ConfigReloader(config_path, apply, reload_interval) if config_path else None
+
     async def resources(app: web.Application) -> AsyncIterator[None]:
         # One pooled session for every outbound connector call, for the process lifetime.
         async with aiohttp.ClientSession(
@@ -123,7 +137,18 @@ async def create_app(
             # Finish what a crash interrupted: threads never opened, activities never handled.
             await service.recover(now=clock())
             await directline.inbox.resume()
+            watcher = None
+            if reloader is not None:
+                watcher = asyncio.create_task(reloader.watch(), name="config-watch")
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    asyncio.get_running_loop().add_signal_handler(
+                        signal.SIGHUP, reloader.reload, "on SIGHUP"
+                    )
             yield
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await directline.close()
             await directline.inbox.drain()
             await service.drain()

@@ -31,7 +31,7 @@ from bot.model import (
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY, version INTEGER NOT NULL, created_at TEXT NOT NULL,
-    fallbacks INTEGER NOT NULL, visitor TEXT NOT NULL);
+    fallbacks INTEGER NOT NULL, visitor TEXT NOT NULL, context TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS turns (
     conversation_id TEXT NOT NULL, at TEXT NOT NULL, role TEXT NOT NULL, author TEXT NOT NULL,
     text TEXT NOT NULL, fallback INTEGER NOT NULL);
@@ -145,8 +145,17 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Bring a file written by an older version up to date (additive changes only)."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(conversations)")}
+        if "context" not in columns:
+            self._db.execute(
+                "ALTER TABLE conversations ADD COLUMN context TEXT NOT NULL DEFAULT '{}'"
+            )
 
     async def close(self) -> None:
         self._db.close()
@@ -167,17 +176,23 @@ class SqliteStore:
             visitor=_visitor(row["visitor"]),
             created_at=created,
             fallbacks_in_row=row["fallbacks"],
+            context=MappingProxyType(json.loads(row["context"])),
             version=row["version"],
         )
 
     async def save_conversation(self, *, conversation: Conversation) -> Conversation:
         c = conversation
-        values = (c.created_at.isoformat(), c.fallbacks_in_row, _visitor_json(c.visitor))
+        values = (
+            c.created_at.isoformat(),
+            c.fallbacks_in_row,
+            _visitor_json(c.visitor),
+            json.dumps(dict(c.context), default=str),
+        )
         if c.version == 0:
             try:
                 self._db.execute(
-                    "INSERT INTO conversations (id, version, created_at, fallbacks, visitor)"
-                    " VALUES (?, 1, ?, ?, ?)",
+                    "INSERT INTO conversations (id, version, created_at, fallbacks, visitor,"
+                    " context) VALUES (?, 1, ?, ?, ?, ?)",
                     (c.id, *values),
                 )
             except sqlite3.IntegrityError as exc:
@@ -185,7 +200,7 @@ class SqliteStore:
         else:
             cursor = self._db.execute(
                 "UPDATE conversations SET version = version + 1, created_at = ?, fallbacks = ?,"
-                " visitor = ? WHERE id = ? AND version = ?",
+                " visitor = ?, context = ? WHERE id = ? AND version = ?",
                 (*values, c.id, c.version),
             )
             if cursor.rowcount != 1:

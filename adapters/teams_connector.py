@@ -66,6 +66,11 @@ class BotConnector:
         # Sends into one thread go out one at a time, so Teams shows them in order.
         self._thread_locks = KeyedLocks()
 
+    def configure(self, *, service_url: str, tenant_id: str) -> None:
+        """Apply a reloaded config."""
+        self.service_url = service_url.rstrip("/")
+        self.tenant_id = tenant_id
+
     def use_session(self, session: aiohttp.ClientSession) -> None:
         """The app's pooled session, set once it is running."""
         self._session = session

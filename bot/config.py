@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from bot.expressions import Rule
 from bot.hours import Hours
+from bot.links import parse_channel
 from bot.texts import Texts
 
 # The Playground's team channel, so the embedded defaults work with ``make run`` as shipped.
@@ -40,16 +50,49 @@ class TeamsSettings(_Model):
         return value.rstrip("/")
 
 
+class OutOfHours(StrEnum):
+    """What happens when a handoff is asked for outside the route's hours."""
+
+    CONTINUE = "continue"  # the bot keeps helping, no handoff
+    MESSAGE = "message"  # the bot says when the team is back
+    FALLBACK_ROUTE = "fallback_route"  # try another route instead
+
+
 class Route(_Model):
     """Where a handoff goes: a Teams channel, when it is staffed, and how it is shown."""
 
     id: NonEmpty
     name: str = ""
     description: str = ""
+    # A channel id (19:...@thread.tacv2) or the link from "Copy link to channel".
     channel: NonEmpty
-    hours: Hours | None = None
+    # Filled from a channel link when it carries them.
+    team_id: str = ""
+    tenant_id: str = ""
+    # Metadata: the domain/category this route serves (shown on the card, usable in rules).
+    domain: str = ""
     # Widget ``handoff.request`` categories that pick this route.
     categories: list[str] = Field(default_factory=list)
+    # CEL: is the route offered at all? (omitted: always)
+    pretrigger: Rule | None = None
+    # CEL: does a handoff take this route? (omitted: the default route, catches the rest)
+    trigger: Rule | None = None
+    hours: Hours | None = None
+    out_of_hours: OutOfHours = OutOfHours.CONTINUE
+    fallback_route: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_from_link(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("channel"), str):
+            try:
+                ref = parse_channel(data["channel"])
+            except ValueError:
+                return data  # the channel field's own validator reports it
+            data = {**data}
+            data.setdefault("team_id", ref.team_group_id)
+            data.setdefault("tenant_id", ref.tenant_id)
+        return data
 
     @field_validator("id")
     @classmethod
@@ -61,11 +104,15 @@ class Route(_Model):
     @field_validator("channel")
     @classmethod
     def _channel_id(cls, value: str) -> str:
-        if not value.startswith("19:"):
-            raise ValueError(
-                "a Teams channel id starts with '19:' (for example 19:abc@thread.tacv2)"
-            )
-        return value
+        return parse_channel(value).channel_id
+
+    @model_validator(mode="after")
+    def _fallback_named(self) -> Route:
+        if self.out_of_hours is OutOfHours.FALLBACK_ROUTE and not self.fallback_route:
+            raise ValueError("out_of_hours: fallback_route needs `fallback_route: <route id>`")
+        if self.fallback_route == self.id:
+            raise ValueError("fallback_route cannot be the route itself")
+        return self
 
     @property
     def title(self) -> str:
@@ -124,7 +171,46 @@ class BotSettings(_Model):
             ),
         ]
     )
-    handoff_phrases: list[NonEmpty] = Field(default_factory=lambda: list(DEFAULT_PHRASES))
+
+
+class PhraseTrigger(_Model):
+    """Explicit requests for a person ("can I talk to a human")."""
+
+    enabled: bool = True
+    # Added to the built-in multilingual list.
+    extra: list[NonEmpty] = Field(default_factory=list)
+
+
+class FrustrationTrigger(_Model):
+    """Hand off when the visitor is getting nowhere with the bot."""
+
+    enabled: bool = True
+    # Visitor messages in a row with negative wording ("useless", "this is ridiculous").
+    negative_in_row: int = Field(default=2, ge=1)
+    # The same question asked this many times.
+    repeated_question: int = Field(default=3, ge=2)
+    # Bot answers in a row that could not help.
+    fallbacks_in_row: int = Field(default=3, ge=1)
+    extra_negative_words: list[NonEmpty] = Field(default_factory=list)
+
+
+class ContextRule(_Model):
+    """A CEL rule checked on every visitor message; true starts a handoff."""
+
+    name: NonEmpty
+    when: Rule
+
+
+class Escalation(_Model):
+    """When a handoff starts; every trigger can be switched off."""
+
+    phrases: PhraseTrigger = Field(default_factory=PhraseTrigger)
+    frustration: FrustrationTrigger = Field(default_factory=FrustrationTrigger)
+    rules: list[ContextRule] = Field(default_factory=list)
+    # The widget's "talk to a person" button (event handoff.request).
+    widget_request: bool = True
+    # Bot Framework handoff.initiate from an upstream agent.
+    upstream_initiate: bool = True
 
 
 class StorageSettings(_Model):
@@ -157,18 +243,28 @@ class Settings(_Model):
         min_length=1,
     )
     bot: BotSettings = Field(default_factory=BotSettings)
+    escalation: Escalation = Field(default_factory=Escalation)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
     texts: Texts = Field(default_factory=Texts)
 
     @field_validator("routes")
     @classmethod
-    def _unique_ids(cls, routes: list[Route]) -> list[Route]:
-        seen: set[str] = set()
+    def _routes_consistent(cls, routes: list[Route]) -> list[Route]:
+        ids = [route.id for route in routes]
+        for route_id in ids:
+            if ids.count(route_id) > 1:
+                raise ValueError(f"route id {route_id!r} is used twice")
         for route in routes:
-            if route.id in seen:
-                raise ValueError(f"route id {route.id!r} is used twice")
-            seen.add(route.id)
+            if route.fallback_route and route.fallback_route not in ids:
+                raise ValueError(
+                    f"route {route.id!r}: fallback_route {route.fallback_route!r} is not a route id"
+                )
+        if all(route.trigger is not None for route in routes):
+            raise ValueError(
+                "no default route: leave `trigger` off one route (usually the last) so it "
+                "catches every handoff the others do not"
+            )
         return routes
 
     def route(self, route_id: str) -> Route | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class Conversation:
     visitor: Visitor
     created_at: datetime
     fallbacks_in_row: int = 0
+    # What the site or an upstream agent passed (visitor.context, handoff.initiate): rules read it.
+    context: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     version: int = 0
 
 
@@ -171,3 +174,14 @@ def merge_context(visitor: Visitor, context: Mapping[str, Any]) -> Visitor:
         user_agent=user_agent,
         extra=MappingProxyType(extra),
     )
+
+
+CONTEXT_LIMIT = 16_384  # characters of JSON kept per conversation
+
+
+def merge_raw_context(current: Mapping[str, Any], update: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Newer keys win; a context that would grow past the limit keeps what it had."""
+    merged = {**current, **update}
+    if len(json.dumps(merged, default=str)) > CONTEXT_LIMIT:
+        return current
+    return MappingProxyType(merged)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
-from bot.config import Answer, Route
+from bot.config import Answer
 
 # "can I talk to a human", "I want to speak with a real person", "connect me to an agent", ...
 _ASK_FOR_PERSON = re.compile(
@@ -54,21 +53,3 @@ def is_greeting(text: str) -> bool:
     """A bare hello."""
     plain = normalise(text)
     return bool(_GREETING.match(plain)) and len(plain.split()) <= 4
-
-
-@dataclass(frozen=True)
-class RouteChoice:
-    """The route a handoff takes and why."""
-
-    route: Route
-    why: str
-
-
-def choose_route(routes: Sequence[Route], category: str = "") -> RouteChoice:
-    """A route named or categorised by ``category`` wins; otherwise the first route."""
-    wanted = category.strip().casefold()
-    if wanted:
-        for route in routes:
-            if route.id == wanted or wanted in (c.casefold() for c in route.categories):
-                return RouteChoice(route, f"category {category!r}")
-    return RouteChoice(routes[0], "default route")

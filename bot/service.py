@@ -14,8 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from bot.cards import END_VERB, JOIN_VERB, Card, ThreadCardView, summary_card, thread_card
-from bot.config import Route, Settings
+from bot.config import OutOfHours, Route, Settings
 from bot.errors import GatewayError, StaleWriteError, ThreadGoneError, UnknownConversationError
+from bot.escalation import detect, fallback_trigger
+from bot.expressions import Facts
+from bot.hours import back_at
 from bot.locks import KeyedLocks
 from bot.model import (
     EMPTY,
@@ -28,9 +31,11 @@ from bot.model import (
     Turn,
     Visitor,
     merge_context,
+    merge_raw_context,
 )
 from bot.ports import HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
-from bot.rules import asks_for_person, choose_route, find_answer, is_greeting
+from bot.routing import availability, choose_route, facts_for
+from bot.rules import find_answer, is_greeting
 from bot.serial import Job, SerialQueues
 from bot.summary import end_summary, loops, summary_so_far
 from bot.transition import (
@@ -163,7 +168,10 @@ class HandoffService:
         async with self._locks.hold(conversation_id):
             conversation = await self._conversation(conversation_id)
             visitor = merge_context(conversation.visitor, context)
-            await self._store.save_conversation(conversation=replace(conversation, visitor=visitor))
+            raw = merge_raw_context(conversation.context, context)
+            await self._store.save_conversation(
+                conversation=replace(conversation, visitor=visitor, context=raw)
+            )
 
     async def visitor_message(self, *, conversation_id: str, text: str, now: datetime) -> None:
         """The visitor typed something: relay it to the human, or let the bot answer."""
@@ -175,9 +183,12 @@ class HandoffService:
             )
             handoff = await self._store.open_handoff(conversation_id=conversation_id)
             if handoff is None:
-                if asks_for_person(text, self.settings.bot.handoff_phrases):
-                    reason = "the visitor asked for a person"
-                    await self._start_handoff(conversation, reason, "", now)
+                turns = await self._store.turns(conversation_id=conversation_id)
+                facts = facts_for(self.settings, conversation, turns, now)
+                trigger = detect(self.settings.escalation, text, turns, facts)
+                if trigger is not None:
+                    log.info("conversation %s: escalation (%s)", conversation_id, trigger.reason)
+                    await self._start_handoff(conversation, trigger.reason, "", now, facts=facts)
                 else:
                     await self._answer(conversation, text, now)
                 return
@@ -188,6 +199,9 @@ class HandoffService:
         """The widget's "talk to a person" button (``handoff.request``)."""
         async with self._locks.hold(conversation_id):
             conversation = await self._conversation(conversation_id)
+            if not self.settings.escalation.widget_request:
+                await self._bot_says(conversation, "handoff_unavailable", now)
+                return
             reason = "the visitor pressed \u201cTalk to a person\u201d"
             await self._start_handoff(conversation, reason, category, now)
 
@@ -200,17 +214,22 @@ class HandoffService:
         now: datetime,
     ) -> None:
         """An upstream agent handed the conversation over (``handoff.initiate``)."""
+        if not self.settings.escalation.upstream_initiate:
+            log.warning("conversation %s: handoff.initiate ignored (switched off)", conversation_id)
+            return
         async with self._locks.hold(conversation_id):
             conversation = await self._conversation(conversation_id)
             for line in transcript:
                 turn = Turn(conversation_id, line.at, line.role, line.author, line.text)
                 await self._store.add_turn(turn=turn)
+            visitor = conversation.visitor
             visitor_fields = context.get("visitor")
             if isinstance(visitor_fields, Mapping):
-                visitor = merge_context(conversation.visitor, visitor_fields)
-                conversation = await self._store.save_conversation(
-                    conversation=replace(conversation, visitor=visitor)
-                )
+                visitor = merge_context(visitor, visitor_fields)
+            raw = merge_raw_context(conversation.context, context)
+            conversation = await self._store.save_conversation(
+                conversation=replace(conversation, visitor=visitor, context=raw)
+            )
             reason = str(context.get("reason") or "an upstream agent handed the conversation over")
             category = str(context.get("category") or context.get("route") or "")
             await self._start_handoff(conversation, reason, category, now, context)
@@ -294,8 +313,9 @@ class HandoffService:
     def _bot(self) -> Sender:
         return Sender("bot", self.settings.bot.name, SenderRole.BOT)
 
-    def _text(self, key: str, values: Mapping[str, str]) -> str:
-        return self.settings.texts.render(key, {"bot": self.settings.bot.name, **values})
+    def _text(self, key: str, values: Mapping[str, str], locale: str = "") -> str:
+        values = {"bot": self.settings.bot.name, **values}
+        return self.settings.texts.render(key, values, locale)
 
     async def _conversation(self, conversation_id: str) -> Conversation:
         conversation = await self._store.get_conversation(conversation_id=conversation_id)
@@ -316,7 +336,8 @@ class HandoffService:
         *,
         fallback: bool = False,
     ) -> str:
-        text = self._text(key, {"visitor": conversation.visitor.name, **values})
+        visitor = conversation.visitor
+        text = self._text(key, {"visitor": visitor.name, **values}, visitor.locale)
         await self._say(conversation.id, text, now, fallback=fallback)
         return text
 
@@ -337,6 +358,14 @@ class HandoffService:
             await self._bot_says(conversation, "hello", now)
             fallbacks = 0
         else:
+            trigger = fallback_trigger(self.settings.escalation, conversation.fallbacks_in_row)
+            if trigger is not None:
+                conversation = await self._store.save_conversation(
+                    conversation=replace(conversation, fallbacks_in_row=0)
+                )
+                log.info("conversation %s: escalation (%s)", conversation.id, trigger.reason)
+                await self._start_handoff(conversation, trigger.reason, "", now)
+                return
             await self._bot_says(conversation, "fallback", now, fallback=True)
             fallbacks = conversation.fallbacks_in_row + 1
         if fallbacks != conversation.fallbacks_in_row:
@@ -351,17 +380,35 @@ class HandoffService:
         category: str,
         now: datetime,
         context: Mapping[str, Any] = EMPTY,
+        facts: Facts | None = None,
     ) -> None:
         current = await self._store.open_handoff(conversation_id=conversation.id)
         if current is not None:
             key = "already_joined" if current.state is HandoffState.JOINED else "already_queued"
             await self._bot_says(conversation, key, now, self._names(current))
             return
-        route = choose_route(self.settings.routes, category).route
-        if route.hours is not None and not route.hours.is_open(now):
-            log.info("conversation %s: route %s is outside work hours", conversation.id, route.id)
-            await self._bot_says(conversation, "out_of_hours", now, {"route": route.title})
+        if facts is None:
+            turns = await self._store.turns(conversation_id=conversation.id)
+            facts = facts_for(self.settings, conversation, turns, now, context)
+        choice = choose_route(self.settings.routes, facts, category)
+        if choice.route is None:
+            log.info("conversation %s: no route offered (%s)", conversation.id, choice.why)
+            await self._bot_says(conversation, "no_route", now)
             return
+        open_now = availability(choice.route, self.settings.routes, now)
+        if open_now.route is None:
+            closed = open_now.closed_route or choice.route
+            log.info("conversation %s: route %s is outside work hours", conversation.id, closed.id)
+            if open_now.behaviour is OutOfHours.MESSAGE and open_now.back is not None:
+                back = back_at(open_now.back, now, conversation.visitor.timezone)
+                await self._bot_says(
+                    conversation, "out_of_hours_back", now, {"route": closed.title, "back": back}
+                )
+            else:
+                await self._bot_says(conversation, "out_of_hours", now, {"route": closed.title})
+            return
+        route = open_now.route
+        log.info("conversation %s: route %s (%s)", conversation.id, route.id, choice.why)
         handoff = Handoff(
             id=self._new_id(),
             conversation_id=conversation.id,
@@ -444,7 +491,7 @@ class HandoffService:
             VisitorNotice.FAILED: "failed",
             VisitorNotice.COMPLETED: _ended_key(handoff),
         }[notice]
-        text = self._text(key, {"visitor": visitor.name, **self._names(handoff)})
+        text = self._text(key, {"visitor": visitor.name, **self._names(handoff)}, visitor.locale)
         await self._visitors.status(
             conversation_id=handoff.conversation_id, sender=self._bot, state=notice.value, text=text
         )

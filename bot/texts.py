@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 # Placeholders a template may use; anything else is a config error caught at load.
 # ``visitor_comma`` is " Jane" when the name is known, else empty ("Hi{visitor_comma}!").
+# ``back`` is when a closed route opens again ("tomorrow at 09:00").
 PLACEHOLDERS = frozenset(
-    {"visitor", "visitor_comma", "specialist", "route", "bot", "reason", "duration"}
+    {"visitor", "visitor_comma", "specialist", "route", "bot", "reason", "duration", "back"}
 )
 
 
-class Texts(BaseModel):
+def _check_placeholders(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # an untranslated key (None), or the locales table itself
+    for _, name, _, _ in string.Formatter().parse(value):
+        if name is not None and name not in PLACEHOLDERS:
+            allowed = ", ".join(sorted(PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
+    return value
+
+
+class _TextsBase(BaseModel):
     """Templates; ops override any of them in YAML under ``texts:``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +65,15 @@ class Texts(BaseModel):
         "Sorry, I couldn't reach a specialist right now. I'll keep helping, or you can try "
         "again in a few minutes."
     )
+    out_of_hours_back: str = (
+        "Our specialists from {route} are back {back}. I'll keep helping as best I can until then."
+    )
+    no_route: str = (
+        "I can't connect you with a specialist for this, sorry. I'll keep helping as best I can."
+    )
+    handoff_unavailable: str = (
+        "Talking to a person isn't available here, sorry. I'll do my best to help."
+    )
     out_of_hours: str = (
         "Our specialists from {route} aren't available right now. I'll keep helping as best I can."
     )
@@ -69,16 +90,44 @@ class Texts(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _known_placeholders(cls, value: str) -> str:
-        for _, name, _, _ in string.Formatter().parse(value):
-            if name is not None and name not in PLACEHOLDERS:
-                allowed = ", ".join(sorted(PLACEHOLDERS))
-                raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
+    def _known_placeholders(cls, value: Any) -> Any:
+        return _check_placeholders(value)
+
+
+# The same keys, each optional: a locale overrides only what it translates.
+LocaleTexts = create_model(  # type: ignore[call-overload]
+    "LocaleTexts",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    __validators__={"known": field_validator("*")(_check_placeholders)},
+    **{name: (str | None, None) for name in _TextsBase.model_fields},
+)
+
+
+class Texts(_TextsBase):
+    """Default texts plus per-locale variants (``locales: {de: {...}, fr-ca: {...}}``)."""
+
+    locales: dict[str, LocaleTexts] = Field(default_factory=dict)
+
+    @field_validator("locales", mode="before")
+    @classmethod
+    def _lowercase_locales(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).strip().lower().replace("_", "-"): v for k, v in value.items()}
         return value
 
-    def render(self, key: str, values: Mapping[str, str]) -> str:
-        """Fill a template; missing values read as empty rather than failing a live chat."""
+    def template(self, key: str, locale: str = "") -> str:
+        """The visitor's exact locale, else its language, else the default text."""
+        tag = locale.strip().lower().replace("_", "-")
+        for candidate in (tag, tag.split("-", 1)[0]) if tag else ():
+            variant = self.locales.get(candidate)
+            text = getattr(variant, key, None) if variant is not None else None
+            if text:
+                return str(text)
         template: str = getattr(self, key)
+        return template
+
+    def render(self, key: str, values: Mapping[str, str], locale: str = "") -> str:
+        """Fill a template; missing values read as empty rather than failing a live chat."""
         filled = {name: values.get(name, "") for name in PLACEHOLDERS}
         filled["visitor_comma"] = f" {filled['visitor']}" if filled["visitor"] else ""
-        return template.format_map(filled)
+        return self.template(key, locale).format_map(filled)

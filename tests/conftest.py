@@ -15,6 +15,7 @@ from aiohttp import web
 
 from adapters.auth import BotCredentials
 from adapters.clock import utc_now
+from adapters.config_file import load_settings
 from adapters.http import SERVICE, create_app
 from bot.config import Settings
 from tests.support.directline_client import DirectLineClient
@@ -100,10 +101,21 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
         db: Path | None = None,
         env: dict[str, str] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        config: Path | None = None,
         **sections: Any,
     ) -> RunningBot:
-        settings = test_settings(standin, db or tmp_path / "handoff.db", **sections)
-        app = await create_app(settings, BotCredentials(), env=env or {}, clock=clock)
+        if config is not None:
+            settings = load_settings(config)
+        else:
+            settings = test_settings(standin, db or tmp_path / "handoff.db", **sections)
+        app = await create_app(
+            settings,
+            BotCredentials(),
+            env=env or {},
+            clock=clock,
+            config_path=config,
+            reload_interval=0.05,
+        )
         runner, url = await _serve(app)
         bot = RunningBot(url, app, runner)
         running.append(bot)

@@ -50,7 +50,11 @@ async def test_unknown_keys_are_none(store: Any) -> None:
 
 
 async def test_conversation_round_trip_and_compare_and_set(store: Any) -> None:
-    saved = await store.save_conversation(conversation=Conversation("c1", VISITOR, T0))
+    saved = await store.save_conversation(
+        conversation=Conversation(
+            "c1", VISITOR, T0, context=MappingProxyType({"domain": "FINANCE", "tags": ["vip"]})
+        )
+    )
     assert saved.version == 1
     assert await store.get_conversation(conversation_id="c1") == saved
     updated = await store.save_conversation(conversation=replace(saved, fallbacks_in_row=2))

@@ -122,3 +122,13 @@ class PlaygroundProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+async def eventually(predicate: object, timeout: float = 10.0) -> None:
+    """Poll ``predicate()`` until it is truthy (for conditions no event announces, like logs)."""
+    assert callable(predicate)
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -62,7 +62,7 @@ def test_empty_file_is_the_embedded_defaults() -> None:
         (
             GOOD.replace("19:abc@thread.tacv2", "general"),
             [
-                "handoff.yaml:6: routes[0].channel: a Teams channel id starts with '19:' (for example 19:abc@thread.tacv2)"
+                "handoff.yaml:6: routes[0].channel: give a channel id (19:...@thread.tacv2) or the link from the channel's 'Copy link to channel' (https://teams.microsoft.com/l/channel/...)"
             ],
         ),
         (
@@ -91,7 +91,7 @@ def test_empty_file_is_the_embedded_defaults() -> None:
         (
             GOOD + "texts:\n  joined: '{specialist} and {nobody}'\n",
             [
-                "handoff.yaml:12: texts.joined: unknown placeholder {nobody} (allowed: bot, duration, reason, route, specialist, visitor, visitor_comma)"
+                "handoff.yaml:12: texts.joined: unknown placeholder {nobody} (allowed: back, bot, duration, reason, route, specialist, visitor, visitor_comma)"
             ],
         ),
         (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import DEFAULT_PHRASES, Answer, Route
-from bot.rules import asks_for_person, choose_route, find_answer, is_greeting
+from bot.config import DEFAULT_PHRASES, Answer
+from bot.rules import asks_for_person, find_answer, is_greeting
 
 ASKS = [
     ("can I talk to a human", True),
@@ -73,23 +73,3 @@ def test_find_answer(text: str, expected: str | None) -> None:
 )
 def test_is_greeting(text: str, expected: bool) -> None:
     assert is_greeting(text) is expected
-
-
-ROUTES = [
-    Route(id="support", channel="19:a@thread.tacv2", categories=["billing"]),
-    Route(id="sales", channel="19:b@thread.tacv2"),
-]
-
-
-@pytest.mark.parametrize(
-    ("category", "route", "why"),
-    [
-        ("", "support", "default route"),
-        ("sales", "sales", "category 'sales'"),
-        ("Billing", "support", "category 'Billing'"),
-        ("unknown", "support", "default route"),
-    ],
-)
-def test_choose_route(category: str, route: str, why: str) -> None:
-    choice = choose_route(ROUTES, category)
-    assert (choice.route.id, choice.why) == (route, why)

@@ -1,0 +1,132 @@
+"""When a handoff starts: explicit requests, frustration, and CEL context rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.config import DEFAULT_PHRASES, Escalation
+from bot.expressions import Facts
+from bot.model import Role, Turn
+from bot.rules import asks_for_person, is_greeting, normalise
+from bot.summary import is_question
+
+# Wording that signals a visitor is getting annoyed; ops can add more in YAML.
+NEGATIVE_WORDS = (
+    "useless",
+    "not helpful",
+    "unhelpful",
+    "doesn't help",
+    "does not help",
+    "doesn't work",
+    "does not work",
+    "not working",
+    "still broken",
+    "terrible",
+    "awful",
+    "horrible",
+    "ridiculous",
+    "stupid",
+    "annoying",
+    "frustrating",
+    "frustrated",
+    "angry",
+    "wtf",
+    "waste of time",
+    "pointless",
+    "you don't understand",
+    "not what i asked",
+    "makes no sense",
+    "nonsense",
+    "worst",
+    "nutzlos",
+    "hilft nicht",
+    "funktioniert nicht",
+    "inutile",
+    "ça ne marche pas",
+    "no sirve",
+    "inútil",
+    "no funciona",
+)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why a handoff starts."""
+
+    kind: str  # phrase | frustration | rule
+    reason: str
+
+
+def is_negative(text: str, extra: Sequence[str] = ()) -> bool:
+    """Negative wording anywhere in the message."""
+    padded = f" {normalise(text)} "
+    return any(f" {normalise(word)} " in padded for word in (*NEGATIVE_WORDS, *extra))
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in normalise(text).split() if len(w) > 2}
+
+
+def same_question(a: str, b: str) -> bool:
+    """Near-identical wording (word overlap of 80% or more)."""
+    wa, wb = _words(a), _words(b)
+    if not wa or not wb:
+        return normalise(a) == normalise(b) and bool(normalise(a))
+    return len(wa & wb) / len(wa | wb) >= 0.8
+
+
+def intents(text: str, phrases: Sequence[str], negative: Sequence[str] = ()) -> list[str]:
+    """Coarse labels of a visitor message, for rules (``conversation.intents``)."""
+    found = []
+    if asks_for_person(text, phrases):
+        found.append("handoff_request")
+    if is_question(text):
+        found.append("question")
+    if is_greeting(text):
+        found.append("greeting")
+    if is_negative(text, negative):
+        found.append("negative")
+    return found
+
+
+def detect(settings: Escalation, text: str, turns: Sequence[Turn], facts: Facts) -> Trigger | None:
+    """The first escalation trigger the latest visitor message fires, if any.
+
+    ``turns`` is the transcript including that message. Bot fallbacks in a row are counted by
+    the caller, which knows whether the bot is about to fail again (``fallback_trigger``).
+    """
+    if settings.phrases.enabled and asks_for_person(
+        text, (*DEFAULT_PHRASES, *settings.phrases.extra)
+    ):
+        return Trigger("phrase", "the visitor asked for a person")
+    for rule in settings.rules:
+        if facts.matches(rule.when):
+            return Trigger("rule", f"rule \u201c{rule.name}\u201d matched")
+    frustration = settings.frustration
+    if not frustration.enabled:
+        return None
+    said = [t.text for t in turns if t.role is Role.VISITOR]
+    negative = 0
+    for line in reversed(said):
+        if not is_negative(line, frustration.extra_negative_words):
+            break
+        negative += 1
+    if negative >= frustration.negative_in_row:
+        return Trigger(
+            "frustration", f"the visitor seems frustrated ({negative} upset messages in a row)"
+        )
+    if said and is_question(said[-1]):
+        repeats = sum(1 for line in said if same_question(line, said[-1]))
+        if repeats >= frustration.repeated_question:
+            return Trigger("frustration", f"the visitor asked the same question {repeats} times")
+    return None
+
+
+def fallback_trigger(settings: Escalation, fallbacks_so_far: int) -> Trigger | None:
+    """The bot is about to fail to answer again: hand off once that makes N in a row."""
+    frustration = settings.frustration
+    count = fallbacks_so_far + 1
+    if frustration.enabled and count >= frustration.fallbacks_in_row:
+        return Trigger("frustration", f"the bot could not answer {count} times in a row")
+    return None

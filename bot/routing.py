@@ -1,0 +1,113 @@
+"""Which route a handoff takes, whether it is open, and what rules see."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.config import DEFAULT_PHRASES, OutOfHours, Route, Settings
+from bot.escalation import intents
+from bot.expressions import Facts
+from bot.model import Conversation, Role, Turn
+
+
+def facts_for(
+    settings: Settings,
+    conversation: Conversation,
+    turns: Sequence[Turn],
+    now: datetime,
+    context: Mapping[str, Any] | None = None,
+) -> Facts:
+    """The documented rule variables: ``visitor``, ``conversation``, ``context``, ``now``."""
+    visitor = conversation.visitor
+    raw = dict(conversation.context)
+    raw.update(context or {})
+    said = [t for t in turns if t.role is Role.VISITOR]
+    text = said[-1].text if said else ""
+    escalation = settings.escalation
+    phrases = (*DEFAULT_PHRASES, *escalation.phrases.extra)
+    tags = raw.get("tags")
+    account = raw.get("account")
+    return Facts(
+        {
+            "visitor": {
+                "id": visitor.id,
+                "name": visitor.name,
+                "email": visitor.email,
+                "company": visitor.company,
+                "locale": visitor.locale,
+                "timezone": visitor.timezone,
+                "user_agent": visitor.user_agent,
+                "page": {
+                    "url": visitor.page.url,
+                    "title": visitor.page.title,
+                    "referrer": visitor.page.referrer,
+                },
+                "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+                "account": dict(account) if isinstance(account, Mapping) else {},
+                "extra": dict(visitor.extra),
+            },
+            "conversation": {
+                "turns": len(said),
+                "messages": len(turns),
+                "duration": int((now - turns[0].at).total_seconds()) if turns else 0,
+                "text": text,
+                "intents": intents(text, phrases, escalation.frustration.extra_negative_words),
+                "fallbacks": conversation.fallbacks_in_row,
+            },
+            "context": raw,
+            "now": now,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    """The route a handoff takes (None: none is offered) and why."""
+
+    route: Route | None
+    why: str
+    offered: tuple[str, ...]
+
+
+def choose_route(routes: Sequence[Route], facts: Facts, category: str = "") -> RouteChoice:
+    """Among offered routes: a named category, else the first true trigger, else the default."""
+    offered = [r for r in routes if r.pretrigger is None or facts.matches(r.pretrigger)]
+    ids = tuple(r.id for r in offered)
+    wanted = category.strip().casefold()
+    if wanted:
+        for route in offered:
+            if route.id == wanted or wanted in (c.casefold() for c in route.categories):
+                return RouteChoice(route, f"category \u201c{category}\u201d", ids)
+    for route in offered:
+        if route.trigger is not None and facts.matches(route.trigger):
+            return RouteChoice(route, f"trigger of route {route.id}: {route.trigger}", ids)
+    default = next((r for r in offered if r.trigger is None), None)
+    if default is None:
+        return RouteChoice(None, "no route is offered to this visitor", ids)
+    return RouteChoice(default, f"default route {default.id}", ids)
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a handoff can go ahead now, on which route, or what to do instead."""
+
+    route: Route | None  # None: no handoff now
+    behaviour: OutOfHours | None  # set when the chosen route is closed
+    closed_route: Route | None = None
+    back: datetime | None = None  # when the closed route opens again
+
+
+def availability(route: Route, routes: Sequence[Route], now: datetime) -> Availability:
+    """Apply the route's work hours and its ``out_of_hours`` behaviour."""
+    if route.hours is None or route.hours.is_open(now):
+        return Availability(route, None)
+    back = route.hours.next_open(now)
+    if route.out_of_hours is OutOfHours.FALLBACK_ROUTE:
+        fallback = next((r for r in routes if r.id == route.fallback_route), None)
+        if fallback is not None and (fallback.hours is None or fallback.hours.is_open(now)):
+            return Availability(fallback, OutOfHours.FALLBACK_ROUTE, route, back)
+        return Availability(None, OutOfHours.MESSAGE, route, back)
+    return Availability(None, route.out_of_hours, route, back)
