@@ -14,7 +14,7 @@ import ipaddress
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,7 +27,7 @@ from adapters.tokens import Grant, TokenError, TokenSigner
 from bot.errors import HandoffError, UnknownConversationError
 from bot.locks import KeyedLocks
 from bot.model import Role
-from bot.ports import Sender
+from bot.ports import Choice, Sender
 from bot.service import HandoffService, UpstreamTurn
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,30 @@ class ConversationStreams:
             "type": "message",
             "text": text,
             "textFormat": "plain",
+            **self._outbound(conversation_id, sender),
+        }
+        await self.append(conversation_id, activity)
+
+    async def offer(
+        self, *, conversation_id: str, sender: Sender, text: str, choices: Sequence[Choice]
+    ) -> None:
+        # Direct Line suggestedActions: Web Chat renders them as buttons; messageBack sends the
+        # text (shown as the visitor's message) together with the value.
+        actions = [
+            {
+                "type": "messageBack",
+                "title": c.title,
+                "text": c.text,
+                "displayText": c.text,
+                "value": dict(c.value),
+            }
+            for c in choices
+        ]
+        activity = {
+            "type": "message",
+            "text": text,
+            "textFormat": "plain",
+            "suggestedActions": {"actions": actions},
             **self._outbound(conversation_id, sender),
         }
         await self.append(conversation_id, activity)
@@ -575,7 +599,10 @@ class DirectLineChannel:
         name = activity.get("name", "")
         value = activity.get("value")
         try:
-            if kind == "message":
+            chosen = _chosen_route(value)
+            if kind == "message" and chosen is not None:
+                await service.request_handoff(conversation_id=cid, category=chosen, now=now)
+            elif kind == "message":
                 await service.visitor_message(
                     conversation_id=cid, text=activity.get("text") or "", now=now
                 )
@@ -660,6 +687,13 @@ class DirectLineChannel:
             if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                 break
         subscriber.queue.put_nowait((_CLOSED, {}))
+
+
+def _chosen_route(value: Any) -> str | None:
+    """The route a visitor picked from the "which team" buttons, if this message is that."""
+    handoff = value.get("handoff") if isinstance(value, dict) else None
+    route = handoff.get("route") if isinstance(handoff, dict) else None
+    return str(route)[:64] if isinstance(route, str) and route else None
 
 
 def upstream_transcript(activity: dict[str, Any], now: datetime) -> list[UpstreamTurn]:

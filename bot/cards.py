@@ -147,6 +147,7 @@ def thread_card(view: ThreadCardView) -> Card:
             "weight": "Bolder",
             "wrap": True,
         },
+        *([_plain(route.description, isSubtle=True)] if route.description else []),
         _status(handoff),
         _label("Visitor"),
         *_fact_rows(visitor_facts(view.visitor)),

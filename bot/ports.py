@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -105,6 +106,15 @@ class Sender:
     role: SenderRole
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A button offered to the visitor: clicking sends ``text`` with ``value``."""
+
+    title: str
+    text: str
+    value: Mapping[str, Any]
+
+
 class VisitorGateway(Protocol):
     """Talking to the visitor's widget."""
 
@@ -114,4 +124,10 @@ class VisitorGateway(Protocol):
 
     async def status(self, *, conversation_id: str, sender: Sender, state: str, text: str) -> None:
         """Deliver handoff progress (``queued|accepted|completed|failed``) as an event."""
+        ...
+
+    async def offer(
+        self, *, conversation_id: str, sender: Sender, text: str, choices: Sequence[Choice]
+    ) -> None:
+        """A message with buttons to choose from."""
         ...

@@ -33,7 +33,7 @@ from bot.model import (
     merge_context,
     merge_raw_context,
 )
-from bot.ports import HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
+from bot.ports import Choice, HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
 from bot.routing import availability, choose_route, facts_for
 from bot.rules import find_answer, is_greeting
 from bot.serial import Job, SerialQueues
@@ -201,6 +201,8 @@ class HandoffService:
             conversation = await self._conversation(conversation_id)
             if not self.settings.escalation.widget_request:
                 await self._bot_says(conversation, "handoff_unavailable", now)
+                return
+            if not category and await self._offer_routes(conversation, now):
                 return
             reason = "the visitor pressed \u201cTalk to a person\u201d"
             await self._start_handoff(conversation, reason, category, now)
@@ -372,6 +374,29 @@ class HandoffService:
             await self._store.save_conversation(
                 conversation=replace(conversation, fallbacks_in_row=fallbacks)
             )
+
+    async def _offer_routes(self, conversation: Conversation, now: datetime) -> bool:
+        """Several teams are offered and no rule decides: let the visitor pick (True if asked)."""
+        if await self._store.open_handoff(conversation_id=conversation.id) is not None:
+            return False
+        turns = await self._store.turns(conversation_id=conversation.id)
+        facts = facts_for(self.settings, conversation, turns, now)
+        offered = [
+            r for r in self.settings.routes if r.pretrigger is None or facts.matches(r.pretrigger)
+        ]
+        decided = any(r.trigger is not None and facts.matches(r.trigger) for r in offered)
+        if len(offered) < 2 or decided:
+            return False
+        visitor = conversation.visitor
+        lines = [self._text("choose_route", {"visitor": visitor.name}, visitor.locale)]
+        lines += [f"\u2022 {r.title}: {r.description}" for r in offered if r.description]
+        choices = [Choice(r.title, r.title, {"handoff": {"route": r.id}}) for r in offered]
+        text = "\n".join(lines)
+        await self._store.add_turn(turn=Turn(conversation.id, now, Role.BOT, self._bot.name, text))
+        await self._visitors.offer(
+            conversation_id=conversation.id, sender=self._bot, text=text, choices=choices
+        )
+        return True
 
     async def _start_handoff(
         self,

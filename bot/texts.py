@@ -65,6 +65,7 @@ class _TextsBase(BaseModel):
         "Sorry, I couldn't reach a specialist right now. I'll keep helping, or you can try "
         "again in a few minutes."
     )
+    choose_route: str = "Which team can help you?"
     out_of_hours_back: str = (
         "Our specialists from {route} are back {back}. I'll keep helping as best I can until then."
     )

@@ -649,6 +649,39 @@
     }
   }
 
+  // ---- suggested actions (e.g. "which team can help?") -------------------------------------
+
+  function clearChoices() {
+    for (const node of ui.log.querySelectorAll('.msg-choices')) node.remove();
+  }
+
+  // Direct Line suggestedActions as buttons under the bot's message; a click sends the action's
+  // text (shown as the visitor's message) with its value, as Web Chat does for messageBack.
+  function renderChoices(node, suggested) {
+    const actions = suggested && Array.isArray(suggested.actions) ? suggested.actions : [];
+    const usable = actions.filter((a) => a && typeof a.title === 'string' && a.title.trim());
+    if (!usable.length) return;
+    clearChoices();
+    const row = h('div', { className: 'msg-choices', role: 'group', 'aria-label': 'Choose an option' });
+    for (const action of usable.slice(0, 8)) {
+      const label = action.title.slice(0, 80);
+      const text = typeof action.text === 'string' && action.text ? action.text : label;
+      row.append(
+        h(
+          'button',
+          {
+            type: 'button',
+            className: 'msg-choice',
+            onClick: () => sendMessage(text.slice(0, MAX_CHARS), action.value),
+          },
+          h('span', { text: label }),
+        ),
+      );
+    }
+    node.after(row);
+    afterAppend();
+  }
+
   // ---- typing indicator ------------------------------------------------------------------
 
   let typingTimer = 0;
@@ -699,6 +732,7 @@
           confirmEntry(entry, id, activity.timestamp);
           return;
         }
+        clearChoices();
         const node = renderIncoming(activity, 'user');
         if (id) seen.set(id, node || true);
         return;
@@ -706,6 +740,7 @@
       hideTyping();
       const node = renderIncoming(activity, role);
       if (id) seen.set(id, node || true);
+      if (node) renderChoices(node, activity.suggestedActions);
       if (node && !S.open && isFresh(activity)) {
         S.unread += 1;
         renderBadge();
@@ -1203,6 +1238,7 @@
         text: entry.text,
         textFormat: 'plain',
         clientActivityID: entry.clientId,
+        ...(entry.value === undefined ? {} : { value: entry.value }),
       });
       if (!current()) return;
       if (typeof result.id === 'string' && result.id) {
@@ -1231,10 +1267,12 @@
     afterAppend(true);
   }
 
-  function sendMessage(text) {
+  function sendMessage(text, value) {
+    clearChoices();
     const entry = {
       clientId: randomId(),
       text,
+      value,
       at: new Date().toISOString(),
       status: 'sending',
       error: '',

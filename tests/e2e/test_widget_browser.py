@@ -1,0 +1,99 @@
+"""The demo widget in headless Chromium against the real bot: choices, escaping, reconnect."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import need
+from tests.e2e.test_playground import BROWSER_ARGS, CHROMIUM
+from tests.support.processes import BotProcess, free_port
+from tests.support.standin import Standin
+from tests.support.teams import ALEX, TENANT, card_action, send, thread_message
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def two_team_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
+    need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
+    config = tmp_path / "handoff.yaml"
+    config.write_text(
+        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
+        "routes:\n"
+        "  - id: billing\n    name: Billing\n    description: Invoices and refunds\n"
+        '    channel: "19:bill@thread.tacv2"\n'
+        "  - id: tech\n    name: Technical support\n    description: Bugs and outages\n"
+        '    channel: "19:tech@thread.tacv2"\n'
+        f"storage:\n  sqlite_path: {tmp_path / 'h.db'}\n"
+    )
+    bot = BotProcess(config, free_port(), tmp_path / "bot.log")
+    await bot.start()
+    yield bot
+    bot.stop()
+
+
+async def test_choose_a_team_then_talk_and_stay_safe(
+    two_team_bot: BotProcess, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = await browser.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: dialogs.append(d.message))
+            await page.goto(two_team_bot.url + "/")
+            await page.click("#chat-launcher")
+            log = page.locator("#chat-log")
+            await expect(log).to_contain_text("virtual assistant", timeout=15_000)
+            await page.click("#talk-to-person")
+            await expect(log).to_contain_text("Which team can help you?")
+            await expect(log).to_contain_text("Technical support: Bugs and outages")
+            await page.get_by_role("button", name="Technical support").click()
+            await expect(page.locator("#chat-panel")).to_have_attribute("data-state", "queued")
+            await expect(page.locator(".msg-choices")).to_have_count(0)
+            call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+            assert call.body["channelData"]["channel"]["id"] == "19:tech@thread.tacv2"
+            thread_id, _ = standin.created[-1]
+            handoff_id = call.body["activity"]["attachments"][0]["content"]["actions"][0]["data"][
+                "handoffId"
+            ]
+            await send(
+                http,
+                two_team_bot.url,
+                card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id),
+            )
+            await expect(log).to_contain_text("Alex Wilber has joined")
+
+            # A hostile specialist message is shown as text, and its link only as itself.
+            hostile = '<img src=x onerror="alert(1)"> see https://example.com/help'
+            await send(
+                http,
+                two_team_bot.url,
+                thread_message(
+                    standin.url, thread_id, ALEX, hostile.replace("<", "&lt;").replace(">", "&gt;")
+                ),
+            )
+            specialist = page.locator('.msg[data-role="specialist"] .msg-text').last
+            await expect(specialist).to_contain_text('<img src=x onerror="alert(1)">')
+            assert await page.locator(".msg-text img").count() == 0
+            link = specialist.locator("a")
+            await expect(link).to_have_attribute("href", "https://example.com/help")
+            await expect(link).to_have_text("https://example.com/help")
+
+            # A reload reconnects and replays: the conversation is still there, nothing twice.
+            await page.reload()
+            if not await page.locator("#chat-panel").is_visible():
+                await page.click("#chat-launcher")
+            await expect(page.locator('.msg[data-role="specialist"]').last).to_contain_text(
+                "example.com/help", timeout=15_000
+            )
+            assert await page.locator('.msg-text:has-text("Alex Wilber has joined")').count() == 1
+            assert dialogs == []
+        finally:
+            await browser.close()
