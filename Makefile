@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NODE_DIR := tests/e2e/node
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup chromium lint clean
+.PHONY: run test setup chromium lint clean package
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -37,6 +37,11 @@ lint: setup
 
 test: setup chromium lint
 	$(PY) -m pytest
+
+# The Teams app package: make package APP_ID=<MicrosoftAppId> DOMAIN=bot.example.com [APP_VERSION=1.0.0]
+package:
+	@test -n "$(APP_ID)" -a -n "$(DOMAIN)" || { echo "usage: make package APP_ID=... DOMAIN=..." >&2; exit 2; }
+	$(PYTHON) manifest/build.py --app-id "$(APP_ID)" --domain "$(DOMAIN)" --version "$(or $(APP_VERSION),1.0.0)" --out dist/handoff-teams-app.zip
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules data

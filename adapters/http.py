@@ -23,6 +23,7 @@ from adapters.reload import ConfigReloader
 from adapters.store_sqlite import SqliteStore
 from adapters.teams_bot import TeamsEndpoint, TeamsHandoffBot
 from adapters.teams_connector import BotConnector
+from adapters.teams_delivery import DeliveryQueue, OutboundStore
 from adapters.tokens import TokenSigner
 from bot.config import Settings
 from bot.ports import HandoffStore
@@ -35,7 +36,7 @@ LOCAL_BOT_ID = "local-handoff-bot"
 TOKEN_KEY_META = "directline.token_key"
 
 
-class Store(HandoffStore, ActivityLog, Protocol):
+class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
     """What the app needs from its storage: the domain store plus the activity log."""
 
     async def close(self) -> None: ...
@@ -85,22 +86,29 @@ async def create_app(
     clock: Callable[[], datetime] = utc_now,
     config_path: Path | None = None,
     reload_interval: float = 2.0,
+    tokens: ConnectorTokens | None = None,
 ) -> web.Application:
     """Build the whole service; resources are closed by the app's cleanup."""
     env = os.environ if env is None else env
     store = store or SqliteStore(settings.storage.sqlite_path)
     connector = BotConnector(
-        tokens=ConnectorTokens(credentials),
+        tokens=tokens or ConnectorTokens(credentials),
         service_url=settings.teams.service_url,
         tenant_id=settings.teams.tenant_id,
         bot_id=credentials.app_id or LOCAL_BOT_ID,
         bot_name=settings.bot.name,
     )
+    delivery = DeliveryQueue(connector=connector, store=store)
+
+    async def thread_gone(thread_id: str, reason: str) -> None:
+        await service.thread_gone(thread_id=thread_id, reason=reason, now=clock())
+
+    delivery.on_thread_gone = thread_gone
     streams = ConversationStreams(store, clock)
     service = HandoffService(
         settings=settings,
         store=store,
-        teams=connector,
+        teams=delivery,
         visitors=streams,
         new_id=lambda: secrets.token_hex(5),
     )
@@ -114,7 +122,7 @@ async def create_app(
     )
     teams_endpoint = TeamsEndpoint(
         credentials=credentials,
-        bot=TeamsHandoffBot(service=service, connector=connector, store=store, clock=clock),
+        bot=TeamsHandoffBot(service=service, connector=delivery, store=store, clock=clock),
         tenant_id=lambda: service.settings.teams.tenant_id,
         local_mode=credentials.local_mode,
     )
@@ -136,6 +144,7 @@ async def create_app(
             connector.use_session(session)
             # Finish what a crash interrupted: threads never opened, activities never handled.
             await service.recover(now=clock())
+            await delivery.resume()
             await directline.inbox.resume()
             watcher = None
             if reloader is not None:
@@ -151,7 +160,7 @@ async def create_app(
                     asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await directline.close()
             await directline.inbox.drain()
-            await service.drain()
+            await delivery.close()
         await store.close()
 
     # CORS outermost, so even an error response can be read by the widget's browser.

@@ -21,6 +21,8 @@ class MemoryStore:
         self._activities: dict[str, list[dict[str, Any]]] = {}
         self._meta: dict[str, str] = {}
         self._inbox: dict[str, int] = {}
+        self._outbound: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._outbound_seq = 0
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -95,6 +97,26 @@ class MemoryStore:
 
     async def get_meta(self, *, key: str) -> str | None:
         return self._meta.get(key)
+
+    async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
+        self._outbound_seq += 1
+        self._outbound[self._outbound_seq] = (thread_id, dict(item))
+        return self._outbound_seq
+
+    async def outbound(
+        self, *, thread_id: str, limit: int = 50
+    ) -> list[tuple[int, dict[str, Any]]]:
+        rows = [
+            (seq, item) for seq, (tid, item) in sorted(self._outbound.items()) if tid == thread_id
+        ]
+        return rows[:limit]
+
+    async def outbound_threads(self) -> list[str]:
+        return sorted({tid for tid, _ in self._outbound.values()})
+
+    async def drop_outbound(self, *, seqs: list[int]) -> None:
+        for seq in seqs:
+            self._outbound.pop(seq, None)
 
     async def set_meta_once(self, *, key: str, value: str) -> str:
         return self._meta.setdefault(key, value)

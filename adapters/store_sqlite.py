@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS activities (
     PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (conversation_id TEXT PRIMARY KEY, processed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbound (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, thread_id TEXT NOT NULL, item TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbound_by_thread ON outbound (thread_id, seq);
 """
 
 _OPEN_STATES = (HandoffState.QUEUED.value, HandoffState.JOINED.value)
@@ -341,6 +344,28 @@ class SqliteStore:
             " GROUP BY a.conversation_id HAVING MAX(a.seq) > COALESCE(MAX(i.processed), 0)"
         ).fetchall()
         return [str(r["conversation_id"]) for r in rows]
+
+    async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO outbound (thread_id, item) VALUES (?, ?)", (thread_id, json.dumps(item))
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def outbound(
+        self, *, thread_id: str, limit: int = 50
+    ) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._db.execute(
+            "SELECT seq, item FROM outbound WHERE thread_id = ? ORDER BY seq LIMIT ?",
+            (thread_id, limit),
+        ).fetchall()
+        return [(int(r["seq"]), json.loads(r["item"])) for r in rows]
+
+    async def outbound_threads(self) -> list[str]:
+        rows = self._db.execute("SELECT DISTINCT thread_id FROM outbound").fetchall()
+        return [str(r["thread_id"]) for r in rows]
+
+    async def drop_outbound(self, *, seqs: list[int]) -> None:
+        self._db.executemany("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in seqs])
 
     async def set_meta_once(self, *, key: str, value: str) -> str:
         self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))

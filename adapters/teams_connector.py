@@ -15,15 +15,14 @@ from urllib.parse import quote
 import aiohttp
 
 from adapters.auth import ConnectorTokens
-from adapters.teams_text import relay_markdown
 from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
-from bot.locks import KeyedLocks
 from bot.ports import Card, ThreadRef
 
 log = logging.getLogger(__name__)
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
-RETRY_STATUSES = frozenset({412, 429, 502, 503, 504})
+# Teams asks for retries on 412/429/502/503/504; a bare 500 is treated as passing too.
+RETRY_STATUSES = frozenset({412, 429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
 MAX_RETRY_AFTER = 60.0
 
@@ -63,8 +62,6 @@ class BotConnector:
         self.tenant_id = tenant_id
         self.bot_id = bot_id
         self.bot_name = bot_name
-        # Sends into one thread go out one at a time, so Teams shows them in order.
-        self._thread_locks = KeyedLocks()
 
     def configure(self, *, service_url: str, tenant_id: str) -> None:
         """Apply a reloaded config."""
@@ -80,60 +77,70 @@ class BotConnector:
             [self.service_url, "v3", "conversations", *(quote(p, safe="") for p in parts)]
         )
 
-    async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def send_once(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One attempt, classified: ThreadGoneError (403/404), RetryableGatewayError (429, 412,
+        5xx, network: ``ambiguous`` when the request may have arrived), GatewayError (other)."""
         if self._session is None:
             raise GatewayError("the connector is not started")
+        headers = {}
+        token = await self._tokens.bearer()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            async with self._session.request(method, url, json=body, headers=headers) as response:
+                text = await response.text()
+                if response.status < 300:
+                    try:
+                        data = await response.json(content_type=None) if text.strip() else {}
+                    except ValueError:
+                        data = {}
+                    return data if isinstance(data, dict) else {}
+                if response.status in (403, 404):
+                    raise ThreadGoneError(f"{method} {url}: {response.status} {text[:200]}")
+                if response.status not in RETRY_STATUSES:
+                    raise GatewayError(f"{method} {url}: {response.status} {text[:200]}")
+                header = response.headers.get("Retry-After", "")
+                raise RetryableGatewayError(
+                    f"{method} {url}: {response.status}",
+                    retry_after=_retry_after(header, 1) if header else None,
+                )
+        except aiohttp.ClientConnectorError as exc:
+            # Never reached the server.
+            raise RetryableGatewayError(f"{method} {url}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Sent, but the answer was lost: the far side may have acted on it.
+            error = RetryableGatewayError(f"{method} {url}: {type(exc).__name__} {exc}")
+            error.ambiguous = True
+            raise error from exc
+
+    async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``send_once`` with retries; a POST whose fate is unknown is not repeated."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            headers = {}
-            token = await self._tokens.bearer()
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
             try:
-                async with self._session.request(
-                    method, url, json=body, headers=headers
-                ) as response:
-                    text = await response.text()
-                    if response.status < 300:
-                        try:
-                            data = await response.json(content_type=None) if text.strip() else {}
-                        except ValueError:
-                            data = {}
-                        return data if isinstance(data, dict) else {}
-                    if response.status in (403, 404):
-                        raise ThreadGoneError(f"{method} {url}: {response.status} {text[:200]}")
-                    if response.status not in RETRY_STATUSES:
-                        raise GatewayError(f"{method} {url}: {response.status} {text[:200]}")
-                    wait = _retry_after(response.headers.get("Retry-After", ""), attempt)
-                    error: GatewayError = RetryableGatewayError(
-                        f"{method} {url}: {response.status}", retry_after=wait
-                    )
-            except aiohttp.ClientConnectorError as exc:
-                # Never reached the server: always safe to try again.
-                error, wait = RetryableGatewayError(f"{method} {url}: {exc}"), _backoff(attempt)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # Sent, but the answer was lost: a POST may have gone through, so repeating it
-                # could duplicate a thread or a message. Only idempotent calls are repeated.
-                error = RetryableGatewayError(f"{method} {url}: {type(exc).__name__} {exc}")
-                if method != "PUT":
-                    raise error from exc
-                wait = _backoff(attempt)
-            if attempt == MAX_ATTEMPTS:
-                raise error
-            log.warning("connector call failed (%s), retry %d in %.1fs", error, attempt, wait)
-            await asyncio.sleep(wait)
+                return await self.send_once(method, url, body)
+            except RetryableGatewayError as error:
+                if attempt == MAX_ATTEMPTS or (error.ambiguous and method != "PUT"):
+                    raise
+                wait = error.retry_after if error.retry_after is not None else _backoff(attempt)
+                log.warning("connector call failed (%s), retry %d in %.1fs", error, attempt, wait)
+                await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _from(self) -> dict[str, str]:
         return {"id": self.bot_id, "name": self.bot_name}
 
+    def activity(self, **fields: Any) -> dict[str, Any]:
+        """A message activity from the bot."""
+        return {"type": "message", "from": self._from(), **fields}
+
+    def activity_url(self, thread_id: str, activity_id: str = "") -> str:
+        """``.../v3/conversations/{thread}/activities[/{id}]``."""
+        parts = [thread_id, "activities", *([activity_id] if activity_id else [])]
+        return self._url(*parts)
+
     async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
         # Card only: a root with both text and a card can arrive as two messages.
-        activity = {
-            "type": "message",
-            "from": self._from(),
-            "summary": text,
-            "attachments": [card_attachment(card)],
-        }
+        activity = self.activity(summary=text, attachments=[card_attachment(card)])
         body = {
             "isGroup": True,
             "bot": self._from(),
@@ -154,39 +161,3 @@ class BotConnector:
             else f"{channel_id};messageid={root_id}"
         )
         return ThreadRef(thread_id=thread_id, root_activity_id=root_id)
-
-    async def _post(self, thread_id: str, activity: dict[str, Any]) -> str:
-        async with self._thread_locks.hold(thread_id):
-            data = await self._call("POST", self._url(thread_id, "activities"), activity)
-        return str(data.get("id", ""))
-
-    async def post_message(self, *, thread_id: str, author: str, text: str) -> str:
-        activity = {
-            "type": "message",
-            "from": self._from(),
-            "textFormat": "markdown",
-            "text": relay_markdown(author, text),
-        }
-        return await self._post(thread_id, activity)
-
-    async def post_text(self, *, thread_id: str, text: str) -> str:
-        return await self._post(thread_id, {"type": "message", "from": self._from(), "text": text})
-
-    async def post_card(self, *, thread_id: str, card: Card, text: str) -> str:
-        activity = {
-            "type": "message",
-            "from": self._from(),
-            "summary": text,
-            "attachments": [card_attachment(card)],
-        }
-        return await self._post(thread_id, activity)
-
-    async def update_card(self, *, thread_id: str, activity_id: str, card: Card) -> None:
-        activity = {
-            "type": "message",
-            "id": activity_id,
-            "from": self._from(),
-            "attachments": [card_attachment(card)],
-        }
-        async with self._thread_locks.hold(thread_id):
-            await self._call("PUT", self._url(thread_id, "activities", activity_id), activity)

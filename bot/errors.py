@@ -33,6 +33,8 @@ class RetryableGatewayError(GatewayError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        # The request may have reached the far side (a lost answer): repeating it can duplicate.
+        self.ambiguous = False
 
 
 class ThreadGoneError(GatewayError):

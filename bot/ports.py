@@ -71,18 +71,22 @@ Card = dict[str, Any]
 
 
 class TeamsGateway(Protocol):
-    """Posting into Teams channel threads."""
+    """Posting into Teams channel threads.
+
+    Sends are queued durably and delivered in order; a thread that turns out to be gone is
+    reported back through ``HandoffService.thread_gone``.
+    """
 
     async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
         """Start a new thread in the channel whose root message is the card."""
         ...
 
-    async def post_message(self, *, thread_id: str, author: str, text: str) -> str:
-        """Reply in the thread on someone's behalf; returns the new activity id."""
+    async def post_message(self, *, thread_id: str, author: str, text: str) -> None:
+        """Reply in the thread on someone's behalf."""
         ...
 
-    async def post_card(self, *, thread_id: str, card: Card, text: str) -> str:
-        """Reply in the thread with a card; returns the new activity id."""
+    async def post_card(self, *, thread_id: str, card: Card, text: str) -> None:
+        """Reply in the thread with a card."""
         ...
 
     async def update_card(self, *, thread_id: str, activity_id: str, card: Card) -> None:

@@ -7,7 +7,7 @@ ports. One lock per widget conversation keeps each conversation's events in orde
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.cards import END_VERB, JOIN_VERB, Card, ThreadCardView, summary_card, thread_card
 from bot.config import OutOfHours, Route, Settings
-from bot.errors import GatewayError, StaleWriteError, ThreadGoneError, UnknownConversationError
+from bot.errors import GatewayError, StaleWriteError, UnknownConversationError
 from bot.escalation import detect, fallback_trigger
 from bot.expressions import Facts
 from bot.hours import back_at
@@ -36,7 +36,6 @@ from bot.model import (
 from bot.ports import Choice, HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
 from bot.routing import availability, choose_route, facts_for
 from bot.rules import find_answer, is_greeting
-from bot.serial import Job, SerialQueues
 from bot.summary import end_summary, loops, summary_so_far
 from bot.transition import (
     Effect,
@@ -56,6 +55,8 @@ from bot.transition import (
 )
 
 log = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable[object]]
 
 END_COMMANDS = frozenset({"/end", "/close"})
 _CAS_ATTEMPTS = 5
@@ -126,13 +127,15 @@ class HandoffService:
         self._visitors = visitors
         self._new_id = new_id
         self._locks = KeyedLocks()
-        # Everything sent into one Teams thread goes through its queue, in order, outside the
-        # conversation lock: a slow Teams never holds up a join, an end or the widget.
-        self._outbox = SerialQueues()
 
-    async def drain(self) -> None:
-        """Wait for queued Teams work (shutdown, tests)."""
-        await self._outbox.drain()
+    async def thread_gone(self, *, thread_id: str, reason: str, now: datetime) -> None:
+        """Teams says the thread or the team is gone (or the bot was removed): end the handoff."""
+        handoff = await self._store.handoff_for_thread(thread_id=thread_id)
+        if handoff is None:
+            return
+        log.error("handoff %s: its thread is gone (%s); ending it", handoff.id, reason)
+        async with self._locks.hold(handoff.conversation_id):
+            await self._act(await self._reload(handoff), ThreadLost(reason), now)
 
     async def recover(self, *, now: datetime) -> None:
         """After a restart: open the threads of handoffs that were queued but never opened."""
@@ -193,7 +196,7 @@ class HandoffService:
                     await self._answer(conversation, text, now)
                 return
         # The human is first responder: the bot stays silent and the message goes to the thread.
-        await self._relay_to_thread(handoff, visitor, text, now)
+        await self._relay_to_thread(handoff, visitor, text)
 
     async def request_handoff(self, *, conversation_id: str, category: str, now: datetime) -> None:
         """The widget's "talk to a person" button (``handoff.request``)."""
@@ -492,9 +495,11 @@ class HandoffService:
                 case NotifyVisitor(notice=what):
                     await self._notify(handoff, conversation.visitor, what, now)
                 case RefreshCard():
-                    self._to_thread(handoff, "update the thread card", self._refresh_job(handoff))
+                    await self._to_thread(handoff, "update the card", self._refresh_job(handoff))
                 case PostSummary():
-                    self._to_thread(handoff, "post the summary", self._summary_job(handoff, now))
+                    await self._to_thread(
+                        handoff, "post the summary", self._summary_job(handoff, now)
+                    )
                 case Refuse(why=why):
                     notice = self._text(why.value, self._names(handoff))
                     log.info("handoff %s: refused (%s)", handoff.id, why.value)
@@ -546,18 +551,14 @@ class HandoffService:
         )
         return thread_card(view)
 
-    def _to_thread(self, handoff: Handoff, what: str, job: Job) -> None:
-        """Queue Teams work for the handoff's thread; failures are logged with the handoff id."""
+    async def _to_thread(self, handoff: Handoff, what: str, job: Job) -> None:
+        """Queue Teams work for the handoff's thread (a durable, ordered queue: quick)."""
         if not handoff.thread_id:
             return
-
-        async def guarded() -> None:
-            try:
-                await job()
-            except GatewayError as exc:
-                log.error("handoff %s: could not %s: %s", handoff.id, what, exc)
-
-        self._outbox.post(handoff.thread_id, guarded)
+        try:
+            await job()
+        except GatewayError as exc:
+            log.error("handoff %s: could not %s: %s", handoff.id, what, exc)
 
     def _refresh_job(self, handoff: Handoff) -> Job:
         async def refresh() -> None:
@@ -585,26 +586,17 @@ class HandoffService:
 
         return post
 
-    async def _relay_to_thread(
-        self, handoff: Handoff, visitor: Visitor, text: str, now: datetime
-    ) -> None:
+    async def _relay_to_thread(self, handoff: Handoff, visitor: Visitor, text: str) -> None:
         if not handoff.thread_id:
             log.warning("handoff %s: no thread yet, message kept in transcript only", handoff.id)
             return
 
-        async def post() -> str:
-            return await self._teams.post_message(
+        try:
+            await self._teams.post_message(
                 thread_id=handoff.thread_id, author=visitor.display_name, text=text
             )
-
-        try:
-            await self._outbox.run(handoff.thread_id, post)
-        except ThreadGoneError as exc:
-            log.error("handoff %s: the thread is gone (%s); ending the handoff", handoff.id, exc)
-            async with self._locks.hold(handoff.conversation_id):
-                await self._act(await self._reload(handoff), ThreadLost(str(exc)), now)
         except GatewayError as exc:
-            log.error("handoff %s: could not relay a visitor message: %s", handoff.id, exc)
+            log.error("handoff %s: could not queue a visitor message: %s", handoff.id, exc)
 
 
 __all__ = [

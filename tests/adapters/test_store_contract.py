@@ -159,6 +159,21 @@ async def test_activity_log_watermarks(store: Any) -> None:
     assert await store.last_watermark(conversation_id="c1") == 3
 
 
+async def test_outbound_queue(store: Any) -> None:
+    assert await store.outbound_threads() == []
+    a1 = await store.enqueue_outbound(thread_id="t1", item={"kind": "relay", "text": "one"})
+    b1 = await store.enqueue_outbound(thread_id="t2", item={"kind": "relay", "text": "other"})
+    a2 = await store.enqueue_outbound(thread_id="t1", item={"kind": "update", "card": {"x": [1]}})
+    assert a1 < b1 < a2
+    assert await store.outbound(thread_id="t1") == [(a1, {"kind": "relay", "text": "one"}),
+                                                    (a2, {"kind": "update", "card": {"x": [1]}})]
+    assert await store.outbound(thread_id="t1", limit=1) == [(a1, {"kind": "relay", "text": "one"})]
+    assert sorted(await store.outbound_threads()) == ["t1", "t2"]
+    await store.drop_outbound(seqs=[a1, a2])
+    assert await store.outbound(thread_id="t1") == []
+    assert await store.outbound_threads() == ["t2"]
+
+
 async def test_meta_is_set_once(store: Any) -> None:
     assert await store.set_meta_once(key="k", value="first") == "first"
     assert await store.set_meta_once(key="k", value="second") == "first"

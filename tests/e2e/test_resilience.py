@@ -105,24 +105,6 @@ async def test_thread_creation_that_times_out_fails_cleanly(standin: Standin) ->
     assert len(standin.threads) == 1
 
 
-async def test_connector_honours_retry_after_and_retries_5xx(standin: Standin) -> None:
-    standin.failures = [(429, {"Retry-After": "0.05"}), (503, {}), (502, {})]
-    connector = BotConnector(
-        tokens=ConnectorTokens(BotCredentials()),
-        service_url=standin.url,
-        tenant_id="t",
-        bot_id="b",
-        bot_name="Ava",
-    )
-    async with aiohttp.ClientSession() as session:
-        connector.use_session(session)
-        activity_id = await connector.post_message(
-            thread_id=f"{CHANNEL};messageid=1", author="Jane", text="hi"
-        )
-    assert activity_id
-    assert len(standin.posts_to(f"{CHANNEL};messageid=1")) == 4
-
-
 async def test_gone_thread_ends_the_handoff_and_tells_the_visitor(
     bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
 ) -> None:

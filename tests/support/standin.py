@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ class Call:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Standin:
     failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Calls answered with an injected failure.
+    refused: list[Call] = field(default_factory=list)
     # (thread id, root activity id) of every thread created, oldest first.
     created: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
@@ -82,6 +86,7 @@ def build_standin_app(state: Standin) -> web.Application:
         if state.failures:
             status, headers = state.failures.pop(0)
             state.calls.append(call)
+            state.refused.append(call)
             state.changed.set()
             return web.json_response(
                 {"error": {"code": "Injected"}}, status=status, headers=headers

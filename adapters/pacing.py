@@ -1,0 +1,40 @@
+"""Teams rate limits, respected by construction: sliding windows that say when the next send may go.
+
+Teams allows, per bot per thread, 7 sends in 1 s, 8 in 2 s, 60 in 30 s and 1800 in 3600 s, and
+50 requests per second per app per tenant. Going over earns 429s and, repeated, a throttled bot;
+so sends wait until every window has room instead of finding the limit by hitting it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Sequence
+
+THREAD_WINDOWS: tuple[tuple[int, float], ...] = ((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
+TENANT_WINDOWS: tuple[tuple[int, float], ...] = ((50, 1.0),)
+
+
+class SlidingWindows:
+    """Send times within the longest window; ``earliest`` is when the next send fits them all."""
+
+    def __init__(self, windows: Sequence[tuple[int, float]]) -> None:
+        self.windows = tuple(windows)
+        self._horizon = max(seconds for _, seconds in self.windows)
+        self._sent: list[float] = []  # ascending
+
+    def earliest(self, now: float) -> float:
+        """The first moment (>= now) a send keeps every window within its limit."""
+        stale = bisect_right(self._sent, now - self._horizon)
+        if stale:
+            del self._sent[:stale]
+        at = now
+        for limit, seconds in self.windows:
+            inside = len(self._sent) - bisect_right(self._sent, now - seconds)
+            if inside >= limit:
+                # Room opens when the limit-th most recent send leaves the window.
+                at = max(at, self._sent[-limit] + seconds)
+        return at
+
+    def record(self, at: float) -> None:
+        """A send happened at ``at`` (monotonic seconds, never earlier than the last one)."""
+        insort(self._sent, at)

@@ -1,0 +1,264 @@
+"""Delivery into Teams threads: durable, ordered, paced, retried — the ``TeamsGateway``.
+
+Every post or card update for a thread is written to the store first and then sent by that
+thread's worker, oldest first:
+
+- pacing: the per-thread and per-tenant Teams limits are waited out before each send;
+- 429 waits for ``Retry-After``; 412/502/503/504 and network failures back off with jitter and
+  retry, without end, so nothing is dropped (a restart resumes from the store);
+- 403/404 (bot removed, thread deleted) drops the thread's queue and reports it, once;
+- a queue that fell behind sends consecutive visitor messages as one post (whole messages
+  only), and only the newest pending update of a card;
+- a message over Teams' size limit is split cleanly into numbered parts.
+
+Thread creation is not queued: the handoff needs the new thread's id before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
+from adapters.teams_connector import BotConnector, card_attachment
+from adapters.teams_text import relay_markdown
+from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
+from bot.ports import Card, ThreadRef
+
+log = logging.getLogger(__name__)
+
+# Teams refuses messages over ~28 KB; leave room for the activity envelope.
+MAX_TEXT_BYTES = 24_000
+BATCH = 50
+MAX_BACKOFF = 60.0
+
+
+class OutboundStore(Protocol):
+    async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int: ...
+
+    async def outbound(
+        self, *, thread_id: str, limit: int = 50
+    ) -> list[tuple[int, dict[str, Any]]]: ...
+
+    async def outbound_threads(self) -> list[str]: ...
+
+    async def drop_outbound(self, *, seqs: list[int]) -> None: ...
+
+
+ThreadGone = Callable[[str, str], Awaitable[None]]
+
+
+def split_text(text: str, author: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
+    """Pieces of ``text`` whose relayed form fits ``limit`` bytes, cut at line or word breaks."""
+    if len(relay_markdown(author, text).encode()) <= limit:
+        return [text]
+    pieces: list[str] = []
+    rest = text
+    while rest:
+        # Escaping can grow text up to ~7x: start from a safe guess and shrink to fit.
+        size = min(len(rest), max(1, limit // 8))
+        while size < len(rest) and len(relay_markdown(author, rest[: size * 2]).encode()) <= limit:
+            size *= 2
+        size = min(size, len(rest))
+        while len(relay_markdown(author, rest[:size]).encode()) > limit:
+            size = max(1, size * 3 // 4)
+        cut = size
+        if size < len(rest):
+            for sep in ("\n\n", "\n", " "):
+                at = rest.rfind(sep, 0, size)
+                if at > size // 2:
+                    cut = at + len(sep)
+                    break
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [p for p in pieces if p]
+
+
+def _backoff(attempt: int, base: float) -> float:
+    """Exponential with jitter: base, 2x base, 4x base ... (times 0.5-1), at most a minute."""
+    return min(MAX_BACKOFF, base * 2 ** min(attempt - 1, 12)) * random.uniform(0.5, 1.0)
+
+
+class DeliveryQueue:
+    """Implements ``TeamsGateway`` on top of the connector and a durable outbound store."""
+
+    def __init__(
+        self,
+        *,
+        connector: BotConnector,
+        store: OutboundStore,
+        clock: Callable[[], float] = time.monotonic,
+        thread_windows: tuple[tuple[int, float], ...] = THREAD_WINDOWS,
+        tenant_windows: tuple[tuple[int, float], ...] = TENANT_WINDOWS,
+        backoff_base: float = 0.5,
+    ) -> None:
+        self._connector = connector
+        self._store = store
+        self._clock = clock
+        self._thread_windows = thread_windows
+        self._tenant = SlidingWindows(tenant_windows)
+        self._backoff_base = backoff_base
+        self._windows: dict[str, SlidingWindows] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self.on_thread_gone: ThreadGone | None = None
+
+    # ---- TeamsGateway --------------------------------------------------------------------
+
+    async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
+        return await self._connector.open_thread(channel_id=channel_id, card=card, text=text)
+
+    async def post_message(self, *, thread_id: str, author: str, text: str) -> None:
+        for number, piece in enumerate(pieces := split_text(text, author), start=1):
+            label = f"{author} ({number}/{len(pieces)})" if len(pieces) > 1 else author
+            await self._enqueue(thread_id, {"kind": "relay", "author": label, "text": piece})
+
+    async def post_text(self, *, thread_id: str, text: str) -> None:
+        await self._enqueue(thread_id, {"kind": "text", "text": text})
+
+    async def post_card(self, *, thread_id: str, card: Card, text: str) -> None:
+        await self._enqueue(thread_id, {"kind": "card", "card": card, "summary": text})
+
+    async def update_card(self, *, thread_id: str, activity_id: str, card: Card) -> None:
+        await self._enqueue(thread_id, {"kind": "update", "activity_id": activity_id, "card": card})
+
+    # ---- workers -------------------------------------------------------------------------
+
+    async def _enqueue(self, thread_id: str, item: dict[str, Any]) -> None:
+        await self._store.enqueue_outbound(thread_id=thread_id, item=item)
+        self._kick(thread_id)
+
+    def _kick(self, thread_id: str) -> None:
+        if thread_id in self._workers:
+            self._again.add(thread_id)
+            return
+        self._workers[thread_id] = asyncio.create_task(
+            self._work(thread_id), name=f"deliver:{thread_id}"
+        )
+
+    async def resume(self) -> None:
+        """After a restart: send what was queued and not yet delivered."""
+        for thread_id in await self._store.outbound_threads():
+            self._kick(thread_id)
+
+    async def drain(self) -> None:
+        """Wait until every queue is empty (tests, benchmarks)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop sending; what is queued stays in the store for the next start."""
+        for task in list(self._workers.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def _work(self, thread_id: str) -> None:
+        attempt = 0
+        try:
+            while True:
+                self._again.discard(thread_id)
+                rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
+                if not rows:
+                    if thread_id in self._again:
+                        continue
+                    return
+                seqs, method, url, body = self._next(thread_id, rows)
+                await self._pace(thread_id)
+                try:
+                    await self._connector.send_once(method, url, body)
+                except ThreadGoneError as exc:
+                    await self._gone(thread_id, str(exc))
+                    return
+                except RetryableGatewayError as exc:
+                    attempt += 1
+                    wait = (exc.retry_after if exc.retry_after is not None
+                            else _backoff(attempt, self._backoff_base))
+                    log.warning(
+                        "thread %s: delivery failed (%s); retry %d in %.1fs",
+                        thread_id,
+                        exc,
+                        attempt,
+                        wait,
+                    )
+                    await asyncio.sleep(wait)
+                    continue
+                except GatewayError as exc:
+                    # Teams will never take this one (400, 413...): say so loudly, keep the rest.
+                    log.error(
+                        "thread %s: Teams refused a message for good, dropped: %s", thread_id, exc
+                    )
+                attempt = 0
+                await self._store.drop_outbound(seqs=seqs)
+        finally:
+            del self._workers[thread_id]
+            if thread_id in self._again:
+                self._again.discard(thread_id)
+                self._kick(thread_id)
+
+    async def _pace(self, thread_id: str) -> None:
+        windows = self._windows.setdefault(thread_id, SlidingWindows(self._thread_windows))
+        while True:
+            now = self._clock()
+            at = max(windows.earliest(now), self._tenant.earliest(now))
+            if at <= now:
+                break
+            await asyncio.sleep(at - now)
+        windows.record(now)
+        self._tenant.record(now)
+
+    async def _gone(self, thread_id: str, reason: str) -> None:
+        rows = await self._store.outbound(thread_id=thread_id, limit=1_000_000)
+        await self._store.drop_outbound(seqs=[seq for seq, _ in rows])
+        log.error(
+            "thread %s is gone (%s); %d queued message(s) dropped", thread_id, reason, len(rows)
+        )
+        if self.on_thread_gone is not None:
+            await self.on_thread_gone(thread_id, reason)
+
+    def _next(
+        self, thread_id: str, rows: list[tuple[int, dict[str, Any]]]
+    ) -> tuple[list[int], str, str, dict[str, Any]]:
+        """The next request: the first row, with what may be folded into it."""
+        seq, item = rows[0]
+        kind = item.get("kind")
+        connector = self._connector
+        if kind == "update":
+            # Only the newest pending version of a card matters.
+            same = [
+                (s, i)
+                for s, i in rows
+                if i.get("kind") == "update" and i.get("activity_id") == item.get("activity_id")
+            ]
+            seqs = [s for s, _ in same]
+            latest = same[-1][1]
+            body = connector.activity(
+                attachments=[card_attachment(latest["card"])], id=str(latest["activity_id"])
+            )
+            return seqs, "PUT", connector.activity_url(thread_id, str(latest["activity_id"])), body
+        url = connector.activity_url(thread_id)
+        if kind == "relay":
+            seqs, lines = [seq], [str(item["text"])]
+            for next_seq, other in rows[1:]:
+                # Consecutive messages of the same author, whole, while they fit one post.
+                if other.get("kind") != "relay" or other.get("author") != item.get("author"):
+                    break
+                candidate = [*lines, str(other["text"])]
+                if (
+                    len(relay_markdown(str(item["author"]), "\n".join(candidate)).encode())
+                    > MAX_TEXT_BYTES
+                ):
+                    break
+                seqs.append(next_seq)
+                lines = candidate
+            text = relay_markdown(str(item["author"]), "\n".join(lines))
+            return seqs, "POST", url, connector.activity(text=text, textFormat="markdown")
+        if kind == "card":
+            body = connector.activity(
+                attachments=[card_attachment(item["card"])], summary=str(item.get("summary", ""))
+            )
+            return [seq], "POST", url, body
+        return [seq], "POST", url, connector.activity(text=str(item.get("text", "")))

@@ -1,0 +1,189 @@
+"""The Teams delivery engine against the connector stand-in: storms, bursts, pacing, restarts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters.auth import BotCredentials, ConnectorTokens
+from adapters.store_memory import MemoryStore
+from adapters.store_sqlite import SqliteStore
+from adapters.teams_connector import BotConnector
+from adapters.teams_delivery import MAX_TEXT_BYTES, DeliveryQueue, split_text
+from adapters.teams_text import relay_markdown
+from tests.support.standin import Standin
+
+THREAD = "19:support@thread.tacv2;messageid=1"
+# The real Teams windows, 20x faster, so a 100-message burst takes seconds, not minutes.
+FAST_THREAD = ((7, 0.05), (8, 0.1), (60, 1.5), (1800, 180.0))
+FAST_TENANT = ((50, 0.05),)
+
+
+@pytest.fixture
+async def connector(standin: Standin) -> AsyncIterator[BotConnector]:
+    made = BotConnector(tokens=ConnectorTokens(BotCredentials()), service_url=standin.url,
+                        tenant_id="t", bot_id="b", bot_name="Ava")
+    async with aiohttp.ClientSession() as session:
+        made.use_session(session)
+        yield made
+
+
+def queue(connector: BotConnector, store: object | None = None) -> DeliveryQueue:
+    return DeliveryQueue(connector=connector, store=store or MemoryStore(),  # type: ignore[arg-type]
+                         thread_windows=FAST_THREAD, tenant_windows=FAST_TENANT, backoff_base=0.01)
+
+
+def texts(standin: Standin) -> list[str]:
+    return [c.body.get("text", "") for c in standin.posts_to(THREAD)]
+
+
+def delivered(standin: Standin) -> list[str]:
+    """Delivered posts, each once (retries answered with an error are not deliveries)."""
+    return [c.body.get("text", "") for c in standin.calls if c.path.endswith("/activities")
+            and c.method == "POST" and c not in standin.refused]
+
+
+async def test_429_storm_with_and_without_retry_after(standin: Standin, connector: BotConnector) -> None:
+    standin.failures = [(429, {"Retry-After": "0.05"}), (429, {}), (429, {"Retry-After": "0"}),
+                        (429, {"Retry-After": "soon"})]
+    delivery = queue(connector)
+    for n in range(5):
+        await delivery.post_text(thread_id=THREAD, text=f"m{n}")
+    await delivery.drain()
+    assert delivered(standin) == [f"m{n}" for n in range(5)]
+    assert len(standin.posts_to(THREAD)) == 9  # 4 refused attempts, then every message once
+
+
+async def test_5xx_burst_never_loses_a_message(standin: Standin, connector: BotConnector) -> None:
+    standin.failures = [(503, {}), (502, {}), (504, {}), (412, {}), (500, {})]
+    delivery = queue(connector)
+    await delivery.post_text(thread_id=THREAD, text="survives")
+    await delivery.post_text(thread_id=THREAD, text="in order")
+    await delivery.drain()
+    assert delivered(standin) == ["survives", "in order"]
+
+
+async def test_a_message_teams_refuses_for_good_does_not_block_the_rest(
+    standin: Standin, connector: BotConnector
+) -> None:
+    standin.failures = [(400, {})]
+    delivery = queue(connector)
+    await delivery.post_text(thread_id=THREAD, text="malformed for Teams")
+    await delivery.post_text(thread_id=THREAD, text="next one")
+    await delivery.drain()
+    assert delivered(standin) == ["next one"]
+
+
+def over_limit(times: list[float], windows: tuple[tuple[int, float], ...]) -> list[str]:
+    bad = []
+    for limit, seconds in windows:
+        for i, start in enumerate(times):
+            inside = sum(1 for t in times[i:] if t < start + seconds - 1e-3)
+            if inside > limit:
+                bad.append(f"{inside} sends within {seconds}s")
+    return bad
+
+
+async def test_100_message_burst_in_order_within_the_limits(
+    standin: Standin, connector: BotConnector
+) -> None:
+    delivery = queue(connector)
+    for n in range(100):
+        await delivery.post_text(thread_id=THREAD, text=f"burst {n}")
+    await delivery.drain()
+    calls = standin.posts_to(THREAD)
+    assert [c.body["text"] for c in calls] == [f"burst {n}" for n in range(100)]
+    assert over_limit([c.at for c in calls], FAST_THREAD) == []
+
+
+async def test_restart_with_a_non_empty_queue(standin: Standin, connector: BotConnector, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "q.db")
+    standin.failures = [(503, {})] * 1000  # Teams is down while we queue...
+    first = queue(connector, store)
+    await first.post_message(thread_id=THREAD, author="Jane", text="queued before the crash")
+    await first.post_text(thread_id=THREAD, text="me too")
+    await standin.wait_for(lambda: standin.posts_to(THREAD))
+    await first.close()  # ...and the process stops with both still queued.
+    await store.close()
+
+    standin.failures = []
+    store = SqliteStore(tmp_path / "q.db")
+    second = queue(connector, store)
+    await second.resume()
+    await second.drain()
+    assert delivered(standin) == ["**Jane:** queued before the crash", "me too"]
+    assert await store.outbound_threads() == []
+    await store.close()
+
+
+async def test_behind_queue_coalesces_whole_messages(standin: Standin, connector: BotConnector) -> None:
+    import asyncio
+
+    standin.gate = asyncio.Event()
+    delivery = queue(connector)
+    await delivery.post_message(thread_id=THREAD, author="Jane", text="first")
+    await standin.wait_for(lambda: standin.posts_to(THREAD))  # held in flight
+    for text in ("second", "third", "fourth"):
+        await delivery.post_message(thread_id=THREAD, author="Jane", text=text)
+    await delivery.post_text(thread_id=THREAD, text="a bot line")
+    await delivery.post_message(thread_id=THREAD, author="Jane", text="fifth")
+    standin.gate.set()
+    await delivery.drain()
+    assert delivered(standin) == ["**Jane:** first", "**Jane:** second<br>third<br>fourth",
+                                  "a bot line", "**Jane:** fifth"]
+
+
+async def test_only_the_newest_card_update_is_sent(standin: Standin, connector: BotConnector) -> None:
+    import asyncio
+
+    standin.gate = asyncio.Event()
+    delivery = queue(connector)
+    await delivery.post_text(thread_id=THREAD, text="hold")
+    await standin.wait_for(lambda: standin.posts_to(THREAD))
+    for state in ("joined", "ended"):
+        await delivery.update_card(thread_id=THREAD, activity_id="1", card={"state": state})
+    standin.gate.set()
+    await delivery.drain()
+    puts = standin.of("PUT")
+    assert len(puts) == 1 and puts[0].body["attachments"][0]["content"] == {"state": "ended"}
+
+
+async def test_oversize_message_is_split_cleanly(standin: Standin, connector: BotConnector) -> None:
+    text = "\n".join(f"Line {n}: " + "words " * 40 for n in range(400))
+    delivery = queue(connector)
+    await delivery.post_message(thread_id=THREAD, author="Jane", text=text)
+    await delivery.drain()
+    posts = delivered(standin)
+    assert len(posts) > 1
+    assert all(len(p.encode()) <= MAX_TEXT_BYTES for p in posts)
+    assert posts[0].startswith(f"**Jane (1/{len(posts)}):**")
+    rebuilt = " ".join(p.split(":** ", 1)[1].replace("<br>", "\n") for p in posts)
+    assert rebuilt.split() == text.split()  # nothing lost, nothing cut mid-word
+
+
+def test_split_handles_escaping_growth() -> None:
+    hostile = "[x]" * 20_000  # every character is escaped, ~5x longer
+    pieces = split_text(hostile, "Jane")
+    assert "".join(pieces) == hostile
+    assert all(len(relay_markdown("Jane", p).encode()) <= MAX_TEXT_BYTES for p in pieces)
+
+
+async def test_gone_thread_drops_its_queue_and_reports_once(
+    standin: Standin, connector: BotConnector
+) -> None:
+    standin.failures = [(404, {})]
+    reported: list[str] = []
+
+    async def gone(thread_id: str, reason: str) -> None:
+        reported.append(thread_id)
+
+    delivery = queue(connector)
+    delivery.on_thread_gone = gone
+    for n in range(3):
+        await delivery.post_text(thread_id=THREAD, text=f"lost {n}")
+    await delivery.drain()
+    assert reported == [THREAD]
+    assert delivered(standin) == []
