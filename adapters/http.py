@@ -87,6 +87,7 @@ async def create_app(
     config_path: Path | None = None,
     reload_interval: float = 2.0,
     tokens: ConnectorTokens | None = None,
+    sweep_interval: float = 15.0,
 ) -> web.Application:
     """Build the whole service; resources are closed by the app's cleanup."""
     env = os.environ if env is None else env
@@ -146,6 +147,7 @@ async def create_app(
             await service.recover(now=clock())
             await delivery.resume()
             await directline.inbox.resume()
+            sweeper = asyncio.create_task(_sweep(service, clock, sweep_interval), name="sweeper")
             watcher = None
             if reloader is not None:
                 watcher = asyncio.create_task(reloader.watch(), name="config-watch")
@@ -154,6 +156,7 @@ async def create_app(
                         signal.SIGHUP, reloader.reload, "on SIGHUP"
                     )
             yield
+            sweeper.cancel()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -177,6 +180,16 @@ async def create_app(
     app.router.add_get("/healthz", _health)
     app.router.add_static("/widget/", WIDGET_DIR, show_index=False)
     return app
+
+
+async def _sweep(service: HandoffService, clock: Callable[[], datetime], every: float) -> None:
+    """Join timeouts and inactivity: checked every ``every`` seconds."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await service.sweep(now=clock())
+        except Exception:  # the sweeper must outlive any one bad handoff
+            log.exception("sweep failed")
 
 
 async def _index(request: web.Request) -> web.FileResponse:

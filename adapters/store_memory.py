@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import StaleWriteError
-from bot.model import Conversation, Handoff, HandoffState, Turn
+from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
 
 class MemoryStore:
@@ -60,6 +60,17 @@ class MemoryStore:
 
     async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
         return next((h for h in self._handoffs.values() if h.thread_id == thread_id), None)
+
+    async def open_handoffs(self) -> list[Handoff]:
+        return [h for h in self._handoffs.values() if h.state.is_open]
+
+    async def last_human_turn_at(self, *, conversation_id: str) -> datetime | None:
+        human = [
+            t.at
+            for t in self._turns.get(conversation_id, [])
+            if t.role in (Role.VISITOR, Role.SPECIALIST)
+        ]
+        return max(human, default=None)
 
     async def save_handoff(self, *, handoff: Handoff) -> Handoff:
         stored = self._handoffs.get(handoff.id)

@@ -105,6 +105,8 @@ def _handoff_json(handoff: Handoff) -> str:
             "ended_by": handoff.ended_by.value if handoff.ended_by else None,
             "ended_by_name": handoff.ended_by_name,
             "failure": handoff.failure,
+            "timed_out_at": handoff.timed_out_at.isoformat() if handoff.timed_out_at else None,
+            "reminded_at": handoff.reminded_at.isoformat() if handoff.reminded_at else None,
             "context": dict(handoff.context),
         },
         default=str,
@@ -130,6 +132,8 @@ def _handoff(row: sqlite3.Row) -> Handoff:
         ended_by=Party(data["ended_by"]) if data["ended_by"] else None,
         ended_by_name=data["ended_by_name"],
         failure=data["failure"],
+        timed_out_at=_time(data.get("timed_out_at")),
+        reminded_at=_time(data.get("reminded_at")),
         context=MappingProxyType(data["context"]),
         version=row["version"],
     )
@@ -255,6 +259,21 @@ class SqliteStore:
     async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
         row = self._one("SELECT * FROM handoffs WHERE thread_id = ? AND thread_id != ''", thread_id)
         return _handoff(row) if row else None
+
+    async def open_handoffs(self) -> list[Handoff]:
+        rows = self._db.execute(
+            "SELECT * FROM handoffs WHERE state IN (?, ?)", _OPEN_STATES
+        ).fetchall()
+        return [_handoff(row) for row in rows]
+
+    async def last_human_turn_at(self, *, conversation_id: str) -> datetime | None:
+        row = self._one(
+            "SELECT MAX(at) AS at FROM turns WHERE conversation_id = ? AND role IN (?, ?)",
+            conversation_id,
+            Role.VISITOR.value,
+            Role.SPECIALIST.value,
+        )
+        return _time(row["at"]) if row and row["at"] else None
 
     async def save_handoff(self, *, handoff: Handoff) -> Handoff:
         h = handoff

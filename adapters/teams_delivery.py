@@ -175,8 +175,11 @@ class DeliveryQueue:
                     return
                 except RetryableGatewayError as exc:
                     attempt += 1
-                    wait = (exc.retry_after if exc.retry_after is not None
-                            else _backoff(attempt, self._backoff_base))
+                    wait = (
+                        exc.retry_after
+                        if exc.retry_after is not None
+                        else _backoff(attempt, self._backoff_base)
+                    )
                     log.warning(
                         "thread %s: delivery failed (%s); retry %d in %.1fs",
                         thread_id,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import Route
-from bot.model import Handoff, HandoffState, Visitor
+from bot.model import Handoff, HandoffState, Party, Visitor
 from bot.summary import EndSummary, format_duration
 
 Card = dict[str, Any]
@@ -112,23 +112,29 @@ def _status(handoff: Handoff) -> Card:
     specialist = handoff.specialist.name if handoff.specialist else ""
     match handoff.state:
         case HandoffState.QUEUED:
-            text, color = (
-                f"Waiting for a specialist since {_when(handoff.created_at)}",
-                "Warning",
-            )
+            text = f"Waiting for a specialist since {_when(handoff.created_at)}"
+            if handoff.timed_out_at is not None:
+                text += " \u2014 no one joined in time; the visitor can leave a message here"
+            color = "Warning"
         case HandoffState.JOINED:
             assert handoff.joined_at is not None
             text, color = f"{specialist} joined at {_when(handoff.joined_at)}", "Good"
         case HandoffState.ENDED:
             assert handoff.ended_at is not None
             took = format_duration(handoff.ended_at - handoff.created_at)
-            who = handoff.ended_by_name or "the visitor"
-            text, color = (
-                f"Ended by {who} at {_when(handoff.ended_at)} after {took}",
-                "Default",
-            )
+            when = _when(handoff.ended_at)
+            if handoff.ended_by is Party.SYSTEM:
+                text = f"Closed automatically at {when} ({handoff.ended_by_name}) after {took}"
+            else:
+                who = handoff.ended_by_name or "the visitor"
+                text = f"Ended by {who} at {when} after {took}"
+            color = "Default"
         case HandoffState.FAILED:
             text, color = f"Could not be delivered: {handoff.failure}", "Attention"
+        case HandoffState.EXPIRED:
+            assert handoff.timed_out_at is not None
+            waited = format_duration(handoff.timed_out_at - handoff.created_at)
+            text, color = f"No one joined within {waited}; the visitor was told", "Attention"
     # Verbatim: the text can carry the visitor's own name ("Ended by ...").
     return _plain(text, color=color, weight="Bolder")
 

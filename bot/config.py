@@ -37,6 +37,9 @@ class _Model(BaseModel):
 class TeamsSettings(_Model):
     """Where the Bot Connector is and which tenant the bot serves."""
 
+    # A thread reply starting with one of these is an internal note, never sent to the visitor.
+    note_prefixes: list[NonEmpty] = Field(default_factory=lambda: ["//", "note:"])
+
     service_url: NonEmpty = PLAYGROUND_CONNECTOR
     tenant_id: str = PLAYGROUND_TENANT
 
@@ -56,6 +59,14 @@ class OutOfHours(StrEnum):
     CONTINUE = "continue"  # the bot keeps helping, no handoff
     MESSAGE = "message"  # the bot says when the team is back
     FALLBACK_ROUTE = "fallback_route"  # try another route instead
+
+
+class JoinTimeout(StrEnum):
+    """What happens when nobody joins in time."""
+
+    KEEP_BOT = "keep_bot"  # tell the visitor; the bot is first responder again
+    LEAVE_MESSAGE = "leave_message"  # keep the request open; the visitor leaves a message
+    ROUTE = "route"  # try another route (``join_timeout_route``)
 
 
 class Route(_Model):
@@ -80,6 +91,13 @@ class Route(_Model):
     hours: Hours | None = None
     out_of_hours: OutOfHours = OutOfHours.CONTINUE
     fallback_route: str = ""
+    # Nobody joined within this many minutes: apply ``on_join_timeout``.
+    join_timeout_minutes: float = Field(default=10, gt=0)
+    on_join_timeout: JoinTimeout = JoinTimeout.KEEP_BOT
+    join_timeout_route: str = ""
+    # A joined chat with no message for this long: remind the visitor, then close it.
+    idle_reminder_minutes: float = Field(default=10, gt=0)
+    idle_close_minutes: float = Field(default=20, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -112,6 +130,12 @@ class Route(_Model):
             raise ValueError("out_of_hours: fallback_route needs `fallback_route: <route id>`")
         if self.fallback_route == self.id:
             raise ValueError("fallback_route cannot be the route itself")
+        if self.on_join_timeout is JoinTimeout.ROUTE and not self.join_timeout_route:
+            raise ValueError("on_join_timeout: route needs `join_timeout_route: <route id>`")
+        if self.join_timeout_route == self.id:
+            raise ValueError("join_timeout_route cannot be the route itself")
+        if self.idle_close_minutes <= self.idle_reminder_minutes:
+            raise ValueError("idle_close_minutes must be longer than idle_reminder_minutes")
         return self
 
     @property
@@ -256,10 +280,10 @@ class Settings(_Model):
             if ids.count(route_id) > 1:
                 raise ValueError(f"route id {route_id!r} is used twice")
         for route in routes:
-            if route.fallback_route and route.fallback_route not in ids:
-                raise ValueError(
-                    f"route {route.id!r}: fallback_route {route.fallback_route!r} is not a route id"
-                )
+            for key in ("fallback_route", "join_timeout_route"):
+                target = getattr(route, key)
+                if target and target not in ids:
+                    raise ValueError(f"route {route.id!r}: {key} {target!r} is not a route id")
         if all(route.trigger is not None for route in routes):
             raise ValueError(
                 "no default route: leave `trigger` off one route (usually the last) so it "

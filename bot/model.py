@@ -21,6 +21,7 @@ class HandoffState(StrEnum):
     JOINED = "joined"
     ENDED = "ended"
     FAILED = "failed"
+    EXPIRED = "expired"  # nobody joined in time
 
     @property
     def is_open(self) -> bool:
@@ -126,6 +127,9 @@ class Handoff:
     ended_by: Party | None = None
     ended_by_name: str = ""
     failure: str = ""
+    # Lifecycle marks: the join timeout passed (visitor told), the idle reminder was sent.
+    timed_out_at: datetime | None = None
+    reminded_at: datetime | None = None
     context: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     version: int = 0
 

@@ -42,6 +42,14 @@ class HandoffStore(Protocol):
         """The handoff whose Teams thread this is, if any."""
         ...
 
+    async def open_handoffs(self) -> list[Handoff]:
+        """Every queued or joined handoff (for timeouts and inactivity)."""
+        ...
+
+    async def last_human_turn_at(self, *, conversation_id: str) -> datetime | None:
+        """When the visitor or a specialist last wrote."""
+        ...
+
     async def save_handoff(self, *, handoff: Handoff) -> Handoff:
         """Insert (version 0) or update (stored version must match); returns version + 1."""
         ...

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from bot.cards import END_VERB, JOIN_VERB, Card, ThreadCardView, summary_card, thread_card
 from bot.config import OutOfHours, Route, Settings
-from bot.errors import GatewayError, StaleWriteError, UnknownConversationError
+from bot.errors import GatewayError, HandoffError, StaleWriteError, UnknownConversationError
 from bot.escalation import detect, fallback_trigger
 from bot.expressions import Facts
 from bot.hours import back_at
@@ -36,18 +36,21 @@ from bot.model import (
 from bot.ports import Choice, HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
 from bot.routing import availability, choose_route, facts_for
 from bot.rules import find_answer, is_greeting
-from bot.summary import end_summary, loops, summary_so_far
+from bot.summary import end_summary, format_duration, loops, summary_so_far
 from bot.transition import (
     Effect,
     End,
     Event,
+    IdleReminder,
     Join,
+    JoinTimedOut,
     NotifyVisitor,
     OpenFailed,
     PostSummary,
     RefreshCard,
     Refusal,
     Refuse,
+    TellVisitor,
     ThreadLost,
     ThreadOpened,
     VisitorNotice,
@@ -102,10 +105,10 @@ def _ended_key(handoff: Handoff) -> str:
     """Which text tells the visitor the handoff ended: by whom, and whether anyone had joined."""
     if handoff.specialist is None:
         return {Party.VISITOR: "cancelled_by_visitor", Party.SPECIALIST: "declined"}.get(
-            handoff.ended_by or Party.SYSTEM, "ended_by_system"
+            handoff.ended_by or Party.SYSTEM, "ended_idle"
         )
     return {Party.VISITOR: "ended_by_visitor", Party.SPECIALIST: "ended_by_specialist"}.get(
-        handoff.ended_by or Party.SYSTEM, "ended_by_system"
+        handoff.ended_by or Party.SYSTEM, "ended_idle"
     )
 
 
@@ -127,6 +130,50 @@ class HandoffService:
         self._visitors = visitors
         self._new_id = new_id
         self._locks = KeyedLocks()
+
+    async def sweep(self, *, now: datetime) -> None:
+        """Apply join timeouts and inactivity to open handoffs (called periodically)."""
+        for handoff in await self._store.open_handoffs():
+            route = self._route(handoff)
+            try:
+                if handoff.state is HandoffState.QUEUED and handoff.timed_out_at is None:
+                    waited = now - handoff.created_at
+                    if waited >= timedelta(minutes=route.join_timeout_minutes):
+                        await self._join_timed_out(handoff, route, now)
+                elif handoff.state is HandoffState.JOINED:
+                    await self._check_idle(handoff, route, now)
+            except HandoffError:
+                log.exception("handoff %s: sweep failed", handoff.id)
+
+    async def _join_timed_out(self, handoff: Handoff, route: Route, now: datetime) -> None:
+        action = route.on_join_timeout.value
+        log.warning(
+            "handoff %s: nobody joined within %g min (%s)",
+            handoff.id,
+            route.join_timeout_minutes,
+            action,
+        )
+        async with self._locks.hold(handoff.conversation_id):
+            after, _ = await self._act(await self._reload(handoff), JoinTimedOut(action), now)
+            if action == "route" and after.state is HandoffState.EXPIRED:
+                conversation = await self._conversation(handoff.conversation_id)
+                reason = f"nobody joined on {route.title} within {route.join_timeout_minutes:g} min"
+                await self._start_handoff(conversation, reason, route.join_timeout_route, now)
+
+    async def _check_idle(self, handoff: Handoff, route: Route, now: datetime) -> None:
+        last = await self._store.last_human_turn_at(conversation_id=handoff.conversation_id)
+        since = max(t for t in (last, handoff.joined_at, handoff.created_at) if t is not None)
+        idle = now - since
+        if idle >= timedelta(minutes=route.idle_close_minutes):
+            log.info("handoff %s: closed after %s without messages", handoff.id, idle)
+            async with self._locks.hold(handoff.conversation_id):
+                event = End(Party.SYSTEM, f"no messages for {format_duration(idle)}")
+                await self._act(await self._reload(handoff), event, now)
+        elif idle >= timedelta(minutes=route.idle_reminder_minutes) and (
+            handoff.reminded_at is None or handoff.reminded_at < since
+        ):
+            async with self._locks.hold(handoff.conversation_id):
+                await self._act(await self._reload(handoff), IdleReminder(), now)
 
     async def thread_gone(self, *, thread_id: str, reason: str, now: datetime) -> None:
         """Teams says the thread or the team is gone (or the bot was removed): end the handoff."""
@@ -294,6 +341,10 @@ class HandoffService:
                 ended = after.state is HandoffState.ENDED and handoff.state.is_open
                 return ThreadResult(ThreadOutcome.ENDED if ended else ThreadOutcome.REFUSED, notice)
             joined = handoff.specialist
+            lowered = text.lstrip().casefold()
+            if any(lowered.startswith(p.casefold()) for p in self.settings.teams.note_prefixes):
+                log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
+                return ThreadResult(ThreadOutcome.NOTE)
             if (
                 handoff.state is HandoffState.JOINED
                 and joined is not None
@@ -500,6 +551,8 @@ class HandoffService:
                     await self._to_thread(
                         handoff, "post the summary", self._summary_job(handoff, now)
                     )
+                case TellVisitor(text=key):
+                    await self._bot_says(conversation, key, now, self._names(handoff))
                 case Refuse(why=why):
                     notice = self._text(why.value, self._names(handoff))
                     log.info("handoff %s: refused (%s)", handoff.id, why.value)
@@ -518,7 +571,9 @@ class HandoffService:
         key = {
             VisitorNotice.QUEUED: "queued",
             VisitorNotice.ACCEPTED: "joined",
-            VisitorNotice.FAILED: "failed",
+            VisitorNotice.FAILED: "join_timeout"
+            if handoff.state is HandoffState.EXPIRED
+            else "failed",
             VisitorNotice.COMPLETED: _ended_key(handoff),
         }[notice]
         text = self._text(key, {"visitor": visitor.name, **self._names(handoff)}, visitor.locale)

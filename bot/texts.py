@@ -58,9 +58,6 @@ class _TextsBase(BaseModel):
     declined: str = (
         "Our team can't take this chat right now, sorry. I'm here to help in the meantime."
     )
-    ended_by_system: str = (
-        "The chat with the specialist has ended. I'm here if you need anything else."
-    )
     failed: str = (
         "Sorry, I couldn't reach a specialist right now. I'll keep helping, or you can try "
         "again in a few minutes."
@@ -77,6 +74,17 @@ class _TextsBase(BaseModel):
     )
     out_of_hours: str = (
         "Our specialists from {route} aren't available right now. I'll keep helping as best I can."
+    )
+    join_timeout: str = (
+        "Sorry, none of our specialists could take your chat right now. I'm still here to help."
+    )
+    leave_message: str = (
+        "Our specialists are all busy right now. Leave your message here: it reaches the team, "
+        "and someone will pick it up as soon as they are free."
+    )
+    idle_reminder: str = "Are you still there? This chat will close soon if there's no reply."
+    ended_idle: str = (
+        "This chat was closed after a while without messages. I'm here if you need anything else."
     )
     already_queued: str = "You're already in line; a specialist will be with you shortly."
     already_joined: str = "You're already talking to {specialist}."

@@ -48,7 +48,19 @@ class End:
     person: Person | None = None
 
 
-Event = ThreadOpened | OpenFailed | ThreadLost | Join | End
+@dataclass(frozen=True)
+class JoinTimedOut:
+    """Nobody joined within the route's limit; ``action`` is the route's ``on_join_timeout``."""
+
+    action: str  # keep_bot | leave_message | route
+
+
+@dataclass(frozen=True)
+class IdleReminder:
+    """The joined conversation has been quiet for a while."""
+
+
+Event = ThreadOpened | OpenFailed | ThreadLost | Join | End | JoinTimedOut | IdleReminder
 
 
 class VisitorNotice(StrEnum):
@@ -92,7 +104,14 @@ class Refuse:
     why: Refusal
 
 
-Effect = NotifyVisitor | RefreshCard | PostSummary | Refuse
+@dataclass(frozen=True)
+class TellVisitor:
+    """A plain message to the visitor (text key), no status change."""
+
+    text: str
+
+
+Effect = NotifyVisitor | RefreshCard | PostSummary | Refuse | TellVisitor
 
 
 def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, tuple[Effect, ...]]:
@@ -112,6 +131,20 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
             if state.is_open:
                 lost = replace(handoff, state=HandoffState.FAILED, failure=reason, ended_at=now)
                 return lost, (NotifyVisitor(VisitorNotice.FAILED),)
+            return handoff, ()
+        case JoinTimedOut(action=action):
+            if state is not HandoffState.QUEUED or handoff.timed_out_at is not None:
+                return handoff, ()
+            if action == "leave_message":
+                waiting = replace(handoff, timed_out_at=now)
+                return waiting, (TellVisitor("leave_message"), RefreshCard())
+            expired = replace(handoff, state=HandoffState.EXPIRED, timed_out_at=now, ended_at=now)
+            if action == "route":  # the next route's own notice follows
+                return expired, (RefreshCard(),)
+            return expired, (NotifyVisitor(VisitorNotice.FAILED), RefreshCard())
+        case IdleReminder():
+            if state is HandoffState.JOINED:
+                return replace(handoff, reminded_at=now), (TellVisitor("idle_reminder"),)
             return handoff, ()
         case Join(specialist=who):
             if state is HandoffState.QUEUED:

@@ -107,6 +107,10 @@ def handoff(state: HandoffState, *, handoff_id: str = "h-1") -> Handoff:
             )
         case HandoffState.FAILED:
             return replace(base, failure="Teams rejected the post (403)")
+        case HandoffState.EXPIRED:
+            return replace(
+                base, timed_out_at=T0 + timedelta(minutes=10), ended_at=T0 + timedelta(minutes=10)
+            )
     raise AssertionError(state)
 
 

@@ -117,6 +117,7 @@ async def test_visitor_hands_off_to_specialist_and_back(
     burst = [f"message {n}" for n in range(8)]
     for text in burst:
         await visitor.say(text)
+
     # When the queue is behind, consecutive messages may share a post, whole and in order.
     def burst_lines() -> list[str]:
         posts = [t for t in relayed_texts(standin, thread_id) if "message " in t]

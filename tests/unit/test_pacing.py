@@ -35,7 +35,9 @@ def test_burst_of_100_never_exceeds_thread_limits() -> None:
     assert times[59] < 30.0 and times[60] >= 30.0
 
 
-@pytest.mark.parametrize(("count", "expected_last"), [(7, 0.0), (8, 1.0), (9, 2.0), (15, 2.0), (16, 3.0)])
+@pytest.mark.parametrize(
+    ("count", "expected_last"), [(7, 0.0), (8, 1.0), (9, 2.0), (15, 2.0), (16, 3.0)]
+)
 def test_exact_pace(count: int, expected_last: float) -> None:
     assert send_all(SlidingWindows(THREAD_WINDOWS), count)[-1] == expected_last
 
