@@ -151,14 +151,34 @@ class ConversationStreams:
             "channelData": {"handoff": {"senderRole": sender.role.value}},
         }
 
-    async def say(self, *, conversation_id: str, sender: Sender, text: str) -> None:
+    async def say(self, *, conversation_id: str, sender: Sender, text: str, ref: str = "") -> None:
         activity = {
             "type": "message",
             "text": text,
             "textFormat": "plain",
             **self._outbound(conversation_id, sender),
         }
+        activity_id, _ = await self.append(conversation_id, activity)
+        if ref:
+            # Remember which widget message a Teams message became, for its edits and deletion.
+            await self.store.set_meta_once(key=f"dl.ref:{conversation_id}:{ref}", value=activity_id)
+
+    async def amend(
+        self, *, conversation_id: str, sender: Sender, ref: str, text: str | None
+    ) -> bool:
+        original = await self.store.get_meta(key=f"dl.ref:{conversation_id}:{ref}")
+        if original is None:
+            return False
+        # Bot Framework's own activity types; replyToId names the message they change.
+        activity: dict[str, Any] = {
+            "type": "messageDelete" if text is None else "messageUpdate",
+            "replyToId": original,
+            **self._outbound(conversation_id, sender),
+        }
+        if text is not None:
+            activity.update(text=text, textFormat="plain")
         await self.append(conversation_id, activity)
+        return True
 
     async def offer(
         self, *, conversation_id: str, sender: Sender, text: str, choices: Sequence[Choice]

@@ -130,8 +130,14 @@ class Choice:
 class VisitorGateway(Protocol):
     """Talking to the visitor's widget."""
 
-    async def say(self, *, conversation_id: str, sender: Sender, text: str) -> None:
-        """Deliver a message to the visitor."""
+    async def say(self, *, conversation_id: str, sender: Sender, text: str, ref: str = "") -> None:
+        """Deliver a message to the visitor; ``ref`` names its source (a Teams message id)."""
+        ...
+
+    async def amend(
+        self, *, conversation_id: str, sender: Sender, ref: str, text: str | None
+    ) -> bool:
+        """Change (``text=None``: delete) the message said with ``ref``; False if unknown."""
         ...
 
     async def status(self, *, conversation_id: str, sender: Sender, state: str, text: str) -> None:

@@ -53,6 +53,7 @@ from bot.transition import (
     TellVisitor,
     ThreadLost,
     ThreadOpened,
+    Transfer,
     VisitorNotice,
     transition,
 )
@@ -71,6 +72,7 @@ class ThreadOutcome(StrEnum):
     RELAYED = "relayed"
     NOTE = "note"
     ENDED = "ended"
+    TRANSFERRED = "transferred"
     REFUSED = "refused"
     UNKNOWN = "unknown"
 
@@ -174,6 +176,35 @@ class HandoffService:
         ):
             async with self._locks.hold(handoff.conversation_id):
                 await self._act(await self._reload(handoff), IdleReminder(), now)
+
+    async def thread_message_changed(
+        self, *, thread_id: str, person: Person, message_id: str, text: str | None
+    ) -> bool:
+        """A specialist edited (or deleted: ``text=None``) a thread message; relayed ones follow."""
+        handoff = await self._store.handoff_for_thread(thread_id=thread_id)
+        if handoff is None or not message_id:
+            return False
+        sender = Sender(person.id, person.name, SenderRole.SPECIALIST)
+        changed = await self._visitors.amend(
+            conversation_id=handoff.conversation_id, sender=sender, ref=message_id, text=text
+        )
+        if changed:
+            what = "deleted" if text is None else "edited"
+            log.info("handoff %s: %s %s a relayed message", handoff.id, person.id, what)
+        return changed
+
+    async def _transfer(
+        self, handoff: Handoff, person: Person, mentions: Sequence[Person], now: datetime
+    ) -> ThreadResult:
+        colleague = next((m for m in mentions if m.id != person.id), None)
+        if colleague is None:
+            return ThreadResult(ThreadOutcome.REFUSED, self._text("transfer_usage", {}))
+        after, notice = await self._act(handoff, Transfer(person, colleague), now)
+        if notice:
+            return ThreadResult(ThreadOutcome.REFUSED, notice)
+        log.info("handoff %s: %s handed over to %s", handoff.id, person.id, colleague.id)
+        done = self._text("transfer_done", self._names(after))
+        return ThreadResult(ThreadOutcome.TRANSFERRED, done)
 
     async def thread_gone(self, *, thread_id: str, reason: str, now: datetime) -> None:
         """Teams says the thread or the team is gone (or the bot was removed): end the handoff."""
@@ -326,9 +357,16 @@ class HandoffService:
             return CardActionResult(await self._card(handoff, notice), notice)
 
     async def thread_message(
-        self, *, thread_id: str, person: Person, text: str, now: datetime
+        self,
+        *,
+        thread_id: str,
+        person: Person,
+        text: str,
+        now: datetime,
+        message_id: str = "",
+        mentions: Sequence[Person] = (),
     ) -> ThreadResult:
-        """A message posted in a Teams thread."""
+        """A message posted in a Teams thread (``mentions``: people it @mentions, not the bot)."""
         handoff = await self._store.handoff_for_thread(thread_id=thread_id)
         if handoff is None:
             return ThreadResult(ThreadOutcome.UNKNOWN, self._text("unknown_thread", {}))
@@ -340,6 +378,8 @@ class HandoffService:
                 )
                 ended = after.state is HandoffState.ENDED and handoff.state.is_open
                 return ThreadResult(ThreadOutcome.ENDED if ended else ThreadOutcome.REFUSED, notice)
+            if text.strip().casefold().startswith("/transfer"):
+                return await self._transfer(handoff, person, mentions, now)
             joined = handoff.specialist
             lowered = text.lstrip().casefold()
             if any(lowered.startswith(p.casefold()) for p in self.settings.teams.note_prefixes):
@@ -354,7 +394,10 @@ class HandoffService:
                 await self._store.add_turn(turn=turn)
                 sender = Sender(person.id, person.name, SenderRole.SPECIALIST)
                 await self._visitors.say(
-                    conversation_id=handoff.conversation_id, sender=sender, text=text
+                    conversation_id=handoff.conversation_id,
+                    sender=sender,
+                    text=text,
+                    ref=message_id,
                 )
                 return ThreadResult(ThreadOutcome.RELAYED)
             if not handoff.state.is_open and joined is not None and joined.id == person.id:

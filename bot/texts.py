@@ -86,6 +86,9 @@ class _TextsBase(BaseModel):
     ended_idle: str = (
         "This chat was closed after a while without messages. I'm here if you need anything else."
     )
+    transferred: str = "{specialist} has taken over your conversation and has its full context."
+    transfer_usage: str = "To hand over, mention your colleague: /transfer @name"
+    transfer_done: str = "{specialist} now has this conversation."
     already_queued: str = "You're already in line; a specialist will be with you shortly."
     already_joined: str = "You're already talking to {specialist}."
     nothing_to_end: str = "There's no specialist chat to end. How else can I help?"

@@ -56,11 +56,19 @@ class JoinTimedOut:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """The joined specialist hands the conversation to a colleague."""
+
+    by: Person
+    to: Person
+
+
+@dataclass(frozen=True)
 class IdleReminder:
     """The joined conversation has been quiet for a while."""
 
 
-Event = ThreadOpened | OpenFailed | ThreadLost | Join | End | JoinTimedOut | IdleReminder
+Event = ThreadOpened | OpenFailed | ThreadLost | Join | End | JoinTimedOut | IdleReminder | Transfer
 
 
 class VisitorNotice(StrEnum):
@@ -142,6 +150,17 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
             if action == "route":  # the next route's own notice follows
                 return expired, (RefreshCard(),)
             return expired, (NotifyVisitor(VisitorNotice.FAILED), RefreshCard())
+        case Transfer(by=by, to=to):
+            if state is not HandoffState.JOINED or handoff.specialist is None:
+                return handoff, (
+                    Refuse(Refusal.CLOSED if not state.is_open else Refusal.NOT_JOINED),
+                )
+            if handoff.specialist.id != by.id:
+                return handoff, (Refuse(Refusal.NOT_JOINED),)
+            if to.id == by.id:
+                return handoff, ()
+            moved = replace(handoff, specialist=to, joined_at=now, reminded_at=None)
+            return moved, (TellVisitor("transferred"), RefreshCard())
         case IdleReminder():
             if state is HandoffState.JOINED:
                 return replace(handoff, reminded_at=now), (TellVisitor("idle_reminder"),)

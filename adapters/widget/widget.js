@@ -649,6 +649,27 @@
     }
   }
 
+  // ---- a specialist edited or deleted a message (Teams messageUpdate / messageDelete) -------
+
+  function amendMessage(activity) {
+    const target = typeof activity.replyToId === 'string' ? activity.replyToId : '';
+    const node = target ? ui.log.querySelector(`.msg[data-id="${CSS.escape(target)}"]`) : null;
+    if (!node) return;
+    const textEl = node.querySelector('.msg-text');
+    if (activity.type === 'messageDelete') {
+      node.dataset.deleted = 'true';
+      textEl.replaceChildren(h('em', { text: 'This message was deleted.' }));
+      return;
+    }
+    const text = typeof activity.text === 'string' ? activity.text : '';
+    textEl.replaceChildren(renderText(text));
+    node.dataset.edited = 'true';
+    const meta = node.querySelector('.msg-meta');
+    if (meta && !meta.querySelector('.msg-edited')) {
+      meta.prepend(h('span', { className: 'msg-edited', text: 'edited · ' }));
+    }
+  }
+
   // ---- suggested actions (e.g. "which team can help?") -------------------------------------
 
   function clearChoices() {
@@ -751,6 +772,10 @@
     if (activity.type === 'event' && !fromVisitor && activity.name === 'handoff.status') {
       const value = activity.value && typeof activity.value === 'object' ? activity.value : {};
       setHandoff(value.state);
+      return;
+    }
+    if ((activity.type === 'messageUpdate' || activity.type === 'messageDelete') && !fromVisitor) {
+      amendMessage(activity);
       return;
     }
     if (activity.type === 'typing' && !fromVisitor && lastInFrame) {
