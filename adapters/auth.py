@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msal
 
@@ -21,16 +21,26 @@ log = logging.getLogger(__name__)
 
 BOT_SCOPE = "https://api.botframework.com/.default"
 APP_TYPES = ("SingleTenant", "UserAssignedMSI", "MultiTenant")
+# Where inbound Bot Framework channel tokens are checked (Microsoft's public cloud). The names of
+# the environment settings are botbuilder's own configuration keys (ToBotFromChannel...).
+CHANNEL_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+CHANNEL_TOKEN_ISSUER = "https://api.botframework.com"
 
 
 @dataclass(frozen=True)
 class BotCredentials:
-    """``MicrosoftAppId`` & co.; an empty app id means local mode (no auth either way)."""
+    """``MicrosoftAppId`` & co.; an empty app id means local mode (no auth either way).
+
+    ``openid_metadata_url`` and ``token_issuer`` say whose tokens ``/api/messages`` accepts;
+    they default to the Bot Framework's and are changed only to test against a local issuer.
+    """
 
     app_id: str = ""
     password: str = ""
     app_type: str = "SingleTenant"
     tenant_id: str = ""
+    openid_metadata_url: str = CHANNEL_OPENID_METADATA_URL
+    token_issuer: str = CHANNEL_TOKEN_ISSUER
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BotCredentials:
@@ -44,7 +54,12 @@ class BotCredentials:
             password=env.get("MicrosoftAppPassword", ""),
             app_type=app_type,
             tenant_id=env.get("MicrosoftAppTenantId", ""),
+            openid_metadata_url=env.get("ToBotFromChannelOpenIdMetadataUrl", "")
+            or CHANNEL_OPENID_METADATA_URL,
+            token_issuer=env.get("ToBotFromChannelTokenIssuer", "") or CHANNEL_TOKEN_ISSUER,
         )
+        if not credentials.openid_metadata_url.startswith(("https://", "http://")):
+            raise ValueError("ToBotFromChannelOpenIdMetadataUrl must be an http(s) URL")
         if credentials.local_mode:
             return credentials
         missing = [
@@ -69,6 +84,14 @@ class BotCredentials:
     def local_mode(self) -> bool:
         return not self.app_id
 
+    @property
+    def custom_issuer(self) -> bool:
+        """Inbound tokens are checked against someone other than the Bot Framework."""
+        return (self.openid_metadata_url, self.token_issuer) != (
+            CHANNEL_OPENID_METADATA_URL,
+            CHANNEL_TOKEN_ISSUER,
+        )
+
     def __repr__(self) -> str:  # never print the password
         return (
             f"BotCredentials(app_id={self.app_id!r}, app_type={self.app_type!r}, "
@@ -76,15 +99,32 @@ class BotCredentials:
         )
 
 
-class ConnectorTokens:
-    """Bearer tokens for calls to the Bot Connector; None in local mode."""
+class TokenClient(Protocol):
+    """What ``ConnectorTokens`` needs from an MSAL client (blocking)."""
 
-    def __init__(self, credentials: BotCredentials) -> None:
+    def acquire_token_for_client(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class ConnectorTokens:
+    """Bearer tokens for calls to the Bot Connector; None in local mode.
+
+    ``client`` replaces the MSAL client built from the credentials and ``clock`` the monotonic
+    clock (tests pass small fakes).
+    """
+
+    def __init__(
+        self,
+        credentials: BotCredentials,
+        *,
+        client: TokenClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._credentials = credentials
         self._token = ""
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
-        self._client: Any = None
+        self._client: Any = client
+        self._clock = clock
 
     def _build(self) -> Any:
         c = self._credentials
@@ -113,10 +153,10 @@ class ConnectorTokens:
     async def bearer(self) -> str | None:
         if self._credentials.local_mode:
             return None
-        if self._token and time.monotonic() < self._expires_at:
+        if self._token and self._clock() < self._expires_at:
             return self._token
         async with self._lock:
-            if self._token and time.monotonic() < self._expires_at:
+            if self._token and self._clock() < self._expires_at:
                 return self._token
             result = await asyncio.to_thread(self._fetch)
             if "access_token" not in result:
@@ -124,6 +164,6 @@ class ConnectorTokens:
                 raise GatewayError(f"could not get a Bot Connector token: {reason}")
             self._token = str(result["access_token"])
             # Refresh five minutes early so a call never carries a token about to lapse.
-            self._expires_at = time.monotonic() + max(60, int(result.get("expires_in", 3600)) - 300)
+            self._expires_at = self._clock() + max(60, int(result.get("expires_in", 3600)) - 300)
             log.info("Bot Connector token refreshed")
             return self._token

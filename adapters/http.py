@@ -123,7 +123,13 @@ async def create_app(
     )
     teams_endpoint = TeamsEndpoint(
         credentials=credentials,
-        bot=TeamsHandoffBot(service=service, connector=delivery, store=store, clock=clock),
+        bot=TeamsHandoffBot(
+            service=service,
+            connector=delivery,
+            store=store,
+            clock=clock,
+            on_service_url=connector.learn_service_url,
+        ),
         tenant_id=lambda: service.settings.teams.tenant_id,
         local_mode=credentials.local_mode,
     )

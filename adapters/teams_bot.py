@@ -1,26 +1,43 @@
 """Inbound Teams traffic: ``POST /api/messages`` through botbuilder's ``CloudAdapter``.
 
 The handler converts Teams activities (thread replies, card invokes, Action.Submit fallbacks)
-into domain calls; nothing botbuilder-shaped goes past this module.
+into domain calls; nothing botbuilder-shaped goes past this module. It also answers "setup"
+(and being added to a team) with the ids ops need for a route, and remembers each tenant's
+service URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
+import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+import aiohttp
+import jwt
 from aiohttp import web
 from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    CallerIdConstants,
+    ChannelAccount,
+    TextFormatTypes,
+)
+from botframework.connector.auth import AuthenticateRequestResult, AuthenticationConstants
+from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
+from jwt.algorithms import RSAAlgorithm
 
 from adapters.auth import BotCredentials
 from adapters.clock import utc_now
-from adapters.teams_connector import CARD_TYPE, BotConnector
-from adapters.teams_text import plain_text
+from adapters.teams_connector import CARD_TYPE
+from adapters.teams_text import plain_text, safe_markdown
 from bot.cards import END_VERB, JOIN_VERB
 from bot.errors import GatewayError
 from bot.model import Person
@@ -33,6 +50,21 @@ CARD_VERBS = frozenset({JOIN_VERB, END_VERB})
 MAX_BODY_BYTES = 1024 * 1024
 
 
+SETUP_COMMANDS = frozenset({"setup", "/setup"})
+# Being added to a team arrives twice (conversationUpdate and installationUpdate): greet once.
+GREETING_WINDOW = timedelta(minutes=10)
+
+
+class ThreadPoster(Protocol):
+    """Where the bot's own short replies in a thread go (the connector or its delivery queue)."""
+
+    async def post_text(self, *, thread_id: str, text: str) -> object: ...
+
+
+class SigningKeysUnavailableError(GatewayError):
+    """The Bot Framework's OpenID metadata or signing keys could not be fetched."""
+
+
 class _SdkSettings:
     """The attribute names ``ConfigurationBotFrameworkAuthentication`` reads."""
 
@@ -42,12 +74,126 @@ class _SdkSettings:
         # botbuilder turns inbound auth off only for MultiTenant with no app id.
         self.APP_TYPE = "MultiTenant" if credentials.local_mode else credentials.app_type
         self.APP_TENANTID = credentials.tenant_id
+        if credentials.local_mode:
+            return
+        # Setting any TO_BOT_FROM_CHANNEL_* key switches botbuilder to its "parameterized"
+        # authentication, which reads every key below and has no defaults of its own: all are
+        # given, as Microsoft's public-cloud values, so production and the tests run one path.
+        self.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL = credentials.openid_metadata_url
+        self.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER = credentials.token_issuer
+        constants = AuthenticationConstants
+        self.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL = (
+            constants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
+        )
+        self.TO_CHANNEL_FROM_BOT_LOGIN_URL = constants.TO_CHANNEL_FROM_BOT_LOGIN_URL_PREFIX
+        self.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = constants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
+        self.OAUTH_URL = constants.OAUTH_URL
+        self.CALLER_ID = CallerIdConstants.public_azure_channel
+        self.VALIDATE_AUTHORITY = True
+
+
+@dataclass(frozen=True)
+class _SigningKey:
+    """What botbuilder's ``JwtTokenExtractor`` reads from a key (``_OpenIdConfig``'s shape)."""
+
+    public_key: Any
+    endorsements: list[str]
+
+
+class SigningKeys:
+    """The Bot Framework's token signing keys, fetched without blocking the event loop.
+
+    botbuilder's own key cache fetches with ``requests`` (no timeout) on the event loop, and a
+    key id it does not know raises ``IndexError`` instead of refetching, so a key rotation goes
+    unseen for up to a day. This object takes its place in ``JwtTokenExtractor``'s class-level
+    cache for the channel metadata URL and answers the same ``get(key_id)``.
+    """
+
+    MAX_AGE = 24 * 3600.0
+    # A token with an unknown key id refetches at most this often (keys rotate rarely).
+    UNKNOWN_KEY_REFETCH = 3600.0
+    TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+    def __init__(self, metadata_url: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.metadata_url = metadata_url
+        self._clock = clock
+        self._keys: dict[str, _SigningKey] = {}
+        self._fetched_at: float | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+
+    def install(self) -> None:
+        """Be the key cache botbuilder uses for this metadata URL."""
+        JwtTokenExtractor.metadataCache[self.metadata_url] = self
+
+    def _age(self) -> float:
+        return float("inf") if self._fetched_at is None else self._clock() - self._fetched_at
+
+    async def get(self, key_id: str | None) -> _SigningKey:
+        if self._age() > self.MAX_AGE:
+            await self._refresh()
+        key = self._keys.get(key_id or "")
+        if key is None and self._age() > self.UNKNOWN_KEY_REFETCH:
+            await self._refresh()
+            key = self._keys.get(key_id or "")
+        if key is None:
+            raise PermissionError(f"token signed with an unknown key {key_id!r}")
+        return key
+
+    async def _refresh(self) -> None:
+        # Concurrent first requests share one fetch.
+        task = self._refreshing
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = self._refreshing = asyncio.ensure_future(self._fetch())
+        await asyncio.shield(task)
+
+    async def _fetch(self) -> None:
+        try:
+            async with aiohttp.ClientSession(timeout=self.TIMEOUT) as session:
+                async with session.get(self.metadata_url) as response:
+                    response.raise_for_status()
+                    jwks_uri = (await response.json(content_type=None))["jwks_uri"]
+                async with session.get(jwks_uri) as response:
+                    response.raise_for_status()
+                    entries = (await response.json(content_type=None))["keys"]
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            raise SigningKeysUnavailableError(
+                f"signing keys from {self.metadata_url}: {type(exc).__name__} {exc}"
+            ) from exc
+        keys: dict[str, _SigningKey] = {}
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            try:
+                public_key = RSAAlgorithm.from_jwk(json.dumps(entry))
+            except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+                log.warning("signing key %r skipped: %s", entry.get("kid"), exc)
+                continue
+            keys[str(entry.get("kid", ""))] = _SigningKey(
+                public_key, list(entry.get("endorsements") or [])
+            )
+        self._keys = keys
+        self._fetched_at = self._clock()
+        log.info("%d Bot Framework signing key(s) fetched from %s", len(keys), self.metadata_url)
 
 
 def _person(account: ChannelAccount | None) -> Person:
+    """A Teams user; the Teams user id is the identity (it is also what @mentions carry)."""
     if account is None:
         return Person("unknown", "Someone")
-    return Person(account.aad_object_id or account.id or "unknown", account.name or "A team member")
+    return Person(account.id or account.aad_object_id or "unknown", account.name or "A team member")
+
+
+def _mentions(activity: Activity) -> list[Person]:
+    """People @mentioned in a message, not counting the bot."""
+    bot_id = activity.recipient.id if activity.recipient else ""
+    people = []
+    for entity in activity.entities or []:
+        if str(entity.type or "").lower() != "mention":
+            continue
+        mentioned = (getattr(entity, "additional_properties", None) or {}).get("mentioned")
+        if isinstance(mentioned, dict) and mentioned.get("id") and mentioned["id"] != bot_id:
+            people.append(Person(str(mentioned["id"]), str(mentioned.get("name") or "a colleague")))
+    return people
 
 
 def _tenant_of(body: dict[str, Any]) -> str:
@@ -59,6 +205,112 @@ def _tenant_of(body: dict[str, Any]) -> str:
     return str(conversation.get("tenantId", "")) if isinstance(conversation, dict) else ""
 
 
+def _field(data: Any, *path: str) -> str:
+    """``channelData["team"]["id"]`` & co. as a string, "" when any step is missing."""
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return str(data) if isinstance(data, str | int) and data != "" else ""
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """Where an activity came from, as ops need it for a route."""
+
+    channel_id: str
+    channel_name: str
+    team_id: str
+    team_name: str
+    aad_group_id: str
+    tenant_id: str
+    service_url: str
+
+    @classmethod
+    def of(cls, activity: Activity) -> ChannelInfo:
+        data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+        conversation = activity.conversation
+        conversation_id = (conversation.id if conversation else "") or ""
+        channel_id = _field(data, "channel", "id") or conversation_id.split(";messageid=", 1)[0]
+        team_id = _field(data, "team", "id")
+        name = _field(data, "channel", "name")
+        if not name and conversation and ";messageid=" not in conversation_id:
+            name = conversation.name or ""  # the channel's name, on install/conversationUpdate
+        if not name and channel_id and channel_id == team_id:
+            name = "General"  # the team's first channel has the team's id and no name
+        return cls(
+            channel_id=channel_id,
+            channel_name=name,
+            team_id=team_id,
+            team_name=_field(data, "team", "name"),
+            aad_group_id=_field(data, "team", "aadGroupId"),
+            tenant_id=_field(data, "tenant", "id")
+            or ((conversation.tenant_id if conversation else "") or ""),
+            service_url=(activity.service_url or "").rstrip("/"),
+        )
+
+    @property
+    def in_team(self) -> bool:
+        return bool(self.team_id)
+
+    @property
+    def route_id(self) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", (self.channel_name or self.team_name).casefold())
+        return slug.strip("-")[:64].strip("-") or "support"
+
+
+def _yaml_str(value: str) -> str:
+    """A YAML double-quoted scalar that cannot close the surrounding markdown code block."""
+    quoted = json.dumps(value, ensure_ascii=False).replace("`", "\\u0060")
+    # YAML reads U+0085, U+2028 & co. as line breaks: escape what is not printable.
+    return "".join(
+        ch if ch.isprintable() else f"\\U{ord(ch):08x}" if ord(ch) > 0xFFFF else f"\\u{ord(ch):04x}"
+        for ch in quoted
+    )
+
+
+def _code(value: str) -> str:
+    return f"`{value.replace('`', '')}`"
+
+
+def setup_text(info: ChannelInfo, route_of_channel: str = "") -> str:
+    """The "setup" answer: this channel's ids and a ready config snippet, as Teams markdown."""
+    channel = f"**{safe_markdown(info.channel_name)}** " if info.channel_name else ""
+    team = f"**{safe_markdown(info.team_name)}** " if info.team_name else ""
+    group = f" (Microsoft 365 group {_code(info.aad_group_id)})" if info.aad_group_id else ""
+    lines = [
+        "**Handoff setup** for this channel",
+        "",
+        f"- Channel: {channel}{_code(info.channel_id)}",
+        f"- Team: {team}{_code(info.team_id)}{group}",
+        f"- Tenant: {_code(info.tenant_id)}",
+        f"- Service URL: {_code(info.service_url)}",
+        "",
+    ]
+    if route_of_channel:
+        lines += [f"Handoffs of route {_code(route_of_channel)} already come here.", ""]
+    lines += [
+        "To send handoffs to this channel, add this to `config/handoff.yaml`:",
+        "",
+        "```yaml",
+        "teams:",
+        f"  service_url: {_yaml_str(info.service_url)}",
+        f"  tenant_id: {_yaml_str(info.tenant_id)}",
+        "routes:",
+        f"  - id: {info.route_id}",
+        f"    name: {_yaml_str(info.channel_name or info.team_name or 'Support')}",
+        f"    channel: {_yaml_str(info.channel_id)}",
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+SETUP_ELSEWHERE_TEXT = (
+    "Handoffs go to a **team channel**. Add me to the team (Apps > Manage apps, or "
+    '"Add to a team"), then post `@{bot} setup` in the channel that should receive '
+    "handoffs: I reply there with the channel, team and tenant ids, the service URL and a "
+    "ready snippet for `config/handoff.yaml`."
+)
+
+
 class TeamsHandoffBot(ActivityHandler):
     """Teams activities in, domain calls out."""
 
@@ -66,9 +318,10 @@ class TeamsHandoffBot(ActivityHandler):
         self,
         *,
         service: HandoffService,
-        connector: BotConnector,
+        connector: ThreadPoster,
         store: HandoffStore,
         clock: Callable[[], datetime] = utc_now,
+        on_service_url: Callable[[str, str], None] | None = None,
     ) -> None:
         super().__init__()
         self._service = service
@@ -76,6 +329,80 @@ class TeamsHandoffBot(ActivityHandler):
         self._store = store
         self._clock = clock
         self._in_flight: set[str] = set()
+        # tenant id -> the serviceUrl its latest activity came from (Teams may move a tenant).
+        self._service_urls: dict[str, str] = {}
+        self._on_service_url = on_service_url
+        # team (or channel) id -> when the bot last introduced itself there.
+        self._greeted: dict[str, datetime] = {}
+        # team/channel id -> display name, from the events that carry one (messages do not).
+        self._names: dict[str, str] = {}
+
+    def service_url_for(self, tenant_id: str) -> str | None:
+        """The service URL the tenant's latest activity came from; None before the first one."""
+        return self._service_urls.get(tenant_id)
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        info = ChannelInfo.of(turn_context.activity)
+        self._remember_names(info)
+        self._remember_service_url(info)
+        await super().on_turn(turn_context)
+
+    def _remember_names(self, info: ChannelInfo) -> None:
+        for key, name in ((info.channel_id, info.channel_name), (info.team_id, info.team_name)):
+            if key and name:
+                self._names[key] = name
+
+    def _named(self, info: ChannelInfo) -> ChannelInfo:
+        return replace(
+            info,
+            channel_name=info.channel_name or self._names.get(info.channel_id, ""),
+            team_name=info.team_name or self._names.get(info.team_id, ""),
+        )
+
+    def _remember_service_url(self, info: ChannelInfo) -> None:
+        # Reached only after authentication: in production botbuilder has checked that the
+        # token's serviceurl claim matches the activity's, so this URL is Microsoft's word.
+        if not info.tenant_id or not info.service_url:
+            return
+        if self._service_urls.get(info.tenant_id) == info.service_url:
+            return
+        self._service_urls[info.tenant_id] = info.service_url
+        log.info("tenant %s uses service URL %s", info.tenant_id, info.service_url)
+        if self._on_service_url is not None:
+            self._on_service_url(info.tenant_id, info.service_url)
+
+    async def on_members_added_activity(
+        self, members_added: list[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if bot_id and any(member.id == bot_id for member in members_added):
+            await self._introduce(turn_context)
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        if turn_context.activity.action == "add":  # not "add-upgrade": a new app version
+            await self._introduce(turn_context)
+
+    async def _introduce(self, turn_context: TurnContext) -> None:
+        """Added to a team: post the setup help once in the channel it was added to."""
+        info = ChannelInfo.of(turn_context.activity)
+        if not info.in_team:
+            return  # a personal or group chat: nothing to set up there
+        now = self._clock()
+        key = info.team_id
+        last = self._greeted.get(key)
+        if last is not None and now - last < GREETING_WINDOW:
+            return
+        self._greeted[key] = now
+        await self._setup_help(turn_context, info)
+
+    async def _setup_help(self, turn_context: TurnContext, info: ChannelInfo) -> None:
+        info = self._named(info)
+        routes = [r.id for r in self._service.settings.routes if r.channel == info.channel_id]
+        text = setup_text(info, routes[0] if routes else "")
+        log.info("setup help posted in %s (team %s)", info.channel_id, info.team_id)
+        await turn_context.send_activity(
+            Activity(type=ActivityTypes.message, text=text, text_format=TextFormatTypes.markdown)
+        )
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
@@ -105,15 +432,34 @@ class TeamsHandoffBot(ActivityHandler):
         mentioned = (
             bool(bot_name) and f"<at>{bot_name.casefold()}</at>" in (activity.text or "").casefold()
         )
+        personal = activity.conversation.conversation_type == "personal"
+        if text.casefold().rstrip(".!?") in SETUP_COMMANDS and (mentioned or personal):
+            info = ChannelInfo.of(activity)
+            if info.in_team:
+                await self._setup_help(turn_context, info)
+            else:
+                await turn_context.send_activity(
+                    Activity(
+                        type=ActivityTypes.message,
+                        text=SETUP_ELSEWHERE_TEXT.format(bot=bot_name or "bot"),
+                        text_format=TextFormatTypes.markdown,
+                    )
+                )
+            return
         if ";messageid=" not in thread_id:
-            if mentioned or activity.conversation.conversation_type == "personal":
+            if mentioned or personal:
                 await turn_context.send_activity(self._service.settings.texts.unknown_thread)
             return
         person = _person(activity.from_property)
         if not text:
             return
         result = await self._service.thread_message(
-            thread_id=thread_id, person=person, text=text, now=now
+            thread_id=thread_id,
+            person=person,
+            text=text,
+            now=now,
+            message_id=activity.id or "",
+            mentions=_mentions(activity),
         )
         if result.outcome is ThreadOutcome.UNKNOWN:
             log.info("message in unknown thread %s from %s", thread_id, person.id)
@@ -121,6 +467,27 @@ class TeamsHandoffBot(ActivityHandler):
                 return
         if result.reply:
             await self._reply(thread_id, result.reply)
+
+    async def on_message_update_activity(self, turn_context: TurnContext) -> None:
+        """A thread message was edited (or undeleted): a relayed one is updated in the widget."""
+        await self._changed(turn_context.activity, deleted=False)
+
+    async def on_message_delete_activity(self, turn_context: TurnContext) -> None:
+        """A thread message was deleted: a relayed one is withdrawn in the widget."""
+        await self._changed(turn_context.activity, deleted=True)
+
+    async def _changed(self, activity: Activity, *, deleted: bool) -> None:
+        thread_id = activity.conversation.id if activity.conversation else ""
+        if ";messageid=" not in thread_id or not activity.id:
+            return
+        bot_name = activity.recipient.name if activity.recipient else ""
+        text = None if deleted else plain_text(activity.text or "", drop_mentions_of=bot_name)
+        await self._service.thread_message_changed(
+            thread_id=thread_id,
+            person=_person(activity.from_property),
+            message_id=activity.id,
+            text=text,
+        )
 
     async def _reply(self, thread_id: str, text: str) -> None:
         try:
@@ -182,7 +549,7 @@ def _invoke_error(code: str, message: str) -> InvokeResponse:
 
 
 class TeamsEndpoint:
-    """``POST /api/messages``: parse, check tenant, authenticate, run the turn."""
+    """``POST /api/messages``: parse, authenticate, check channel and tenant, run the turn."""
 
     def __init__(
         self,
@@ -192,13 +559,21 @@ class TeamsEndpoint:
         tenant_id: Callable[[], str],
         local_mode: bool,
     ) -> None:
-        self._adapter = CloudAdapter(
-            ConfigurationBotFrameworkAuthentication(_SdkSettings(credentials))
-        )
+        self._auth = ConfigurationBotFrameworkAuthentication(_SdkSettings(credentials))
+        self._adapter = CloudAdapter(self._auth)
         self._adapter.on_turn_error = self._on_turn_error
         self._bot = bot
         self._tenant_id = tenant_id
         self._local_mode = local_mode
+        self._issuer = credentials.token_issuer
+        if not local_mode:
+            SigningKeys(credentials.openid_metadata_url).install()
+            if credentials.custom_issuer:
+                log.warning(
+                    "inbound tokens are checked against %s (issuer %s), not the Bot Framework's",
+                    credentials.openid_metadata_url,
+                    credentials.token_issuer,
+                )
 
     async def _on_turn_error(self, turn_context: TurnContext, error: Exception) -> None:
         conversation = turn_context.activity.conversation
@@ -208,6 +583,19 @@ class TeamsEndpoint:
             error,
             exc_info=error,
         )
+
+    async def _authenticate(self, activity: Activity, header: str) -> AuthenticateRequestResult:
+        if not self._local_mode:
+            # Only Bot Framework channel tokens reach botbuilder: its Emulator and skill paths
+            # would fetch other keys with blocking I/O on the event loop, and Teams sends
+            # neither. botbuilder then checks signature, expiry, audience, issuer, serviceurl.
+            scheme, _, token = header.partition(" ")
+            if scheme != "Bearer" or not token:
+                raise PermissionError("no Bearer token")
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            if issuer != self._issuer:
+                raise PermissionError(f"token issuer {issuer!r} is not {self._issuer!r}")
+        return await self._auth.authenticate_request(activity, header)
 
     async def handle(self, request: web.Request) -> web.Response:
         if "json" not in request.content_type:
@@ -221,6 +609,26 @@ class TeamsEndpoint:
             return _error(400, f"the body is not valid JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return _error(400, "the body must be an activity object with a type")
+        try:
+            activity = Activity().deserialize(body)
+        except Exception as exc:  # msrest raises several types for shape errors
+            return _error(400, f"the activity does not deserialize: {exc}")
+        if not activity.conversation or not activity.service_url:
+            return _error(400, "the activity needs conversation and serviceUrl")
+        try:
+            auth = await self._authenticate(activity, request.headers.get("Authorization", ""))
+        except SigningKeysUnavailableError as exc:
+            log.error("activity %s not checked: %s", activity.id, exc)
+            return _error(503, "the Bot Framework signing keys are unavailable; try again")
+        except Exception as exc:  # PyJWT, botbuilder and PermissionError all mean the same
+            log.warning(
+                "activity %s in conversation %s refused: %s: %s",
+                activity.id,
+                activity.conversation.id,
+                type(exc).__name__,
+                exc,
+            )
+            return _error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
         if not self._local_mode and body.get("channelId") != "msteams":
             # Production serves Teams only (local mode also takes the Emulator's channel).
             return _error(403, "this bot serves Microsoft Teams only")
@@ -228,19 +636,7 @@ class TeamsEndpoint:
         if tenant and body.get("channelId") == "msteams" and _tenant_of(body) != tenant:
             log.warning("activity %s from tenant %r refused", body.get("id"), _tenant_of(body))
             return _error(403, "this bot serves one tenant only")
-        try:
-            activity = Activity().deserialize(body)
-        except Exception as exc:  # msrest raises several types for shape errors
-            return _error(400, f"the activity does not deserialize: {exc}")
-        if not activity.conversation or not activity.service_url:
-            return _error(400, "the activity needs conversation and serviceUrl")
-        auth_header = request.headers.get("Authorization", "")
-        try:
-            response = await self._adapter.process_activity(
-                auth_header, activity, self._bot.on_turn
-            )
-        except PermissionError:
-            return _error(401, "unauthorized")
+        response = await self._adapter.process_activity(auth, activity, self._bot.on_turn)
         if response is not None:
             return web.json_response(response.body, status=response.status)
         if activity.type == ActivityTypes.invoke:
@@ -248,5 +644,5 @@ class TeamsEndpoint:
         return web.Response(status=201)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message}}, status=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"message": message}}, status=status, headers=headers)

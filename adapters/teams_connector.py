@@ -60,8 +60,19 @@ class BotConnector:
         self._tokens = tokens
         self.service_url = service_url.rstrip("/")
         self.tenant_id = tenant_id
+        self._learned: dict[str, str] = {}
         self.bot_id = bot_id
         self.bot_name = bot_name
+
+    def learn_service_url(self, tenant_id: str, service_url: str) -> None:
+        """Teams told us (in an authenticated activity) where this tenant's connector is."""
+        if service_url.startswith(("https://", "http://")):
+            self._learned[tenant_id] = service_url.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """The learned URL for our tenant, else the configured one."""
+        return self._learned.get(self.tenant_id) or self.service_url
 
     def configure(self, *, service_url: str, tenant_id: str) -> None:
         """Apply a reloaded config."""
@@ -73,9 +84,7 @@ class BotConnector:
         self._session = session
 
     def _url(self, *parts: str) -> str:
-        return "/".join(
-            [self.service_url, "v3", "conversations", *(quote(p, safe="") for p in parts)]
-        )
+        return "/".join([self.base_url, "v3", "conversations", *(quote(p, safe="") for p in parts)])
 
     async def send_once(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """One attempt, classified: ThreadGoneError (403/404), RetryableGatewayError (429, 412,
@@ -148,7 +157,7 @@ class BotConnector:
             "channelData": {"channel": {"id": channel_id}, "tenant": {"id": self.tenant_id}},
             "activity": activity,
         }
-        data = await self._call("POST", f"{self.service_url}/v3/conversations", body)
+        data = await self._call("POST", f"{self.base_url}/v3/conversations", body)
         conversation_id = str(data.get("id") or "")
         root_id = str(data.get("activityId") or "")
         if not root_id and ";messageid=" in conversation_id:

@@ -24,16 +24,26 @@ FAST_TENANT = ((50, 0.05),)
 
 @pytest.fixture
 async def connector(standin: Standin) -> AsyncIterator[BotConnector]:
-    made = BotConnector(tokens=ConnectorTokens(BotCredentials()), service_url=standin.url,
-                        tenant_id="t", bot_id="b", bot_name="Ava")
+    made = BotConnector(
+        tokens=ConnectorTokens(BotCredentials()),
+        service_url=standin.url,
+        tenant_id="t",
+        bot_id="b",
+        bot_name="Ava",
+    )
     async with aiohttp.ClientSession() as session:
         made.use_session(session)
         yield made
 
 
 def queue(connector: BotConnector, store: object | None = None) -> DeliveryQueue:
-    return DeliveryQueue(connector=connector, store=store or MemoryStore(),  # type: ignore[arg-type]
-                         thread_windows=FAST_THREAD, tenant_windows=FAST_TENANT, backoff_base=0.01)
+    return DeliveryQueue(
+        connector=connector,
+        store=store or MemoryStore(),  # type: ignore[arg-type]
+        thread_windows=FAST_THREAD,
+        tenant_windows=FAST_TENANT,
+        backoff_base=0.01,
+    )
 
 
 def texts(standin: Standin) -> list[str]:
@@ -42,13 +52,22 @@ def texts(standin: Standin) -> list[str]:
 
 def delivered(standin: Standin) -> list[str]:
     """Delivered posts, each once (retries answered with an error are not deliveries)."""
-    return [c.body.get("text", "") for c in standin.calls if c.path.endswith("/activities")
-            and c.method == "POST" and c not in standin.refused]
+    return [
+        c.body.get("text", "")
+        for c in standin.calls
+        if c.path.endswith("/activities") and c.method == "POST" and c not in standin.refused
+    ]
 
 
-async def test_429_storm_with_and_without_retry_after(standin: Standin, connector: BotConnector) -> None:
-    standin.failures = [(429, {"Retry-After": "0.05"}), (429, {}), (429, {"Retry-After": "0"}),
-                        (429, {"Retry-After": "soon"})]
+async def test_429_storm_with_and_without_retry_after(
+    standin: Standin, connector: BotConnector
+) -> None:
+    standin.failures = [
+        (429, {"Retry-After": "0.05"}),
+        (429, {}),
+        (429, {"Retry-After": "0"}),
+        (429, {"Retry-After": "soon"}),
+    ]
     delivery = queue(connector)
     for n in range(5):
         await delivery.post_text(thread_id=THREAD, text=f"m{n}")
@@ -99,7 +118,9 @@ async def test_100_message_burst_in_order_within_the_limits(
     assert over_limit([c.at for c in calls], FAST_THREAD) == []
 
 
-async def test_restart_with_a_non_empty_queue(standin: Standin, connector: BotConnector, tmp_path: Path) -> None:
+async def test_restart_with_a_non_empty_queue(
+    standin: Standin, connector: BotConnector, tmp_path: Path
+) -> None:
     store = SqliteStore(tmp_path / "q.db")
     standin.failures = [(503, {})] * 1000  # Teams is down while we queue...
     first = queue(connector, store)
@@ -119,7 +140,9 @@ async def test_restart_with_a_non_empty_queue(standin: Standin, connector: BotCo
     await store.close()
 
 
-async def test_behind_queue_coalesces_whole_messages(standin: Standin, connector: BotConnector) -> None:
+async def test_behind_queue_coalesces_whole_messages(
+    standin: Standin, connector: BotConnector
+) -> None:
     import asyncio
 
     standin.gate = asyncio.Event()
@@ -132,11 +155,17 @@ async def test_behind_queue_coalesces_whole_messages(standin: Standin, connector
     await delivery.post_message(thread_id=THREAD, author="Jane", text="fifth")
     standin.gate.set()
     await delivery.drain()
-    assert delivered(standin) == ["**Jane:** first", "**Jane:** second<br>third<br>fourth",
-                                  "a bot line", "**Jane:** fifth"]
+    assert delivered(standin) == [
+        "**Jane:** first",
+        "**Jane:** second<br>third<br>fourth",
+        "a bot line",
+        "**Jane:** fifth",
+    ]
 
 
-async def test_only_the_newest_card_update_is_sent(standin: Standin, connector: BotConnector) -> None:
+async def test_only_the_newest_card_update_is_sent(
+    standin: Standin, connector: BotConnector
+) -> None:
     import asyncio
 
     standin.gate = asyncio.Event()

@@ -165,8 +165,10 @@ async def test_outbound_queue(store: Any) -> None:
     b1 = await store.enqueue_outbound(thread_id="t2", item={"kind": "relay", "text": "other"})
     a2 = await store.enqueue_outbound(thread_id="t1", item={"kind": "update", "card": {"x": [1]}})
     assert a1 < b1 < a2
-    assert await store.outbound(thread_id="t1") == [(a1, {"kind": "relay", "text": "one"}),
-                                                    (a2, {"kind": "update", "card": {"x": [1]}})]
+    assert await store.outbound(thread_id="t1") == [
+        (a1, {"kind": "relay", "text": "one"}),
+        (a2, {"kind": "update", "card": {"x": [1]}}),
+    ]
     assert await store.outbound(thread_id="t1", limit=1) == [(a1, {"kind": "relay", "text": "one"})]
     assert sorted(await store.outbound_threads()) == ["t1", "t2"]
     await store.drop_outbound(seqs=[a1, a2])

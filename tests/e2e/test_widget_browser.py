@@ -12,7 +12,15 @@ from tests.conftest import need
 from tests.e2e.test_playground import BROWSER_ARGS, CHROMIUM
 from tests.support.processes import BotProcess, free_port
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, TENANT, card_action, send, thread_message
+from tests.support.teams import (
+    ALEX,
+    TENANT,
+    card_action,
+    send,
+    thread_delete,
+    thread_edit,
+    thread_message,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -86,12 +94,35 @@ async def test_choose_a_team_then_talk_and_stay_safe(
             await expect(link).to_have_attribute("href", "https://example.com/help")
             await expect(link).to_have_text("https://example.com/help")
 
+            # The specialist edits, then deletes, a message: the widget follows.
+            typo = thread_message(standin.url, thread_id, ALEX, "Your refund is 40 EUR")
+            await send(http, two_team_bot.url, typo)
+            found = page.locator('.msg[data-role="specialist"]').filter(has_text="refund is")
+            await expect(found).to_contain_text("40 EUR")
+            bubble = page.locator(f'.msg[data-id="{await found.get_attribute("data-id")}"]')
+            await send(
+                http,
+                two_team_bot.url,
+                thread_edit(standin.url, thread_id, ALEX, typo["id"], "Your refund is 45 EUR"),
+            )
+            await expect(bubble).to_contain_text("45 EUR")
+            await expect(bubble).to_have_attribute("data-edited", "true")
+            await send(
+                http, two_team_bot.url, thread_delete(standin.url, thread_id, ALEX, typo["id"])
+            )
+            await expect(bubble.locator(".msg-text")).to_have_text("This message was deleted.")
+
             # A reload reconnects and replays: the conversation is still there, nothing twice.
             await page.reload()
             if not await page.locator("#chat-panel").is_visible():
                 await page.click("#chat-launcher")
-            await expect(page.locator('.msg[data-role="specialist"]').last).to_contain_text(
-                "example.com/help", timeout=15_000
+            specialists = page.locator('.msg[data-role="specialist"]')
+            await expect(specialists.filter(has_text="example.com/help")).to_have_count(
+                1, timeout=15_000
+            )
+            # Replay re-applies the edit and the deletion, in order.
+            await expect(specialists.last.locator(".msg-text")).to_have_text(
+                "This message was deleted."
             )
             assert await page.locator('.msg-text:has-text("Alex Wilber has joined")').count() == 1
             assert dialogs == []

@@ -58,12 +58,48 @@ def thread_message(
     *,
     mention: bool = True,
     tenant: str = TENANT,
+    mentions: tuple[dict[str, str], ...] = (),
 ) -> dict[str, Any]:
     activity = _base("thread_reply", service_url, thread_id, user, tenant)
     at = f"<at>{BOT['name']}</at>"
     activity["text"] = f"{at} {text}" if mention else text
     if not mention:
         activity["entities"] = [e for e in activity["entities"] if e["type"] != "mention"]
+    for user in mentions:
+        tag = f"<at>{user['name']}</at>"
+        activity["text"] += f" {tag}"
+        activity["entities"].append(
+            {"type": "mention", "text": tag, "mentioned": {"id": user["id"], "name": user["name"]}}
+        )
+    return activity
+
+
+def thread_edit(
+    service_url: str,
+    thread_id: str,
+    user: dict[str, str],
+    message_id: str,
+    text: str,
+    *,
+    tenant: str = TENANT,
+) -> dict[str, Any]:
+    """Teams' messageUpdate (eventType editMessage) for a message in a thread."""
+    activity = _base("thread_reply", service_url, thread_id, user, tenant)
+    activity.update(type="messageUpdate", id=message_id, text=text)
+    activity["channelData"]["eventType"] = "editMessage"
+    activity["entities"] = []
+    return activity
+
+
+def thread_delete(
+    service_url: str, thread_id: str, user: dict[str, str], message_id: str, *, tenant: str = TENANT
+) -> dict[str, Any]:
+    """Teams' messageDelete (eventType softDeleteMessage)."""
+    activity = _base("thread_reply", service_url, thread_id, user, tenant)
+    activity.update(type="messageDelete", id=message_id)
+    activity.pop("text", None)
+    activity["channelData"]["eventType"] = "softDeleteMessage"
+    activity["entities"] = []
     return activity
 
 
