@@ -45,6 +45,7 @@ class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
 SERVICE = web.AppKey("service", HandoffService)
 STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
 DIRECTLINE = web.AppKey("directline", DirectLineChannel)
+TEAMS = web.AppKey("teams", TeamsEndpoint)
 
 
 @web.middleware
@@ -179,6 +180,7 @@ async def create_app(
     app[SERVICE] = service
     app[STORE] = store
     app[DIRECTLINE] = directline
+    app[TEAMS] = teams_endpoint
     app.cleanup_ctx.append(resources)
     app.router.add_post("/api/messages", teams_endpoint.handle)
     directline.add_routes(app)

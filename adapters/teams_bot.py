@@ -548,6 +548,49 @@ def _invoke_error(code: str, message: str) -> InvokeResponse:
     return InvokeResponse(status=200, body=body)
 
 
+class _ReusedClients:
+    """botbuilder's CloudAdapter builds a new ConnectorClient and a new UserTokenClient on every
+    turn (about 4 ms of CPU each in msrest's retry-policy setup, see DESIGN.md). Both are
+    reusable for the same app, service URL and audience, so each is built once."""
+
+    def __init__(self, auth: Any) -> None:
+        self._auth = auth
+        self._connectors: dict[tuple[str, str], Any] = {}
+        self._token_clients: dict[str, Any] = {}
+        self.built = 0  # clients actually constructed (for tests and diagnostics)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._auth, name)
+
+    async def create_user_token_client(self, claims_identity: Any) -> Any:
+        claims = getattr(claims_identity, "claims", None) or {}
+        key = str(claims.get("aud") or claims.get("appid") or "")
+        if key not in self._token_clients:
+            self.built += 1
+            self._token_clients[key] = await self._auth.create_user_token_client(claims_identity)
+        return self._token_clients[key]
+
+    def reuse(self, result: AuthenticateRequestResult) -> AuthenticateRequestResult:
+        """Swap the result's per-turn connector factory for one that hands out cached clients."""
+        if result.connector_factory is not None:
+            result.connector_factory = _CachedConnectorFactory(self, result.connector_factory)
+        return result
+
+
+class _CachedConnectorFactory:
+    def __init__(self, owner: _ReusedClients, inner: Any) -> None:
+        self._owner = owner
+        self._inner = inner
+
+    async def create(self, service_url: str, audience: str) -> Any:
+        key = (service_url, audience or "")
+        cache = self._owner._connectors
+        if key not in cache:
+            self._owner.built += 1
+            cache[key] = await self._inner.create(service_url, audience)
+        return cache[key]
+
+
 class TeamsEndpoint:
     """``POST /api/messages``: parse, authenticate, check channel and tenant, run the turn."""
 
@@ -560,7 +603,8 @@ class TeamsEndpoint:
         local_mode: bool,
     ) -> None:
         self._auth = ConfigurationBotFrameworkAuthentication(_SdkSettings(credentials))
-        self._adapter = CloudAdapter(self._auth)
+        self.clients = _ReusedClients(self._auth)
+        self._adapter = CloudAdapter(self.clients)
         self._adapter.on_turn_error = self._on_turn_error
         self._bot = bot
         self._tenant_id = tenant_id
@@ -636,7 +680,9 @@ class TeamsEndpoint:
         if tenant and body.get("channelId") == "msteams" and _tenant_of(body) != tenant:
             log.warning("activity %s from tenant %r refused", body.get("id"), _tenant_of(body))
             return _error(403, "this bot serves one tenant only")
-        response = await self._adapter.process_activity(auth, activity, self._bot.on_turn)
+        response = await self._adapter.process_activity(
+            self.clients.reuse(auth), activity, self._bot.on_turn
+        )
         if response is not None:
             return web.json_response(response.body, status=response.status)
         if activity.type == ActivityTypes.invoke:

@@ -107,3 +107,17 @@ async def test_duplicate_thread_message_relayed_once(
         lambda: any("sync" in c.body.get("text", "") for c in standin.posts_to(thread_id))
     )
     assert sum(t == "only once please" for t in visitor.texts()) == 1
+
+
+async def test_connector_clients_are_built_once_not_per_turn(
+    http: aiohttp.ClientSession, bot: RunningBot, visitor: DirectLineClient, standin: Standin
+) -> None:
+    from adapters.http import TEAMS
+
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    for n in range(20):
+        await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, f"reply {n}"))
+    await visitor.wait_text("reply 19")
+    # One ConnectorClient and one UserTokenClient for 21 turns (botbuilder alone builds 42).
+    assert bot.app[TEAMS].clients.built == 2
