@@ -240,7 +240,7 @@ class HandoffService:
                 return
             conversation = Conversation(conversation_id, Visitor(id=visitor_id), created_at=now)
             conversation = await self._store.save_conversation(conversation=conversation)
-            await self._bot_says(conversation, "greeting", now)
+            await self._bot_says(conversation, "greeting", now, role=Role.BOT)
 
     async def visitor_context(
         self, *, conversation_id: str, context: Mapping[str, Any], now: datetime
@@ -433,28 +433,37 @@ class HandoffService:
         now: datetime,
         values: Mapping[str, str] = EMPTY,
         *,
+        role: Role = Role.SYSTEM,
         fallback: bool = False,
     ) -> str:
         visitor = conversation.visitor
         text = self._text(key, {"visitor": visitor.name, **values}, visitor.locale)
-        await self._say(conversation.id, text, now, fallback=fallback)
+        await self._say(conversation.id, text, now, role=role, fallback=fallback)
         return text
 
     async def _say(
-        self, conversation_id: str, text: str, now: datetime, *, fallback: bool = False
+        self,
+        conversation_id: str,
+        text: str,
+        now: datetime,
+        *,
+        role: Role = Role.SYSTEM,
+        fallback: bool = False,
     ) -> None:
+        """Say something as the bot. Role.BOT marks a reply to the visitor (it may answer a
+        question); notices about the handoff itself are Role.SYSTEM."""
         bot = self._bot
-        turn = Turn(conversation_id, now, Role.BOT, bot.name, text, fallback=fallback)
+        turn = Turn(conversation_id, now, role, bot.name, text, fallback=fallback)
         await self._store.add_turn(turn=turn)
         await self._visitors.say(conversation_id=conversation_id, sender=bot, text=text)
 
     async def _answer(self, conversation: Conversation, text: str, now: datetime) -> None:
         answer = find_answer(text, self.settings.bot.answers)
         if answer is not None:
-            await self._say(conversation.id, answer.answer, now)
+            await self._say(conversation.id, answer.answer, now, role=Role.BOT)
             fallbacks = 0
         elif is_greeting(text):
-            await self._bot_says(conversation, "hello", now)
+            await self._bot_says(conversation, "hello", now, role=Role.BOT)
             fallbacks = 0
         else:
             trigger = fallback_trigger(self.settings.escalation, conversation.fallbacks_in_row)
@@ -465,7 +474,7 @@ class HandoffService:
                 log.info("conversation %s: escalation (%s)", conversation.id, trigger.reason)
                 await self._start_handoff(conversation, trigger.reason, "", now)
                 return
-            await self._bot_says(conversation, "fallback", now, fallback=True)
+            await self._bot_says(conversation, "fallback", now, role=Role.BOT, fallback=True)
             fallbacks = conversation.fallbacks_in_row + 1
         if fallbacks != conversation.fallbacks_in_row:
             await self._store.save_conversation(
@@ -489,7 +498,9 @@ class HandoffService:
         lines += [f"\u2022 {r.title}: {r.description}" for r in offered if r.description]
         choices = [Choice(r.title, r.title, {"handoff": {"route": r.id}}) for r in offered]
         text = "\n".join(lines)
-        await self._store.add_turn(turn=Turn(conversation.id, now, Role.BOT, self._bot.name, text))
+        await self._store.add_turn(
+            turn=Turn(conversation.id, now, Role.SYSTEM, self._bot.name, text)
+        )
         await self._visitors.offer(
             conversation_id=conversation.id, sender=self._bot, text=text, choices=choices
         )

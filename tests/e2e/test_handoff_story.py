@@ -330,3 +330,14 @@ async def test_visitor_leaves_the_queue_before_anyone_joins(
     )
     assert status == 200 and "Ended by Isaiah Langer" in card_text(body["value"])
     await visitor.wait_text("can't take this chat right now")
+
+
+async def test_the_handoff_notice_does_not_count_as_an_answer(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+) -> None:
+    await visitor.say("How do I export my invoices?")
+    await visitor.wait_text("not sure I can answer")
+    await visitor.event("handoff.request", {"category": "support"})
+    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    card = card_text(card_of(call))
+    assert "Open questions" in card and "How do I export my invoices?" in card
