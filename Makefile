@@ -45,3 +45,8 @@ package:
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules data
+
+# Benchmarks, not part of the suite: make bench [SECTION=relay|anchors|idle|rules|pacing|all]
+.PHONY: bench
+bench: $(VENV)/.installed
+	$(PY) bench/run.py $(or $(SECTION),all)
