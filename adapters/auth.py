@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import msal
 
-from bot.errors import GatewayError
+from bot.errors import RetryableGatewayError
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,11 @@ class ConnectorTokens:
             result = self._client.acquire_token_for_client(scopes=[BOT_SCOPE])
         return result
 
+    def invalidate(self) -> None:
+        """Forget the cached token (the connector answered 401)."""
+        self._token = ""
+        self._expires_at = 0.0
+
     async def bearer(self) -> str | None:
         if self._credentials.local_mode:
             return None
@@ -158,10 +163,14 @@ class ConnectorTokens:
         async with self._lock:
             if self._token and self._clock() < self._expires_at:
                 return self._token
-            result = await asyncio.to_thread(self._fetch)
+            try:
+                result = await asyncio.to_thread(self._fetch)
+            except Exception as exc:  # MSAL lets network errors through as they come
+                raise RetryableGatewayError(f"could not get a Bot Connector token: {exc}") from exc
             if "access_token" not in result:
                 reason = result.get("error_description") or result.get("error") or "unknown error"
-                raise GatewayError(f"could not get a Bot Connector token: {reason}")
+                # An identity-platform hiccup must not cost queued messages: callers retry.
+                raise RetryableGatewayError(f"could not get a Bot Connector token: {reason}")
             self._token = str(result["access_token"])
             # Refresh five minutes early so a call never carries a token about to lapse.
             self._expires_at = self._clock() + max(60, int(result.get("expires_in", 3600)) - 300)

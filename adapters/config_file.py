@@ -70,12 +70,25 @@ def _message(error: Any) -> str:
 def parse_settings(text: str, source: str) -> Settings:
     """Validate YAML text; raise ``ConfigError`` listing every problem with its line."""
     try:
+        return _parse(text, source)
+    except RecursionError as exc:
+        raise ConfigError([f"{source}:1: (yaml): an alias refers to itself"]) from exc
+
+
+def _parse(text: str, source: str) -> Settings:
+    try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise ConfigError([f"{source}:{line}: (yaml): {exc.problem or exc}"]) from exc
+    except yaml.YAMLError as exc:  # e.g. a control character the reader refuses
+        where = getattr(exc, "position", None)
+        line = text.count("\n", 0, where) + 1 if isinstance(where, int) else 1
+        message = " ".join(str(exc).split())
+        raise ConfigError([f"{source}:{line}: (yaml): {message}"]) from exc
+
     duplicates = _duplicate_keys(root)
     if duplicates:
         raise ConfigError([f"{source}:{line}: {what}" for line, what in duplicates])
@@ -100,4 +113,7 @@ def load_settings(path: str | Path) -> Settings:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}:0: (file): cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}:{line}: (file): not UTF-8 ({exc.reason})"]) from exc
     return parse_settings(text, str(path))

@@ -42,6 +42,9 @@ class ConfigReloader:
                 log.error("%s", problem)
             log.error("config %s rejected; the last good config stays in force", self.path)
             return False
+        except Exception:  # whatever a half-written file does, the watcher must go on
+            log.exception("config %s could not be read; the last good config stays", self.path)
+            return False
         self._apply(settings)
         log.info("config %s reloaded %s (%d route(s))", self.path, cause, len(settings.routes))
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.errors import StaleWriteError
@@ -40,7 +40,8 @@ class MemoryStore:
         return saved
 
     async def add_turn(self, *, turn: Turn) -> None:
-        self._turns.setdefault(turn.conversation_id, []).append(turn)
+        utc = replace(turn, at=turn.at.astimezone(UTC))
+        self._turns.setdefault(turn.conversation_id, []).append(utc)
 
     async def turns(self, *, conversation_id: str) -> list[Turn]:
         return list(self._turns.get(conversation_id, []))

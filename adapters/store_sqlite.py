@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -220,7 +220,8 @@ class SqliteStore:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
                 turn.conversation_id,
-                turn.at.isoformat(),
+                # UTC, so that MAX(at) over the text orders by time whatever offset came in.
+                turn.at.astimezone(UTC).isoformat(),
                 turn.role.value,
                 turn.author,
                 turn.text,

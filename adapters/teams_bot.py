@@ -191,8 +191,12 @@ def _mentions(activity: Activity) -> list[Person]:
         if str(entity.type or "").lower() != "mention":
             continue
         mentioned = (getattr(entity, "additional_properties", None) or {}).get("mentioned")
-        if isinstance(mentioned, dict) and mentioned.get("id") and mentioned["id"] != bot_id:
-            people.append(Person(str(mentioned["id"]), str(mentioned.get("name") or "a colleague")))
+        if not isinstance(mentioned, dict) or not mentioned.get("id") or mentioned["id"] == bot_id:
+            continue
+        # Users only: channel, team and tag mentions carry an identity type or a 19: id.
+        if mentioned.get("conversationIdentityType") or str(mentioned["id"]).startswith("19:"):
+            continue
+        people.append(Person(str(mentioned["id"]), str(mentioned.get("name") or "a colleague")))
     return people
 
 

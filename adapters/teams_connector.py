@@ -104,6 +104,10 @@ class BotConnector:
                     except ValueError:
                         data = {}
                     return data if isinstance(data, dict) else {}
+                if response.status == 401:
+                    # An expired or revoked token: fetch a new one on the retry.
+                    self._tokens.invalidate()
+                    raise RetryableGatewayError(f"{method} {url}: 401 {text[:200]}")
                 if response.status in (403, 404):
                     raise ThreadGoneError(f"{method} {url}: {response.status} {text[:200]}")
                 if response.status not in RETRY_STATUSES:

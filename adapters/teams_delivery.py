@@ -166,18 +166,30 @@ class DeliveryQueue:
                     if thread_id in self._again:
                         continue
                     return
-                seqs, method, url, body = self._next(thread_id, rows)
+                try:
+                    seqs, method, url, body = self._next(thread_id, rows)
+                except (KeyError, TypeError, ValueError) as exc:
+                    # A row we cannot read can never be sent: drop it, keep the queue moving.
+                    log.error(
+                        "thread %s: unreadable queued item %s dropped: %s",
+                        thread_id,
+                        rows[0][0],
+                        exc,
+                    )
+                    await self._store.drop_outbound(seqs=[rows[0][0]])
+                    continue
                 await self._pace(thread_id)
                 try:
                     await self._connector.send_once(method, url, body)
                 except ThreadGoneError as exc:
                     await self._gone(thread_id, str(exc))
                     return
-                except RetryableGatewayError as exc:
+                except (RetryableGatewayError, RuntimeError, OSError) as exc:
                     attempt += 1
+                    retry_after = getattr(exc, "retry_after", None)
                     wait = (
-                        exc.retry_after
-                        if exc.retry_after is not None
+                        retry_after
+                        if retry_after is not None
                         else _backoff(attempt, self._backoff_base)
                     )
                     log.warning(
@@ -191,6 +203,7 @@ class DeliveryQueue:
                     continue
                 except GatewayError as exc:
                     # Teams will never take this one (400, 413...): say so loudly, keep the rest.
+                    # (Only refusals with a status get here; token trouble is retryable.)
                     log.error(
                         "thread %s: Teams refused a message for good, dropped: %s", thread_id, exc
                     )

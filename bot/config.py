@@ -284,6 +284,17 @@ class Settings(_Model):
                 target = getattr(route, key)
                 if target and target not in ids:
                     raise ValueError(f"route {route.id!r}: {key} {target!r} is not a route id")
+        by_id = {route.id: route for route in routes}
+        for route in routes:
+            seen, current = [route.id], route
+            while (
+                current.on_join_timeout is JoinTimeout.ROUTE and current.join_timeout_route in by_id
+            ):
+                current = by_id[current.join_timeout_route]
+                if current.id in seen:
+                    circle = " -> ".join([*seen, current.id])
+                    raise ValueError(f"join_timeout_route goes round in a circle: {circle}")
+                seen.append(current.id)
         if all(route.trigger is not None for route in routes):
             raise ValueError(
                 "no default route: leave `trigger` off one route (usually the last) so it "

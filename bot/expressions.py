@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any
 
 import cel
@@ -46,13 +47,36 @@ class Facts:
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data = dict(data)
-        self._context = cel.Context(self.data)
+        try:
+            self._context = cel.Context(self.data)
+        except (ValueError, TypeError, OverflowError):
+            # Something CEL cannot hold (an integer beyond 64 bits, say): keep it as text.
+            self.data = _celsafe(self.data)
+            self._context = cel.Context(self.data)
 
     def matches(self, rule: str) -> bool:
         """True only when the rule evaluates to true; errors and non-booleans are no match."""
         program = _PROGRAMS.get(rule) or _PROGRAMS[compile_rule(rule)]
         try:
             return program.execute(self._context) is True
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        except Exception as exc:  # any failure to evaluate is "no match", never a silent bot
             log.debug("rule %r did not evaluate: %s", rule, exc)
             return False
+
+
+_INT64 = 2**63
+
+
+def _celsafe(value: Any) -> Any:
+    """Values CEL can take: out-of-range integers and unknown types become strings."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _celsafe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_celsafe(v) for v in value]
+    if isinstance(value, datetime):
+        return value
+    return str(value)

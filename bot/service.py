@@ -34,7 +34,7 @@ from bot.model import (
     merge_raw_context,
 )
 from bot.ports import Choice, HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
-from bot.routing import availability, choose_route, facts_for
+from bot.routing import RouteChoice, availability, choose_route, facts_for
 from bot.rules import find_answer, is_greeting
 from bot.summary import end_summary, format_duration, loops, summary_so_far
 from bot.transition import (
@@ -142,6 +142,8 @@ class HandoffService:
                     waited = now - handoff.created_at
                     if waited >= timedelta(minutes=route.join_timeout_minutes):
                         await self._join_timed_out(handoff, route, now)
+                elif handoff.state is HandoffState.QUEUED:
+                    await self._check_idle(handoff, route, now)  # a left message, gone quiet
                 elif handoff.state is HandoffState.JOINED:
                     await self._check_idle(handoff, route, now)
             except HandoffError:
@@ -157,22 +159,26 @@ class HandoffService:
         )
         async with self._locks.hold(handoff.conversation_id):
             after, _ = await self._act(await self._reload(handoff), JoinTimedOut(action), now)
-            if action == "route" and after.state is HandoffState.EXPIRED:
+            target = self.settings.route(route.join_timeout_route)
+            if action == "route" and after.state is HandoffState.EXPIRED and target is not None:
                 conversation = await self._conversation(handoff.conversation_id)
                 reason = f"nobody joined on {route.title} within {route.join_timeout_minutes:g} min"
-                await self._start_handoff(conversation, reason, route.join_timeout_route, now)
+                await self._start_handoff(conversation, reason, "", now, route=target)
 
     async def _check_idle(self, handoff: Handoff, route: Route, now: datetime) -> None:
         last = await self._store.last_human_turn_at(conversation_id=handoff.conversation_id)
-        since = max(t for t in (last, handoff.joined_at, handoff.created_at) if t is not None)
+        marks = (last, handoff.joined_at, handoff.timed_out_at, handoff.created_at)
+        since = max(t for t in marks if t is not None)
         idle = now - since
         if idle >= timedelta(minutes=route.idle_close_minutes):
             log.info("handoff %s: closed after %s without messages", handoff.id, idle)
             async with self._locks.hold(handoff.conversation_id):
                 event = End(Party.SYSTEM, f"no messages for {format_duration(idle)}")
                 await self._act(await self._reload(handoff), event, now)
-        elif idle >= timedelta(minutes=route.idle_reminder_minutes) and (
-            handoff.reminded_at is None or handoff.reminded_at < since
+        elif (
+            handoff.state is HandoffState.JOINED
+            and idle >= timedelta(minutes=route.idle_reminder_minutes)
+            and (handoff.reminded_at is None or handoff.reminded_at < since)
         ):
             async with self._locks.hold(handoff.conversation_id):
                 await self._act(await self._reload(handoff), IdleReminder(), now)
@@ -353,7 +359,8 @@ class HandoffService:
             log.warning("handoff %s: unknown card verb %r from %s", handoff_id, verb, person.id)
             return CardActionResult(None, f"I don't know the action {verb!r}.")
         async with self._locks.hold(handoff.conversation_id):
-            handoff, notice = await self._act(handoff, event, now)
+            # The state may have moved (a transfer, an end) since it was read above.
+            handoff, notice = await self._act(await self._reload(handoff), event, now)
             return CardActionResult(await self._card(handoff, notice), notice)
 
     async def thread_message(
@@ -514,7 +521,9 @@ class HandoffService:
         now: datetime,
         context: Mapping[str, Any] = EMPTY,
         facts: Facts | None = None,
+        route: Route | None = None,
     ) -> None:
+        """Start a handoff; ``route`` skips the rules (a join-timeout hand-on to a named route)."""
         current = await self._store.open_handoff(conversation_id=conversation.id)
         if current is not None:
             key = "already_joined" if current.state is HandoffState.JOINED else "already_queued"
@@ -523,7 +532,11 @@ class HandoffService:
         if facts is None:
             turns = await self._store.turns(conversation_id=conversation.id)
             facts = facts_for(self.settings, conversation, turns, now, context)
-        choice = choose_route(self.settings.routes, facts, category)
+        choice = (
+            RouteChoice(route, f"named route {route.id}", (route.id,))
+            if route is not None
+            else choose_route(self.settings.routes, facts, category)
+        )
         if choice.route is None:
             log.info("conversation %s: no route offered (%s)", conversation.id, choice.why)
             await self._bot_says(conversation, "no_route", now)
@@ -540,19 +553,19 @@ class HandoffService:
             else:
                 await self._bot_says(conversation, "out_of_hours", now, {"route": closed.title})
             return
-        route = open_now.route
-        log.info("conversation %s: route %s (%s)", conversation.id, route.id, choice.why)
+        chosen = open_now.route
+        log.info("conversation %s: route %s (%s)", conversation.id, chosen.id, choice.why)
         handoff = Handoff(
             id=self._new_id(),
             conversation_id=conversation.id,
-            route_id=route.id,
+            route_id=chosen.id,
             state=HandoffState.QUEUED,
             created_at=now,
             reason=reason,
             context=context,
         )
         handoff = await self._store.save_handoff(handoff=handoff)
-        log.info("handoff %s: queued on route %s (%s)", handoff.id, route.id, reason)
+        log.info("handoff %s: queued on route %s (%s)", handoff.id, chosen.id, reason)
         await self._notify(handoff, conversation.visitor, VisitorNotice.QUEUED, now)
         await self._open_thread(handoff, conversation, now)
 

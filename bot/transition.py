@@ -146,9 +146,8 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
             if action == "leave_message":
                 waiting = replace(handoff, timed_out_at=now)
                 return waiting, (TellVisitor("leave_message"), RefreshCard())
+            # keep_bot and route alike: the visitor hears it now; a next route says its own piece.
             expired = replace(handoff, state=HandoffState.EXPIRED, timed_out_at=now, ended_at=now)
-            if action == "route":  # the next route's own notice follows
-                return expired, (RefreshCard(),)
             return expired, (NotifyVisitor(VisitorNotice.FAILED), RefreshCard())
         case Transfer(by=by, to=to):
             if state is not HandoffState.JOINED or handoff.specialist is None:

@@ -216,3 +216,54 @@ async def test_gone_thread_drops_its_queue_and_reports_once(
     await delivery.drain()
     assert reported == [THREAD]
     assert delivered(standin) == []
+
+
+class FlakyTokens:
+    """A token source that fails the first ``failures`` times (an identity-platform outage)."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures, self.error, self.calls = failures, error, 0
+
+    async def bearer(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return "token"
+
+    def invalidate(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        __import__("bot.errors", fromlist=["RetryableGatewayError"]).RetryableGatewayError(
+            "AAD says no"
+        ),
+        RuntimeError("Session is closed"),
+    ],
+)
+async def test_token_trouble_delays_but_never_drops(standin: Standin, error: Exception) -> None:
+    connector = BotConnector(
+        tokens=FlakyTokens(3, error),
+        service_url=standin.url,  # type: ignore[arg-type]
+        tenant_id="t",
+        bot_id="b",
+        bot_name="Ava",
+    )
+    async with aiohttp.ClientSession() as session:
+        connector.use_session(session)
+        delivery = queue(connector)
+        await delivery.post_text(thread_id=THREAD, text="still delivered")
+        await delivery.drain()
+    assert delivered(standin) == ["still delivered"]
+
+
+async def test_401_refreshes_the_token_and_retries(
+    standin: Standin, connector: BotConnector
+) -> None:
+    standin.failures = [(401, {})]
+    delivery = queue(connector)
+    await delivery.post_text(thread_id=THREAD, text="after a fresh token")
+    await delivery.drain()
+    assert delivered(standin) == ["after a fresh token"]

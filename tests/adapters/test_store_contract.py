@@ -66,6 +66,21 @@ async def test_conversation_round_trip_and_compare_and_set(store: Any) -> None:
     assert (await store.get_conversation(conversation_id="c1")).fallbacks_in_row == 2
 
 
+async def test_turn_times_compare_as_times_whatever_their_offset(store: Any) -> None:
+    from datetime import timedelta, timezone
+
+    kiribati = timezone(timedelta(hours=14))
+    await store.add_turn(
+        turn=Turn("c9", datetime(2026, 11, 24, 23, 59, tzinfo=kiribati), Role.VISITOR, "J", "early")
+    )
+    await store.add_turn(
+        turn=Turn("c9", datetime(2026, 11, 24, 10, 30, tzinfo=UTC), Role.VISITOR, "J", "late")
+    )
+    assert await store.last_human_turn_at(conversation_id="c9") == datetime(
+        2026, 11, 24, 10, 30, tzinfo=UTC
+    )
+
+
 async def test_turns_keep_order(store: Any) -> None:
     turns = [Turn("c1", T0, Role.VISITOR, "Jane", f"t{n}", fallback=n == 2) for n in range(5)]
     for turn in turns:

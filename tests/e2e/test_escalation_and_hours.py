@@ -204,3 +204,17 @@ async def test_texts_follow_the_visitors_locale(
     await visitor.event("visitor.context", {"name": "Jana", "locale": "de-AT"})
     await visitor.say("Ich möchte mit einem Menschen sprechen")
     await visitor.wait_text("Ich verbinde Sie mit Customer support.")
+
+
+async def test_a_rule_that_cannot_evaluate_never_silences_the_bot(
+    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+) -> None:
+    visitor = await started(
+        start_bot,
+        visitor_factory,
+        escalation={"rules": [{"name": "vip", "when": 'visitor.tags[0] == "vip"'}]},
+    )
+    await visitor.event("visitor.context", {"name": "Jane", "seats": 2**70})  # beyond 64 bits too
+    await visitor.say("what does it cost?")
+    await visitor.wait_text("29 EUR")
+    assert standin.threads == []

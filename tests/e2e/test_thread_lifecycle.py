@@ -96,7 +96,9 @@ async def test_join_timeout_tries_another_route(
     )
     assert second.body["channelData"]["channel"]["id"] == "19:overflow@thread.tacv2"
     assert "nobody joined on Customer support within 5 min" in card_text(card_of(second))
-    assert not any("none of our specialists" in t for t in visitor.texts())
+    # The visitor hears that the first team could not take it, then is queued with the next.
+    await visitor.wait_text("none of our specialists")
+    await visitor.wait_for(lambda: visitor.statuses()[-2:] == ["failed", "queued"])
 
 
 async def test_idle_reminder_then_close_with_summary(
@@ -148,3 +150,43 @@ async def test_activity_resets_the_idle_clock(
     )
     await sweep(bot, 15)  # 15 min after the join, but only seconds after the visitor's reply
     assert not any("closed after a while" in t for t in visitor.texts())
+
+
+async def test_a_left_message_request_closes_when_it_goes_quiet(
+    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+) -> None:
+    bot = await start_bot(
+        routes=route(
+            join_timeout_minutes=5,
+            on_join_timeout="leave_message",
+            idle_reminder_minutes=10,
+            idle_close_minutes=20,
+        )
+    )
+    visitor = visitor_factory(bot)
+    await visitor.start()
+    await open_handoff(visitor, standin)
+    await sweep(bot, 6)
+    await visitor.wait_text("Leave your message here")
+    await sweep(bot, 30)
+    await visitor.wait_text("closed after a while without messages")
+    await visitor.say("what does it cost?")
+    await visitor.wait_text("29 EUR")  # the bot answers again
+
+
+async def test_transfer_only_to_people(
+    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    await visitor.wait_text("has joined")
+    channel = {"id": CHANNEL, "name": "General"}
+    message = thread_message(standin.url, thread_id, ALEX, "/transfer", mentions=(channel,))
+    message["entities"][-1]["mentioned"]["conversationIdentityType"] = "channel"
+    await send(http, bot.url, message)
+    await standin.wait_for(
+        lambda: any(
+            "mention your colleague" in c.body.get("text", "") for c in standin.posts_to(thread_id)
+        )
+    )
+    assert not any("taken over" in t for t in visitor.texts())

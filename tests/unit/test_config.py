@@ -169,3 +169,36 @@ def test_check_command(tmp_path: Path) -> None:
         f"{ROOT / 'config' / 'handoff.yaml'}: ok (1 route(s))",
         f"{bad}:8: routes[0].hours.timezone: unknown IANA time zone 'Europe/Atlantis'",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("teams:\n  tenant_id: a\x01b\n", "handoff.yaml:2: (yaml): unacceptable character #x0001"),
+        ("a: &a [*a]\nroutes: *a\n", "handoff.yaml:1: (yaml): an alias refers to itself"),
+    ],
+)
+def test_unreadable_yaml_is_a_config_error(text: str, expected: str) -> None:
+    assert problems(text)[0].startswith(expected)
+
+
+def test_latin1_file_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"bot:\n  name: Andr\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(bad)
+    assert caught.value.problems == [f"{bad}:2: (file): not UTF-8 (invalid continuation byte)"]
+
+
+def test_join_timeout_routes_cannot_go_in_circles() -> None:
+    routes = (
+        "routes:\n"
+        + "".join(
+            f"  - {{id: {a}, channel: '19:{a}@thread.tacv2', on_join_timeout: route, join_timeout_route: {b}}}\n"
+            for a, b in (("a", "b"), ("b", "a"))
+        )
+        + "  - {id: c, channel: '19:c@thread.tacv2'}\n"
+    )
+    assert problems(routes) == [
+        "handoff.yaml:1: routes: join_timeout_route goes round in a circle: a -> b -> a"
+    ]
