@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 
 from adapters.clock import iso, utc_now
 from adapters.tokens import Grant, TokenError, TokenSigner
+from adapters.workers import KeyedWorkers
 from bot.errors import HandoffError, UnknownConversationError
 from bot.locks import KeyedLocks
 from bot.model import Role
@@ -228,33 +229,25 @@ class Inbox:
     ) -> None:
         self._store = store
         self._handle = handle
-        self._running: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
+        self._workers = KeyedWorkers(self._drain_once, "inbox")
 
     def kick(self, cid: str) -> None:
-        if cid in self._running:
-            self._again.add(cid)
-            return
-        self._running[cid] = asyncio.create_task(self._drain(cid), name=f"inbox:{cid}")
+        self._workers.kick(cid)
 
-    async def _drain(self, cid: str) -> None:
-        try:
-            while True:
-                self._again.discard(cid)
-                position = await self._store.inbox_position(conversation_id=cid)
-                rows = await self._store.activities_after(conversation_id=cid, watermark=position)
-                for seq, activity in rows:
-                    if activity.get("from", {}).get("role") == "user":
-                        try:
-                            await self._handle(cid, activity)
-                        except Exception:
-                            # A bug must not wedge the conversation: log it and move on.
-                            log.exception("conversation %s: activity %d failed", cid, seq)
-                    await self._store.set_inbox_position(conversation_id=cid, seq=seq)
-                if not rows and cid not in self._again:
-                    return
-        finally:
-            del self._running[cid]
+    async def _drain_once(self, cid: str) -> None:
+        while True:
+            position = await self._store.inbox_position(conversation_id=cid)
+            rows = await self._store.activities_after(conversation_id=cid, watermark=position)
+            if not rows:
+                return
+            for seq, activity in rows:
+                if activity.get("from", {}).get("role") == "user":
+                    try:
+                        await self._handle(cid, activity)
+                    except Exception:
+                        # A bug must not wedge the conversation: log it and move on.
+                        log.exception("conversation %s: activity %d failed", cid, seq)
+                await self._store.set_inbox_position(conversation_id=cid, seq=seq)
 
     async def resume(self) -> None:
         """After a restart: pick up what was stored but not handled."""
@@ -262,8 +255,7 @@ class Inbox:
             self.kick(cid)
 
     async def drain(self) -> None:
-        while self._running:
-            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        await self._workers.drain()
 
 
 class DirectLineChannel:

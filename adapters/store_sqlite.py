@@ -60,20 +60,7 @@ def _time(value: str | None) -> datetime | None:
 
 
 def _visitor_json(visitor: Visitor) -> str:
-    page = visitor.page
-    return json.dumps(
-        {
-            "id": visitor.id,
-            "name": visitor.name,
-            "email": visitor.email,
-            "company": visitor.company,
-            "locale": visitor.locale,
-            "timezone": visitor.timezone,
-            "user_agent": visitor.user_agent,
-            "extra": dict(visitor.extra),
-            "page": {"url": page.url, "title": page.title, "referrer": page.referrer},
-        }
-    )
+    return json.dumps(visitor.fields())
 
 
 def _visitor(raw: str) -> Visitor:

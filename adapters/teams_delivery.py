@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
 from adapters.teams_connector import BotConnector, card_attachment
 from adapters.teams_text import relay_markdown
+from adapters.workers import KeyedWorkers
 from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
 from bot.ports import Card, ThreadRef
 
@@ -103,8 +104,7 @@ class DeliveryQueue:
         self._tenant = SlidingWindows(tenant_windows)
         self._backoff_base = backoff_base
         self._windows: dict[str, SlidingWindows] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
+        self._workers = KeyedWorkers(self._drain_once, "deliver")
         self.on_thread_gone: ThreadGone | None = None
 
     # ---- TeamsGateway --------------------------------------------------------------------
@@ -133,12 +133,7 @@ class DeliveryQueue:
         self._kick(thread_id)
 
     def _kick(self, thread_id: str) -> None:
-        if thread_id in self._workers:
-            self._again.add(thread_id)
-            return
-        self._workers[thread_id] = asyncio.create_task(
-            self._work(thread_id), name=f"deliver:{thread_id}"
-        )
+        self._workers.kick(thread_id)
 
     async def resume(self) -> None:
         """After a restart: send what was queued and not yet delivered."""
@@ -147,73 +142,58 @@ class DeliveryQueue:
 
     async def drain(self) -> None:
         """Wait until every queue is empty (tests, benchmarks)."""
-        while self._workers:
-            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+        await self._workers.drain()
 
     async def close(self) -> None:
         """Stop sending; what is queued stays in the store for the next start."""
-        for task in list(self._workers.values()):
-            task.cancel()
-        await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+        await self._workers.close()
 
-    async def _work(self, thread_id: str) -> None:
+    async def _drain_once(self, thread_id: str) -> None:
         attempt = 0
-        try:
-            while True:
-                self._again.discard(thread_id)
-                rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
-                if not rows:
-                    if thread_id in self._again:
-                        continue
-                    return
-                try:
-                    seqs, method, url, body = self._next(thread_id, rows)
-                except (KeyError, TypeError, ValueError) as exc:
-                    # A row we cannot read can never be sent: drop it, keep the queue moving.
-                    log.error(
-                        "thread %s: unreadable queued item %s dropped: %s",
-                        thread_id,
-                        rows[0][0],
-                        exc,
-                    )
-                    await self._store.drop_outbound(seqs=[rows[0][0]])
-                    continue
-                await self._pace(thread_id)
-                try:
-                    await self._connector.send_once(method, url, body)
-                except ThreadGoneError as exc:
-                    await self._gone(thread_id, str(exc))
-                    return
-                except (RetryableGatewayError, RuntimeError, OSError) as exc:
-                    attempt += 1
-                    retry_after = getattr(exc, "retry_after", None)
-                    wait = (
-                        retry_after
-                        if retry_after is not None
-                        else _backoff(attempt, self._backoff_base)
-                    )
-                    log.warning(
-                        "thread %s: delivery failed (%s); retry %d in %.1fs",
-                        thread_id,
-                        exc,
-                        attempt,
-                        wait,
-                    )
-                    await asyncio.sleep(wait)
-                    continue
-                except GatewayError as exc:
-                    # Teams will never take this one (400, 413...): say so loudly, keep the rest.
-                    # (Only refusals with a status get here; token trouble is retryable.)
-                    log.error(
-                        "thread %s: Teams refused a message for good, dropped: %s", thread_id, exc
-                    )
-                attempt = 0
-                await self._store.drop_outbound(seqs=seqs)
-        finally:
-            del self._workers[thread_id]
-            if thread_id in self._again:
-                self._again.discard(thread_id)
-                self._kick(thread_id)
+        while True:
+            rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
+            if not rows:
+                return
+            try:
+                seqs, method, url, body = self._next(thread_id, rows)
+            except (KeyError, TypeError, ValueError) as exc:
+                # A row we cannot read can never be sent: drop it, keep the queue moving.
+                log.error(
+                    "thread %s: unreadable queued item %s dropped: %s", thread_id, rows[0][0], exc
+                )
+                await self._store.drop_outbound(seqs=[rows[0][0]])
+                continue
+            await self._pace(thread_id)
+            try:
+                await self._connector.send_once(method, url, body)
+            except ThreadGoneError as exc:
+                await self._gone(thread_id, str(exc))
+                return
+            except (RetryableGatewayError, RuntimeError, OSError) as exc:
+                attempt += 1
+                retry_after = getattr(exc, "retry_after", None)
+                wait = (
+                    retry_after
+                    if retry_after is not None
+                    else _backoff(attempt, self._backoff_base)
+                )
+                log.warning(
+                    "thread %s: delivery failed (%s); retry %d in %.1fs",
+                    thread_id,
+                    exc,
+                    attempt,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                continue
+            except GatewayError as exc:
+                # Teams will never take this one (400, 413...): say so loudly, keep the rest.
+                # (Only refusals with a status get here; token trouble is retryable.)
+                log.error(
+                    "thread %s: Teams refused a message for good, dropped: %s", thread_id, exc
+                )
+            attempt = 0
+            await self._store.drop_outbound(seqs=seqs)
 
     async def _pace(self, thread_id: str) -> None:
         windows = self._windows.setdefault(thread_id, SlidingWindows(self._thread_windows))

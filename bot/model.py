@@ -82,6 +82,21 @@ class Visitor:
         """The name to show for the visitor, never empty."""
         return self.name or "Visitor"
 
+    def fields(self) -> dict[str, Any]:
+        """Everything known, as plain data (stored as JSON, seen by rules)."""
+        page = self.page
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "company": self.company,
+            "locale": self.locale,
+            "timezone": self.timezone,
+            "user_agent": self.user_agent,
+            "page": {"url": page.url, "title": page.title, "referrer": page.referrer},
+            "extra": dict(self.extra),
+        }
+
 
 @dataclass(frozen=True)
 class Conversation:

@@ -33,21 +33,9 @@ def facts_for(
     return Facts(
         {
             "visitor": {
-                "id": visitor.id,
-                "name": visitor.name,
-                "email": visitor.email,
-                "company": visitor.company,
-                "locale": visitor.locale,
-                "timezone": visitor.timezone,
-                "user_agent": visitor.user_agent,
-                "page": {
-                    "url": visitor.page.url,
-                    "title": visitor.page.title,
-                    "referrer": visitor.page.referrer,
-                },
+                **visitor.fields(),
                 "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
                 "account": dict(account) if isinstance(account, Mapping) else {},
-                "extra": dict(visitor.extra),
             },
             "conversation": {
                 "turns": len(said),
