@@ -58,7 +58,7 @@ async def test_visitor_picks_a_team_when_several_are_offered(
         {"type": "message", "text": chosen["text"], "value": chosen["value"]}
     )
     assert status == 200
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     assert call.body["channelData"]["channel"]["id"] == CHANNEL
     assert "Bugs and outages" in str(call.body)
 
@@ -70,7 +70,7 @@ async def test_frustration_hands_off(
     await visitor.say("your product is useless")
     await visitor.wait_text("not sure I can answer")
     await visitor.say("this is ridiculous, nothing works")
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     assert "seems frustrated (2 upset messages in a row)" in str(call.body)
 
 
@@ -82,7 +82,7 @@ async def test_bot_failing_three_times_hands_off(
         await visitor.say(question)
     await visitor.wait_for(lambda: sum("not sure I can answer" in t for t in visitor.texts()) == 2)
     await visitor.say("Which courier do you use?")
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     shown = str(call.body)
     assert "could not answer 3 times in a row" in shown
     assert "Where is my parcel?" in shown and "Which courier do you use?" in shown  # open questions
@@ -122,7 +122,7 @@ async def test_context_rule_hands_off(
     await visitor.say("hello")
     await visitor.wait_text("How can I help")
     await visitor.say("Do you support SSO?")
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     assert "rule \u201centerprise question\u201d matched" in str(call.body)
 
 
@@ -186,7 +186,7 @@ async def test_out_of_hours_continue_and_fallback_route(
     assert standin.threads == []
     await visitor.event("visitor.context", {"vip": True, "weekday": None})
     await visitor.say("agent please")
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     assert call.body["channelData"]["channel"]["id"] == "19:night@thread.tacv2"
 
 

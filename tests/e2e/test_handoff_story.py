@@ -290,7 +290,7 @@ async def test_upstream_agent_initiates_handoff_with_transcript(
     )
     assert status == 200
     visitor.token = visitor_token
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     shown = card_text(card_of(call))
     assert call.body["channelData"]["channel"]["id"] == CHANNEL  # category billing -> support
     for part in (
@@ -307,7 +307,7 @@ async def test_request_button_picks_route_by_category(
     bot: RunningBot, visitor: DirectLineClient, standin: Standin
 ) -> None:
     await visitor.event("handoff.request", {"category": "sales"})
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     assert call.body["channelData"]["channel"]["id"] == "19:sales@thread.tacv2"
     # Asking again while queued does not open a second thread.
     await visitor.event("handoff.request", {})
@@ -338,6 +338,6 @@ async def test_the_handoff_notice_does_not_count_as_an_answer(
     await visitor.say("How do I export my invoices?")
     await visitor.wait_text("not sure I can answer")
     await visitor.event("handoff.request", {"category": "support"})
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     card = card_text(card_of(call))
     assert "Open questions" in card and "How do I export my invoices?" in card

@@ -79,7 +79,7 @@ async def test_queued_handoff_without_thread_is_opened_after_restart(
     )
     await store.close()
     await start_bot(db=tmp_path / "queued.db")
-    call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+    call = await standin.thread_opened()
     assert "h-crash" in card_text(card_of(call))
 
 

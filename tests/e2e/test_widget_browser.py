@@ -65,7 +65,7 @@ async def test_choose_a_team_then_talk_and_stay_safe(
             await page.get_by_role("button", name="Technical support").click()
             await expect(page.locator("#chat-panel")).to_have_attribute("data-state", "queued")
             await expect(page.locator(".msg-choices")).to_have_count(0)
-            call = await standin.wait_for(lambda: standin.threads[-1] if standin.threads else None)
+            call = await standin.thread_opened()
             assert call.body["channelData"]["channel"]["id"] == "19:tech@thread.tacv2"
             thread_id, _ = standin.created[-1]
             handoff_id = call.body["activity"]["attachments"][0]["content"]["actions"][0]["data"][

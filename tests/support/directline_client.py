@@ -9,6 +9,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.waiting import wait_until
+
 
 class DirectLineClient:
     """Plays the visitor's widget against ``base`` (``http://host:port/v3/directline``)."""
@@ -114,15 +116,7 @@ class DirectLineClient:
         ]
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
-        async def _loop() -> Any:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(_loop(), timeout)
+        return await wait_until(self._changed, predicate, timeout)
 
     async def wait_text(self, fragment: str, timeout: float = 10.0) -> dict[str, Any]:
         return await self.wait_for(

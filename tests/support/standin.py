@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.waiting import wait_until
+
 
 @dataclass
 class Call:
@@ -56,16 +58,11 @@ class Standin:
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
         """Wait until ``predicate()`` is truthy; return its value."""
+        return await wait_until(self.changed, predicate, timeout)
 
-        async def _loop() -> Any:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                self.changed.clear()
-                await self.changed.wait()
-
-        return await asyncio.wait_for(_loop(), timeout)
+    async def thread_opened(self, timeout: float = 10.0) -> Call:
+        """The newest thread creation, once there is one."""
+        return await self.wait_for(lambda: self.threads[-1] if self.threads else None, timeout)
 
 
 def build_standin_app(state: Standin) -> web.Application:
