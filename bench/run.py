@@ -174,14 +174,18 @@ def start_bot(started: list[Proc], tmp: Path, sink_url: str, real_limits: bool =
 
 
 async def load(
-    url: str,
+    url: str | Callable[[int], str],
     body: Callable[[int], bytes],
     *,
     headers: Callable[[int], dict[str, str]] | None = None,
     duration: float = 8.0,
     connections: int = 16,
 ) -> dict[str, Any]:
-    """Closed loop: ``connections`` keep-alive connections, each POSTs once the last answered."""
+    """Closed loop: ``connections`` keep-alive connections, each POSTs once the last answered.
+
+    ``url`` may be a function of the request number (Direct Line posts go to each visitor's
+    conversation)."""
+    target = url if callable(url) else (lambda _n: url)
     latencies: list[float] = []
     errors = 0
     seq = 0
@@ -201,7 +205,7 @@ async def load(
                 data = body(n)
                 t0 = time.monotonic()
                 try:
-                    async with session.post(url, data=data, headers=h) as r:
+                    async with session.post(target(n), data=data, headers=h) as r:
                         await r.read()
                         if r.status >= 300:
                             errors += 1
@@ -442,7 +446,7 @@ async def relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                     ).encode()
 
                 # One URL per request: the generator's url is fixed, so route through a closure.
-                r = await load_multi(
+                r = await load(
                     lambda k: f"{dl}/conversations/{vs[k % n].cid}/activities",
                     v2t_body,
                     headers=lambda k: {"Authorization": f"Bearer {vs[k % n].token}"},
@@ -531,55 +535,6 @@ async def relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                 relay.recording = False
                 await relay.close()
     return results
-
-
-async def load_multi(
-    url: Callable[[int], str],
-    body: Callable[[int], bytes],
-    *,
-    headers: Callable[[int], dict[str, str]],
-    duration: float,
-    connections: int,
-) -> dict[str, Any]:
-    """``load`` with a per-request URL (Direct Line posts go to each visitor's conversation)."""
-    latencies: list[float] = []
-    errors = 0
-    seq = 0
-    conn = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        start = time.monotonic()
-        stop_at = start + duration
-
-        async def worker() -> None:
-            nonlocal seq, errors
-            while time.monotonic() < stop_at:
-                n = seq
-                seq += 1
-                h = {"Content-Type": "application/json", **headers(n)}
-                data = body(n)
-                t0 = time.monotonic()
-                try:
-                    async with session.post(url(n), data=data, headers=h) as r:
-                        await r.read()
-                        if r.status >= 300:
-                            errors += 1
-                            continue
-                except aiohttp.ClientError:
-                    errors += 1
-                    continue
-                latencies.append(time.monotonic() - t0)
-
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.monotonic() - start
-    return {
-        "start": start,
-        "elapsed": elapsed,
-        "ok": len(latencies),
-        "errors": errors,
-        "sent": seq,
-        "lat": latencies,
-        "rps": len(latencies) / elapsed,
-    }
 
 
 async def bench_relay(args: argparse.Namespace) -> tuple[list[str], list[dict[str, Any]]]:
