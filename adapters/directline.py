@@ -61,6 +61,9 @@ class ActivityLog(Protocol):
 
     async def inbox_backlog(self) -> list[str]: ...
 
+    async def flush(self) -> None:
+        """Return once every write so far is durable."""
+
 
 class DirectLineError(web.HTTPException):
     """A Direct Line error response: ``{"error": {"code", "message"}}`` with a 4xx status."""
@@ -122,25 +125,25 @@ class ConversationStreams:
             if not subscribers:
                 del self._subscribers[cid]
 
-    async def _append(self, cid: str, activity: dict[str, Any]) -> int:
-        """Store, then fan out; callers hold the conversation's lock so order is kept."""
-        seq = await self.store.append_activity(conversation_id=cid, activity=activity)
-        for subscriber in self._subscribers.get(cid, ()):
-            subscriber.queue.put_nowait((seq, activity))
-        return seq
-
     async def append(
         self, cid: str, activity: dict[str, Any], dedupe_key: str = ""
     ) -> tuple[str, bool]:
-        """Append once per ``dedupe_key``; returns the activity id and whether it is new."""
+        """Append once per ``dedupe_key``; returns the activity id and whether it is new.
+
+        Stored and committed first, then fanned out to the open sockets, all under the
+        conversation's lock so every socket sees the log's order."""
         async with self._locks.hold(cid):
             if dedupe_key:
                 earlier = await self.store.get_meta(key=dedupe_key)
                 if earlier is not None:
                     return earlier, False
-            activity_id = _activity_id(cid, await self._append(cid, activity))
+            seq = await self.store.append_activity(conversation_id=cid, activity=activity)
+            activity_id = _activity_id(cid, seq)
             if dedupe_key:
                 await self.store.set_meta_once(key=dedupe_key, value=activity_id)
+            await self.store.flush()
+            for subscriber in self._subscribers.get(cid, ()):
+                subscriber.queue.put_nowait((seq, activity))
             return activity_id, True
 
     def _outbound(self, cid: str, sender: Sender) -> dict[str, Any]:
@@ -248,6 +251,8 @@ class Inbox:
                         # A bug must not wedge the conversation: log it and move on.
                         log.exception("conversation %s: activity %d failed", cid, seq)
                 await self._store.set_inbox_position(conversation_id=cid, seq=seq)
+            # A failed commit raises here: the worker stops and the rows are handled again.
+            await self._store.flush()
 
     async def resume(self) -> None:
         """After a restart: pick up what was stored but not handled."""

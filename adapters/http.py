@@ -48,26 +48,34 @@ DIRECTLINE = web.AppKey("directline", DirectLineChannel)
 TEAMS = web.AppKey("teams", TeamsEndpoint)
 
 
-@web.middleware
-async def _no_stack_traces(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """An unexpected error is logged in full and answered without internals."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response(
-            {
-                "error": {
-                    "code": "ServiceError",
-                    "message": "something went wrong; it has been logged",
-                }
-            },
-            status=500,
-        )
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _guarded(store: Store) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Answer only once the request's writes are committed; log unexpected errors in full and
+    answer them without internals (a failed commit is one: the client may safely retry)."""
+
+    @web.middleware
+    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+            await store.flush()
+            return response
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return web.json_response(
+                {
+                    "error": {
+                        "code": "ServiceError",
+                        "message": "something went wrong; it has been logged",
+                    }
+                },
+                status=500,
+            )
+
+    return guarded
 
 
 async def _token_key(store: Store, env: Mapping[str, str]) -> bytes:
@@ -175,7 +183,7 @@ async def create_app(
 
     # CORS outermost, so even an error response can be read by the widget's browser.
     app = web.Application(
-        middlewares=[directline.cors, _no_stack_traces], client_max_size=1024 * 1024
+        middlewares=[directline.cors, _guarded(store)], client_max_size=1024 * 1024
     )
     app[SERVICE] = service
     app[STORE] = store

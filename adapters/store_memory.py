@@ -27,6 +27,9 @@ class MemoryStore:
     async def close(self) -> None:
         """Nothing to release."""
 
+    async def flush(self) -> None:
+        """Every write is already as durable as this store gets."""
+
     # HandoffStore
     async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
         return self._conversations.get(conversation_id)

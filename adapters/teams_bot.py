@@ -28,7 +28,6 @@ from botbuilder.schema import (
     ActivityTypes,
     CallerIdConstants,
     ChannelAccount,
-    TextFormatTypes,
 )
 from botframework.connector.auth import AuthenticateRequestResult, AuthenticationConstants
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
@@ -58,7 +57,7 @@ GREETING_WINDOW = timedelta(minutes=10)
 class ThreadPoster(Protocol):
     """Where the bot's own short replies in a thread go (the connector or its delivery queue)."""
 
-    async def post_text(self, *, thread_id: str, text: str) -> object: ...
+    async def post_text(self, *, thread_id: str, text: str, markdown: bool = False) -> object: ...
 
 
 class SigningKeysUnavailableError(GatewayError):
@@ -176,21 +175,35 @@ class SigningKeys:
         log.info("%d Bot Framework signing key(s) fetched from %s", len(keys), self.metadata_url)
 
 
-def _person(account: ChannelAccount | None) -> Person:
+def _dict(data: Any, key: str) -> dict[str, Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _str(data: Any, key: str) -> str:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _person(account: dict[str, Any]) -> Person:
     """A Teams user; the Teams user id is the identity (it is also what @mentions carry)."""
-    if account is None:
+    if not account:
         return Person("unknown", "Someone")
-    return Person(account.id or account.aad_object_id or "unknown", account.name or "A team member")
+    return Person(
+        _str(account, "id") or _str(account, "aadObjectId") or "unknown",
+        _str(account, "name") or "A team member",
+    )
 
 
-def _mentions(activity: Activity) -> list[Person]:
+def _mentions(activity: dict[str, Any]) -> list[Person]:
     """People @mentioned in a message, not counting the bot."""
-    bot_id = activity.recipient.id if activity.recipient else ""
+    bot_id = _str(_dict(activity, "recipient"), "id")
     people = []
-    for entity in activity.entities or []:
-        if str(entity.type or "").lower() != "mention":
+    entities = activity.get("entities")
+    for entity in entities if isinstance(entities, list) else []:
+        if not isinstance(entity, dict) or str(entity.get("type") or "").lower() != "mention":
             continue
-        mentioned = (getattr(entity, "additional_properties", None) or {}).get("mentioned")
+        mentioned = entity.get("mentioned")
         if not isinstance(mentioned, dict) or not mentioned.get("id") or mentioned["id"] == bot_id:
             continue
         # Users only: channel, team and tag mentions carry an identity type or a 19: id.
@@ -229,15 +242,16 @@ class ChannelInfo:
     service_url: str
 
     @classmethod
-    def of(cls, activity: Activity) -> ChannelInfo:
-        data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-        conversation = activity.conversation
-        conversation_id = (conversation.id if conversation else "") or ""
+    def of(cls, activity: dict[str, Any]) -> ChannelInfo:
+        """From the activity as it came over the wire (a JSON object)."""
+        data = _dict(activity, "channelData")
+        conversation = _dict(activity, "conversation")
+        conversation_id = _str(conversation, "id")
         channel_id = _field(data, "channel", "id") or conversation_id.split(";messageid=", 1)[0]
         team_id = _field(data, "team", "id")
         name = _field(data, "channel", "name")
         if not name and conversation and ";messageid=" not in conversation_id:
-            name = conversation.name or ""  # the channel's name, on install/conversationUpdate
+            name = _str(conversation, "name")  # the channel's name, on install/conversationUpdate
         if not name and channel_id and channel_id == team_id:
             name = "General"  # the team's first channel has the team's id and no name
         return cls(
@@ -246,9 +260,8 @@ class ChannelInfo:
             team_id=team_id,
             team_name=_field(data, "team", "name"),
             aad_group_id=_field(data, "team", "aadGroupId"),
-            tenant_id=_field(data, "tenant", "id")
-            or ((conversation.tenant_id if conversation else "") or ""),
-            service_url=(activity.service_url or "").rstrip("/"),
+            tenant_id=_field(data, "tenant", "id") or _str(conversation, "tenantId"),
+            service_url=_str(activity, "serviceUrl").rstrip("/"),
         )
 
     @property
@@ -315,8 +328,23 @@ SETUP_ELSEWHERE_TEXT = (
 )
 
 
+RAW_ACTIVITY = "handoff.raw_activity"  # turn_state key: the activity's JSON as received
+MESSAGE_TYPES = frozenset({"message", "messageUpdate", "messageDelete"})
+
+
+def _raw(turn_context: TurnContext) -> dict[str, Any]:
+    raw = turn_context.turn_state.get(RAW_ACTIVITY)
+    return raw if isinstance(raw, dict) else {}
+
+
 class TeamsHandoffBot(ActivityHandler):
-    """Teams activities in, domain calls out."""
+    """Teams activities in, domain calls out.
+
+    Messages (thread replies, their edits and deletions, "setup", personal chats) are handled
+    straight from the activity's JSON: they are most of the traffic, and botbuilder's turn
+    (msrest deserialization, a TurnContext, the middleware pipeline) costs more than the relay
+    itself. Everything else (installs, card invokes) goes through botbuilder's ActivityHandler.
+    Replies go out through the paced delivery queue, never through a TurnContext."""
 
     def __init__(
         self,
@@ -345,11 +373,11 @@ class TeamsHandoffBot(ActivityHandler):
         """The service URL the tenant's latest activity came from; None before the first one."""
         return self._service_urls.get(tenant_id)
 
-    async def on_turn(self, turn_context: TurnContext) -> None:
-        info = ChannelInfo.of(turn_context.activity)
+    def observe(self, activity: dict[str, Any]) -> None:
+        """Every authenticated activity: learn channel names and the tenant's service URL."""
+        info = ChannelInfo.of(activity)
         self._remember_names(info)
         self._remember_service_url(info)
-        await super().on_turn(turn_context)
 
     def _remember_names(self, info: ChannelInfo) -> None:
         for key, name in ((info.channel_id, info.channel_name), (info.team_id, info.team_name)):
@@ -375,20 +403,22 @@ class TeamsHandoffBot(ActivityHandler):
         if self._on_service_url is not None:
             self._on_service_url(info.tenant_id, info.service_url)
 
+    # ---- botbuilder's turn: installs and card invokes ----------------------------------------
+
     async def on_members_added_activity(
         self, members_added: list[ChannelAccount], turn_context: TurnContext
     ) -> None:
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
         if bot_id and any(member.id == bot_id for member in members_added):
-            await self._introduce(turn_context)
+            await self._introduce(_raw(turn_context))
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:
         if turn_context.activity.action == "add":  # not "add-upgrade": a new app version
-            await self._introduce(turn_context)
+            await self._introduce(_raw(turn_context))
 
-    async def _introduce(self, turn_context: TurnContext) -> None:
+    async def _introduce(self, activity: dict[str, Any]) -> None:
         """Added to a team: post the setup help once in the channel it was added to."""
-        info = ChannelInfo.of(turn_context.activity)
+        info = ChannelInfo.of(activity)
         if not info.in_team:
             return  # a personal or group chat: nothing to set up there
         now = self._clock()
@@ -397,119 +427,14 @@ class TeamsHandoffBot(ActivityHandler):
         if last is not None and now - last < GREETING_WINDOW:
             return
         self._greeted[key] = now
-        await self._setup_help(turn_context, info)
+        await self._setup_help(_str(_dict(activity, "conversation"), "id"), info)
 
-    async def _setup_help(self, turn_context: TurnContext, info: ChannelInfo) -> None:
+    async def _setup_help(self, conversation_id: str, info: ChannelInfo) -> None:
         info = self._named(info)
         routes = [r.id for r in self._service.settings.routes if r.channel == info.channel_id]
         text = setup_text(info, routes[0] if routes else "")
         log.info("setup help posted in %s (team %s)", info.channel_id, info.team_id)
-        await turn_context.send_activity(
-            Activity(type=ActivityTypes.message, text=text, text_format=TextFormatTypes.markdown)
-        )
-
-    async def on_message_activity(self, turn_context: TurnContext) -> None:
-        activity = turn_context.activity
-        # Teams redelivers when a turn fails or times out: a delivery counts as handled only once
-        # it was handled, and a copy arriving meanwhile is dropped.
-        key = f"teams:{activity.conversation.id if activity.conversation else ''}:{activity.id}"
-        if activity.id and (key in self._in_flight or await self._store.seen(key=key)):
-            log.info("duplicate Teams activity %s dropped", activity.id)
-            return
-        self._in_flight.add(key)
-        try:
-            await self._handle_message(turn_context, activity)
-            if activity.id:
-                await self._store.remember(key=key, now=self._clock())
-        finally:
-            self._in_flight.discard(key)
-
-    async def _handle_message(self, turn_context: TurnContext, activity: Activity) -> None:
-        now = self._clock()
-        value = activity.value if isinstance(activity.value, dict) else {}
-        if value.get("verb") in CARD_VERBS and not (activity.text or "").strip():
-            await self._submit(activity, value, now)
-            return
-        thread_id = activity.conversation.id if activity.conversation else ""
-        bot_name = activity.recipient.name if activity.recipient else ""
-        text = plain_text(activity.text or "", drop_mentions_of=bot_name)
-        mentioned = (
-            bool(bot_name) and f"<at>{bot_name.casefold()}</at>" in (activity.text or "").casefold()
-        )
-        personal = activity.conversation.conversation_type == "personal"
-        if text.casefold().rstrip(".!?") in SETUP_COMMANDS and (mentioned or personal):
-            info = ChannelInfo.of(activity)
-            if info.in_team:
-                await self._setup_help(turn_context, info)
-            else:
-                await turn_context.send_activity(
-                    Activity(
-                        type=ActivityTypes.message,
-                        text=SETUP_ELSEWHERE_TEXT.format(bot=bot_name or "bot"),
-                        text_format=TextFormatTypes.markdown,
-                    )
-                )
-            return
-        if ";messageid=" not in thread_id:
-            if mentioned or personal:
-                await turn_context.send_activity(self._service.settings.texts.unknown_thread)
-            return
-        person = _person(activity.from_property)
-        if not text:
-            return
-        result = await self._service.thread_message(
-            thread_id=thread_id,
-            person=person,
-            text=text,
-            now=now,
-            message_id=activity.id or "",
-            mentions=_mentions(activity),
-        )
-        if result.outcome is ThreadOutcome.UNKNOWN:
-            log.info("message in unknown thread %s from %s", thread_id, person.id)
-            if not mentioned:
-                return
-        if result.reply:
-            await self._reply(thread_id, result.reply)
-
-    async def on_message_update_activity(self, turn_context: TurnContext) -> None:
-        """A thread message was edited (or undeleted): a relayed one is updated in the widget."""
-        await self._changed(turn_context.activity, deleted=False)
-
-    async def on_message_delete_activity(self, turn_context: TurnContext) -> None:
-        """A thread message was deleted: a relayed one is withdrawn in the widget."""
-        await self._changed(turn_context.activity, deleted=True)
-
-    async def _changed(self, activity: Activity, *, deleted: bool) -> None:
-        thread_id = activity.conversation.id if activity.conversation else ""
-        if ";messageid=" not in thread_id or not activity.id:
-            return
-        bot_name = activity.recipient.name if activity.recipient else ""
-        text = None if deleted else plain_text(activity.text or "", drop_mentions_of=bot_name)
-        await self._service.thread_message_changed(
-            thread_id=thread_id,
-            person=_person(activity.from_property),
-            message_id=activity.id,
-            text=text,
-        )
-
-    async def _reply(self, thread_id: str, text: str) -> None:
-        try:
-            await self._connector.post_text(thread_id=thread_id, text=text)
-        except GatewayError as exc:
-            log.error("could not reply in thread %s: %s", thread_id, exc)
-
-    async def _submit(self, activity: Activity, value: dict[str, Any], now: datetime) -> None:
-        """Action.Submit fallback from hosts without Universal Actions."""
-        result = await self._service.card_action(
-            verb=str(value["verb"]),
-            handoff_id=str(value.get("handoffId", "")),
-            person=_person(activity.from_property),
-            thread_id=activity.conversation.id if activity.conversation else "",
-            now=now,
-        )
-        if result.notice and activity.conversation:
-            await self._reply(activity.conversation.id, result.notice)
+        await self._reply(conversation_id, text, markdown=True)
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity
@@ -523,11 +448,12 @@ class TeamsHandoffBot(ActivityHandler):
         if verb not in CARD_VERBS or not handoff_id:
             log.warning("card action without a known verb/handoff id: %r", action)
             return _invoke_error("BadRequest", "This card action is not one I know.")
+        raw = _raw(turn_context)
         result = await self._service.card_action(
             verb=verb,
             handoff_id=handoff_id,
-            person=_person(activity.from_property),
-            thread_id=activity.conversation.id if activity.conversation else "",
+            person=_person(_dict(raw, "from")),
+            thread_id=_str(_dict(raw, "conversation"), "id"),
             now=self._clock(),
         )
         if result.card is None:
@@ -535,6 +461,107 @@ class TeamsHandoffBot(ActivityHandler):
         return InvokeResponse(
             status=200, body={"statusCode": 200, "type": CARD_TYPE, "value": result.card}
         )
+
+    # ---- messages, straight from the JSON ----------------------------------------------------
+
+    async def on_message(self, activity: dict[str, Any]) -> None:
+        """A ``message``, ``messageUpdate`` or ``messageDelete`` activity."""
+        kind = activity.get("type")
+        if kind != "message":
+            await self._changed(activity, deleted=kind == "messageDelete")
+            return
+        # Teams redelivers when a turn fails or times out: a delivery counts as handled only once
+        # it was handled, and a copy arriving meanwhile is dropped.
+        activity_id = _str(activity, "id")
+        thread_id = _str(_dict(activity, "conversation"), "id")
+        key = f"teams:{thread_id}:{activity_id}"
+        if activity_id and (key in self._in_flight or await self._store.seen(key=key)):
+            log.info("duplicate Teams activity %s dropped", activity_id)
+            return
+        self._in_flight.add(key)
+        try:
+            await self._handle_message(activity)
+            if activity_id:
+                await self._store.remember(key=key, now=self._clock())
+        finally:
+            self._in_flight.discard(key)
+
+    async def _handle_message(self, activity: dict[str, Any]) -> None:
+        now = self._clock()
+        value = _dict(activity, "value")
+        raw_text = _str(activity, "text")
+        if value.get("verb") in CARD_VERBS and not raw_text.strip():
+            await self._submit(activity, value, now)
+            return
+        conversation = _dict(activity, "conversation")
+        thread_id = _str(conversation, "id")
+        bot_name = _str(_dict(activity, "recipient"), "name")
+        text = plain_text(raw_text, drop_mentions_of=bot_name)
+        mentioned = bool(bot_name) and f"<at>{bot_name.casefold()}</at>" in raw_text.casefold()
+        personal = conversation.get("conversationType") == "personal"
+        if text.casefold().rstrip(".!?") in SETUP_COMMANDS and (mentioned or personal):
+            info = ChannelInfo.of(activity)
+            if info.in_team:
+                await self._setup_help(thread_id, info)
+            else:
+                text = SETUP_ELSEWHERE_TEXT.format(bot=bot_name or "bot")
+                await self._reply(thread_id, text, markdown=True)
+            return
+        if ";messageid=" not in thread_id:
+            if mentioned or personal:
+                await self._reply(thread_id, self._service.settings.texts.unknown_thread)
+            return
+        person = _person(_dict(activity, "from"))
+        if not text:
+            return
+        result = await self._service.thread_message(
+            thread_id=thread_id,
+            person=person,
+            text=text,
+            now=now,
+            message_id=_str(activity, "id"),
+            mentions=_mentions(activity),
+        )
+        if result.outcome is ThreadOutcome.UNKNOWN:
+            log.info("message in unknown thread %s from %s", thread_id, person.id)
+            if not mentioned:
+                return
+        if result.reply:
+            await self._reply(thread_id, result.reply)
+
+    async def _changed(self, activity: dict[str, Any], *, deleted: bool) -> None:
+        """A thread message was edited, deleted or undeleted: a relayed one follows suit."""
+        thread_id = _str(_dict(activity, "conversation"), "id")
+        message_id = _str(activity, "id")
+        if ";messageid=" not in thread_id or not message_id:
+            return
+        bot_name = _str(_dict(activity, "recipient"), "name")
+        text = None if deleted else plain_text(_str(activity, "text"), drop_mentions_of=bot_name)
+        await self._service.thread_message_changed(
+            thread_id=thread_id,
+            person=_person(_dict(activity, "from")),
+            message_id=message_id,
+            text=text,
+        )
+
+    async def _reply(self, conversation_id: str, text: str, *, markdown: bool = False) -> None:
+        try:
+            await self._connector.post_text(thread_id=conversation_id, text=text, markdown=markdown)
+        except GatewayError as exc:
+            log.error("could not reply in %s: %s", conversation_id, exc)
+
+    async def _submit(self, activity: dict[str, Any], value: dict[str, Any], now: datetime) -> None:
+        """Action.Submit fallback from hosts without Universal Actions."""
+        thread_id = _str(_dict(activity, "conversation"), "id")
+        result = await self._service.card_action(
+            verb=str(value["verb"]),
+            handoff_id=str(value.get("handoffId", "")),
+            person=_person(_dict(activity, "from")),
+            thread_id=thread_id,
+            now=now,
+        )
+        if result.notice and thread_id:
+            await self._reply(thread_id, result.notice)
 
 
 def _invoke_message(text: str) -> InvokeResponse:
@@ -657,22 +684,20 @@ class TeamsEndpoint:
             return _error(400, f"the body is not valid JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return _error(400, "the body must be an activity object with a type")
-        try:
-            activity = Activity().deserialize(body)
-        except Exception as exc:  # msrest raises several types for shape errors
-            return _error(400, f"the activity does not deserialize: {exc}")
-        if not activity.conversation or not activity.service_url:
+        conversation_id = _str(_dict(body, "conversation"), "id")
+        if not conversation_id or not _str(body, "serviceUrl"):
             return _error(400, "the activity needs conversation and serviceUrl")
         try:
-            auth = await self._authenticate(activity, request.headers.get("Authorization", ""))
+            header = request.headers.get("Authorization", "")
+            auth = await self._authenticate(_for_auth(body), header)
         except SigningKeysUnavailableError as exc:
-            log.error("activity %s not checked: %s", activity.id, exc)
+            log.error("activity %s not checked: %s", body.get("id"), exc)
             return _error(503, "the Bot Framework signing keys are unavailable; try again")
         except Exception as exc:  # PyJWT, botbuilder and PermissionError all mean the same
             log.warning(
                 "activity %s in conversation %s refused: %s: %s",
-                activity.id,
-                activity.conversation.id,
+                body.get("id"),
+                conversation_id,
                 type(exc).__name__,
                 exc,
             )
@@ -684,14 +709,31 @@ class TeamsEndpoint:
         if tenant and body.get("channelId") == "msteams" and _tenant_of(body) != tenant:
             log.warning("activity %s from tenant %r refused", body.get("id"), _tenant_of(body))
             return _error(403, "this bot serves one tenant only")
-        response = await self._adapter.process_activity(
-            self.clients.reuse(auth), activity, self._bot.on_turn
-        )
+        self._bot.observe(body)
+        if body["type"] in MESSAGE_TYPES:
+            await self._bot.on_message(body)
+            return web.Response(status=201)
+        try:
+            activity = Activity().deserialize(body)
+        except Exception as exc:  # msrest raises several types for shape errors
+            return _error(400, f"the activity does not deserialize: {exc}")
+
+        async def turn(turn_context: TurnContext) -> None:
+            turn_context.turn_state[RAW_ACTIVITY] = body
+            await self._bot.on_turn(turn_context)
+
+        response = await self._adapter.process_activity(self.clients.reuse(auth), activity, turn)
         if response is not None:
             return web.json_response(response.body, status=response.status)
         if activity.type == ActivityTypes.invoke:
             return web.Response(status=200)
         return web.Response(status=201)
+
+
+def _for_auth(body: dict[str, Any]) -> Activity:
+    """What botbuilder's authentication reads of an activity (channel and service URL), without
+    deserializing all of it."""
+    return Activity(channel_id=_str(body, "channelId"), service_url=_str(body, "serviceUrl"))
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -117,8 +117,10 @@ class DeliveryQueue:
             label = f"{author} ({number}/{len(pieces)})" if len(pieces) > 1 else author
             await self._enqueue(thread_id, {"kind": "relay", "author": label, "text": piece})
 
-    async def post_text(self, *, thread_id: str, text: str) -> None:
-        await self._enqueue(thread_id, {"kind": "text", "text": text})
+    async def post_text(self, *, thread_id: str, text: str, markdown: bool = False) -> None:
+        """The bot's own words (markdown: formatted, as the setup help is)."""
+        item = {"kind": "text", "text": text, **({"format": "markdown"} if markdown else {})}
+        await self._enqueue(thread_id, item)
 
     async def post_card(self, *, thread_id: str, card: Card, text: str) -> None:
         await self._enqueue(thread_id, {"kind": "card", "card": card, "summary": text})
@@ -257,4 +259,5 @@ class DeliveryQueue:
                 attachments=[card_attachment(item["card"])], summary=str(item.get("summary", ""))
             )
             return [seq], "POST", url, body
-        return [seq], "POST", url, connector.activity(text=str(item.get("text", "")))
+        fields = {"textFormat": "markdown"} if item.get("format") == "markdown" else {}
+        return [seq], "POST", url, connector.activity(text=str(item.get("text", "")), **fields)

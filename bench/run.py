@@ -163,7 +163,9 @@ def write_config(tmp: Path, sink_url: str, routes: int = 1) -> Path:
 def start_bot(started: list[Proc], tmp: Path, sink_url: str, real_limits: bool = False) -> str:
     port = free_port()
     config = write_config(tmp, sink_url)
-    args = [PY, str(BENCH / "botproc.py"), str(config), str(port)]
+    # BENCH_BOT_PREFIX: run the bot under a profiler, e.g. "/tmp/cprofile_wrapper.py".
+    prefix = os.environ.get("BENCH_BOT_PREFIX", "").split()
+    args = [PY, *prefix, str(BENCH / "botproc.py"), str(config), str(port)]
     if real_limits:
         args.append("--real-limits")
     started.append(Proc(args, ROOT, tmp / "bot.log", "READY", port))

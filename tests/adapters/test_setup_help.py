@@ -10,9 +10,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from botbuilder.core import TurnContext
-from botbuilder.core.adapters import TestAdapter
-from botbuilder.schema import Activity, ConversationAccount
 
 from adapters.config_file import parse_settings
 from adapters.teams_bot import ChannelInfo, TeamsHandoffBot, setup_text
@@ -249,13 +246,9 @@ def test_snippet_stays_valid_whatever_the_channel_is_called(name: str) -> None:
     assert route.name == name and route.channel == "19:x@thread.tacv2"
 
 
-def _turn(activity: Activity) -> TurnContext:
-    return TurnContext(TestAdapter(), activity)
-
-
 async def test_service_url_is_remembered_per_tenant() -> None:
     seen: list[tuple[str, str]] = []
-    # An event turn reaches no domain code, so the bot needs no service or store here.
+    # Observing an activity reaches no domain code, so the bot needs no service or store here.
     teams_bot = TeamsHandoffBot(
         service=None,  # type: ignore[arg-type]
         connector=None,  # type: ignore[arg-type]
@@ -263,24 +256,24 @@ async def test_service_url_is_remembered_per_tenant() -> None:
         on_service_url=lambda tenant, url: seen.append((tenant, url)),
     )
 
-    def event(tenant: str, url: str) -> Activity:
-        return Activity(
-            type="event",
-            name="noop",
-            service_url=url,
-            channel_id="msteams",
-            conversation=ConversationAccount(id="19:c@thread.tacv2", tenant_id=tenant),
-            channel_data={"tenant": {"id": tenant}},
-        )
+    def event(tenant: str, url: str) -> dict[str, Any]:
+        return {
+            "type": "event",
+            "name": "noop",
+            "serviceUrl": url,
+            "channelId": "msteams",
+            "conversation": {"id": "19:c@thread.tacv2", "tenantId": tenant},
+            "channelData": {"tenant": {"id": tenant}},
+        }
 
     assert teams_bot.service_url_for(TENANT) is None
-    await teams_bot.on_turn(_turn(event(TENANT, "https://smba.trafficmanager.net/emea/")))
-    await teams_bot.on_turn(_turn(event(TENANT, "https://smba.trafficmanager.net/emea/")))
-    await teams_bot.on_turn(_turn(event("other-tenant", "https://smba.trafficmanager.net/amer/")))
+    teams_bot.observe(event(TENANT, "https://smba.trafficmanager.net/emea/"))
+    teams_bot.observe(event(TENANT, "https://smba.trafficmanager.net/emea/"))
+    teams_bot.observe(event("other-tenant", "https://smba.trafficmanager.net/amer/"))
     assert teams_bot.service_url_for(TENANT) == "https://smba.trafficmanager.net/emea"
     assert teams_bot.service_url_for("other-tenant") == "https://smba.trafficmanager.net/amer"
     # Teams moved the tenant: the newest URL wins and is reported once more.
-    await teams_bot.on_turn(_turn(event(TENANT, "https://smba.trafficmanager.net/uk/")))
+    teams_bot.observe(event(TENANT, "https://smba.trafficmanager.net/uk/"))
     assert teams_bot.service_url_for(TENANT) == "https://smba.trafficmanager.net/uk"
     assert seen == [
         (TENANT, "https://smba.trafficmanager.net/emea"),
