@@ -14,6 +14,7 @@ flushes first, so nothing is promised that a crash could take back.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import sqlite3
@@ -62,6 +63,12 @@ CREATE INDEX IF NOT EXISTS outbound_by_thread ON outbound (thread_id, seq);
 """
 
 log = logging.getLogger(__name__)
+
+# (store, transaction) of the current task's latest write, so its flush can tell it failed.
+_WRITTEN: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "sqlite_written", default=None
+)
+_FAILED_KEPT = 1024
 
 _OPEN_STATES = (HandoffState.QUEUED.value, HandoffState.JOINED.value)
 
@@ -146,6 +153,8 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._commit_handle: asyncio.Handle | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self._txn = 0  # transactions begun
+        self._failed: dict[int, StoreError] = {}  # the latest failed commits, by transaction
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
@@ -178,8 +187,10 @@ class SqliteStore:
         """Open this turn's transaction if need be, and schedule its commit."""
         if not self._db.in_transaction:
             self._db.execute("BEGIN")
+            self._txn += 1
         if self._commit_handle is None:
             self._commit_handle = asyncio.get_running_loop().call_soon(self._commit)
+        _WRITTEN.set((id(self), self._txn))
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         self._begin()
@@ -195,6 +206,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             log.error("SQLite commit failed; this turn's writes are rolled back: %s", exc)
             failure = StoreError(f"the SQLite store could not commit: {exc}")
+            self._failed[self._txn] = failure
+            while len(self._failed) > _FAILED_KEPT:
+                del self._failed[next(iter(self._failed))]
             try:
                 self._db.execute("ROLLBACK")
             except sqlite3.Error:
@@ -208,9 +222,14 @@ class SqliteStore:
                 waiter.set_exception(failure)
 
     async def flush(self) -> None:
-        """Return once every write made so far is committed (raises ``StoreError`` if not)."""
+        """Return once every write made so far is committed; raise ``StoreError`` if this
+        task's writes were rolled back (even by a commit that failed before this call)."""
+        written = _WRITTEN.get()
+        if written is not None and written[0] == id(self) and written[1] in self._failed:
+            raise self._failed[written[1]]
         if self._commit_handle is None:
             return
+        # Whoever wrote it: what this task read may come from the pending transaction too.
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,7 +16,7 @@ import pytest
 
 from adapters.store_memory import MemoryStore
 from adapters.store_sqlite import SqliteStore
-from bot.errors import StaleWriteError
+from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Page, Party, Person, Role, Turn, Visitor
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -210,3 +213,75 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
     assert (await second.open_handoff(conversation_id="c1")).id == "h1"
     assert await second.last_watermark(conversation_id="c1") == 1
     await second.close()
+
+
+def _rows(path: Path, sql: str) -> list[Any]:
+    """What another process would see in the file now."""
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        return other.execute(sql).fetchall()
+
+
+async def test_sqlite_writes_of_one_loop_turn_commit_together_and_flush_waits(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    try:
+        for i in range(3):
+            await store.add_turn(turn=Turn(f"c{i}", T0, Role.VISITOR, "Jane", "hi"))
+        # Still this loop turn: nothing committed yet, so no reader can see half of it.
+        assert _rows(tmp_path / "g.db", "SELECT COUNT(*) FROM turns") == [(0,)]
+        await store.flush()
+        assert _rows(tmp_path / "g.db", "SELECT COUNT(*) FROM turns") == [(3,)]
+        # Nothing pending: flush returns at once, and reads see their own writes meanwhile.
+        await store.flush()
+        await store.remember(key="k", now=T0)
+        assert await store.seen(key="k")
+    finally:
+        await store.close()
+    # close() commits what is pending.
+    assert _rows(tmp_path / "g.db", "SELECT key FROM seen") == [("k",)]
+
+
+class _FailingCommit:
+    """A connection whose COMMIT fails as a full disk would make it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+
+async def test_sqlite_failed_commit_rolls_back_and_every_flush_hears_of_it(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "f.db")
+    real = store._db
+    store._db = _FailingCommit(real)  # type: ignore[assignment]
+    try:
+        await store.add_turn(turn=Turn("c1", T0, Role.VISITOR, "Jane", "lost"))
+        # Two writers: one flushes before the commit, the other only after it failed.
+        first = asyncio.ensure_future(store.flush())
+
+        async def late_writer() -> None:
+            await store.remember(key="late", now=T0)
+            await asyncio.sleep(0.01)  # the commit fails meanwhile
+            await store.flush()
+
+        late = asyncio.ensure_future(late_writer())
+        results = await asyncio.gather(first, late, return_exceptions=True)
+        assert all(isinstance(r, StoreError) for r in results), results
+        assert await store.turns(conversation_id="c1") == []
+        assert not await store.seen(key="late")
+        store._db = real  # the disk has room again: the next writes commit
+        await store.add_turn(turn=Turn("c1", T0, Role.VISITOR, "Jane", "kept"))
+        await store.flush()
+        assert [t.text for t in await store.turns(conversation_id="c1")] == ["kept"]
+    finally:
+        store._db = real
+        await store.close()

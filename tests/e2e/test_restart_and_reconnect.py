@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -127,4 +128,52 @@ async def test_in_process_restart_keeps_handoff_and_thread(
     )
     await visitor.connect(watermark=visitor.watermark)
     await visitor.wait_text("has joined")
+    await visitor.disconnect()
+
+
+async def test_everything_acknowledged_survives_a_kill_right_after(
+    bot_process: BotProcess, standin: Standin, http: aiohttp.ClientSession
+) -> None:
+    """An HTTP 200 is a promise: the process is killed the moment the last answer arrives."""
+    visitor = DirectLineClient(http, f"{bot_process.url}/v3/directline", origin=bot_process.url)
+    await visitor.start()
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(
+        http, bot_process.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
+    await visitor.wait_text("has joined")
+    await visitor.disconnect()
+
+    async def from_visitor(i: int) -> int:
+        status, _ = await visitor.post({"type": "message", "text": f"visitor line {i}"})
+        return status
+
+    async def from_thread(i: int) -> int:
+        status, _ = await send(
+            http, bot_process.url, thread_message(standin.url, thread_id, ALEX, f"thread line {i}")
+        )
+        return status
+
+    statuses = await asyncio.gather(
+        *(from_visitor(i) for i in range(20)), *(from_thread(i) for i in range(20))
+    )
+    bot_process.kill()
+    assert all(s in (200, 201) for s in statuses), statuses
+
+    await bot_process.start()
+    await visitor.connect(watermark="0")
+    texts = lambda: {a.get("text") for a in visitor.activities}  # noqa: E731
+    await visitor.wait_for(
+        lambda: (
+            {f"visitor line {i}" for i in range(20)} | {f"thread line {i}" for i in range(20)}
+            <= texts()
+        )
+    )
+    # ...and what the visitor said still reaches the thread (once handled, after the restart).
+    await standin.wait_for(
+        lambda: all(
+            any(f"visitor line {i}" in c.body.get("text", "") for c in standin.posts_to(thread_id))
+            for i in range(20)
+        )
+    )
     await visitor.disconnect()
