@@ -15,7 +15,6 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -95,9 +94,43 @@ def _is_loopback_origin(origin: str) -> bool:
 _CLOSED = -1  # queue sentinel: the socket closed
 
 
-@dataclass(eq=False)
 class _Subscriber:
-    queue: asyncio.Queue[tuple[int, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+    """One open socket's view of its conversation: rows to send, and a wake-up for its writer.
+
+    No task or timer per wait: keep-alives come from one ticker for every socket."""
+
+    __slots__ = ("_rows", "_waiter", "busy")
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[int, dict[str, Any]]] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.busy = False  # something was sent since the last keep-alive tick
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def push(self, row: tuple[int, dict[str, Any]]) -> None:
+        self._rows.append(row)
+        self.busy = True
+        self._wake()
+
+    def tick(self) -> None:
+        """A keep-alive period passed: an idle socket's writer wakes with nothing to send."""
+        if not self.busy:
+            self._wake()
+        self.busy = False
+
+    async def next(self) -> list[tuple[int, dict[str, Any]]]:
+        """What arrived since the last call; empty when it is time for a keep-alive."""
+        if not self._rows:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        rows, self._rows = self._rows, []
+        return rows
 
 
 class ConversationStreams:
@@ -111,12 +144,28 @@ class ConversationStreams:
         self.store = log_store
         self._clock = clock
         self._subscribers: dict[str, set[_Subscriber]] = {}
+        self._ticker: asyncio.Task[None] | None = None
         self._locks = KeyedLocks()
 
     def subscribe(self, cid: str) -> _Subscriber:
         subscriber = _Subscriber()
         self._subscribers.setdefault(cid, set()).add(subscriber)
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._keepalive(), name="directline-keepalive")
         return subscriber
+
+    async def _keepalive(self) -> None:
+        """Every ``KEEPALIVE_SECONDS``, sockets that sent nothing meanwhile send a keep-alive."""
+        while self._subscribers:
+            await asyncio.sleep(KEEPALIVE_SECONDS)
+            for subscribers in list(self._subscribers.values()):
+                for subscriber in subscribers:
+                    subscriber.tick()
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
 
     def unsubscribe(self, cid: str, subscriber: _Subscriber) -> None:
         subscribers = self._subscribers.get(cid)
@@ -143,7 +192,7 @@ class ConversationStreams:
                 await self.store.set_meta_once(key=dedupe_key, value=activity_id)
             await self.store.flush()
             for subscriber in self._subscribers.get(cid, ()):
-                subscriber.queue.put_nowait((seq, activity))
+                subscriber.push((seq, activity))
             return activity_id, True
 
     def _outbound(self, cid: str, sender: Sender) -> dict[str, Any]:
@@ -301,6 +350,7 @@ class DirectLineChannel:
     async def close(self) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"server shutdown")
+        await self._streams.close()
 
     # ---- CORS ------------------------------------------------------------------------------
 
@@ -666,14 +716,10 @@ class DirectLineChannel:
                 await self._send(ws, cid, rows)
                 sent = rows[-1][0]
             while not ws.closed:
-                try:
-                    first = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
+                batch = await subscriber.next()
+                if not batch:
                     await ws.send_str("")  # keep-alive, as Direct Line does
                     continue
-                batch = [first]
-                while not subscriber.queue.empty():
-                    batch.append(subscriber.queue.get_nowait())
                 if any(seq == _CLOSED for seq, _ in batch):
                     break
                 batch = [row for row in batch if row[0] > sent]
@@ -703,7 +749,7 @@ class DirectLineChannel:
         async for message in ws:
             if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                 break
-        subscriber.queue.put_nowait((_CLOSED, {}))
+        subscriber.push((_CLOSED, {}))
 
 
 def _chosen_route(value: Any) -> str | None:

@@ -185,6 +185,9 @@ async def create_app(
     app = web.Application(
         middlewares=[directline.cors, _guarded(store)], client_max_size=1024 * 1024
     )
+    # Shutdown waits for running handlers, and a widget's socket never ends by itself: close
+    # them first (1001, "going away"; the widget reconnects to the next process).
+    app.on_shutdown.append(lambda _app: directline.close())
     app[SERVICE] = service
     app[STORE] = store
     app[DIRECTLINE] = directline

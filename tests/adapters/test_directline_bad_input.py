@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -308,3 +309,44 @@ async def test_typing_is_acknowledged_but_never_stored(
     status, body = await visitor.post({"type": "typing"})
     assert status == 200 and body["id"]
     assert await stored(http, visitor) == before
+
+
+async def test_idle_sockets_get_keepalives_and_busy_ones_do_not(
+    http: aiohttp.ClientSession, bot: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Direct Line sends an empty frame on a quiet socket now and then, so proxies keep it."""
+    monkeypatch.setattr("adapters.directline.KEEPALIVE_SECONDS", 0.2)
+
+    async def open_stream() -> tuple[str, str, aiohttp.ClientWebSocketResponse]:
+        _, body = await request(
+            http, "POST", f"{bot.directline}/tokens/generate", headers={"Origin": bot.url}
+        )
+        token = body["token"]
+        _, body = await request(http, "POST", f"{bot.directline}/conversations", token=token)
+        ws = await http.ws_connect(body["streamUrl"])
+        await ws.receive_json(timeout=5)  # the greeting
+        return token, body["conversationId"], ws
+
+    _, _, quiet = await open_stream()
+    token, cid, busy = await open_stream()
+    frames: list[str] = []
+    url = f"{bot.directline}/conversations/{cid}/activities"
+    for _ in range(8):  # about 0.8 s of talking on the busy socket
+        await request(
+            http,
+            "POST",
+            url,
+            token=token,
+            json={"type": "event", "name": "ping", "from": {"id": "v"}},
+        )
+        while True:
+            msg = await busy.receive(timeout=5)
+            frames.append(msg.data)
+            if msg.data:
+                break
+        await asyncio.sleep(0.1)
+    quiet_frames = [(await quiet.receive(timeout=5)).data for _ in range(2)]
+    assert quiet_frames == ["", ""]
+    assert "" not in frames  # never idle for a whole period
+    await quiet.close()
+    await busy.close()

@@ -177,3 +177,21 @@ async def test_everything_acknowledged_survives_a_kill_right_after(
         )
     )
     await visitor.disconnect()
+
+
+async def test_stopping_closes_open_widgets_at_once(
+    bot_process: BotProcess, http: aiohttp.ClientSession
+) -> None:
+    """SIGTERM with widgets open: they are told "going away" (1001) and the process exits."""
+    visitor = DirectLineClient(http, f"{bot_process.url}/v3/directline", origin=bot_process.url)
+    await visitor.start()
+    async with http.ws_connect(visitor.stream_url) as ws:
+        await ws.receive_json(timeout=5)
+        assert bot_process.process is not None
+        bot_process.process.terminate()
+        closed = await ws.receive(timeout=10)
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closed
+        assert ws.close_code == 1001
+        # Not the 60 s aiohttp would otherwise wait for the socket's handler.
+        await asyncio.get_running_loop().run_in_executor(None, bot_process.process.wait, 10)
+    await visitor.disconnect()
