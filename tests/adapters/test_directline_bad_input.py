@@ -315,7 +315,7 @@ async def test_idle_sockets_get_keepalives_and_busy_ones_do_not(
     http: aiohttp.ClientSession, bot: RunningBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Direct Line sends an empty frame on a quiet socket now and then, so proxies keep it."""
-    monkeypatch.setattr("adapters.directline.KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr("adapters.directline.KEEPALIVE_SECONDS", 0.5)
 
     async def open_stream() -> tuple[str, str, aiohttp.ClientWebSocketResponse]:
         _, body = await request(
@@ -331,7 +331,7 @@ async def test_idle_sockets_get_keepalives_and_busy_ones_do_not(
     token, cid, busy = await open_stream()
     frames: list[str] = []
     url = f"{bot.directline}/conversations/{cid}/activities"
-    for _ in range(8):  # about 0.8 s of talking on the busy socket
+    for _ in range(16):  # about 1 s of talking on the busy socket, spanning two ticks
         await request(
             http,
             "POST",
@@ -344,7 +344,7 @@ async def test_idle_sockets_get_keepalives_and_busy_ones_do_not(
             frames.append(msg.data)
             if msg.data:
                 break
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     quiet_frames = [(await quiet.receive(timeout=5)).data for _ in range(2)]
     assert quiet_frames == ["", ""]
     assert "" not in frames  # never idle for a whole period
