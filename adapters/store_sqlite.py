@@ -9,6 +9,10 @@ commits at the start of the next turn. A commit costs about ten times a write, a
 many conversations write in the same turn. ``flush()`` waits for that commit: whatever is about
 to leave the process as a promise (an HTTP acknowledgement, a frame on a visitor's socket)
 flushes first, so nothing is promised that a crash could take back.
+
+Conversations and handoffs are also kept in memory, written through: this store is the file's
+only writer (one process owns it), so what it last wrote is what the file holds, and every
+relayed message would otherwise read and decode both again. A failed commit empties the cache.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ _WRITTEN: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVa
     "sqlite_written", default=None
 )
 _FAILED_KEPT = 1024
+_CACHED = 20_000  # conversations (and handoffs) kept in memory; the cache restarts past it
 
 _OPEN_STATES = (HandoffState.QUEUED.value, HandoffState.JOINED.value)
 
@@ -155,6 +160,10 @@ class SqliteStore:
         self._waiters: list[asyncio.Future[None]] = []
         self._txn = 0  # transactions begun
         self._failed: dict[int, StoreError] = {}  # the latest failed commits, by transaction
+        self._conversations: dict[str, Conversation] = {}
+        self._handoffs: dict[str, Handoff] = {}
+        self._open_by_conversation: dict[str, str | None] = {}  # -> open handoff id, or none
+        self._by_thread: dict[str, str] = {}  # thread id -> handoff id
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
@@ -206,6 +215,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             log.error("SQLite commit failed; this turn's writes are rolled back: %s", exc)
             failure = StoreError(f"the SQLite store could not commit: {exc}")
+            self._forget()
             self._failed[self._txn] = failure
             while len(self._failed) > _FAILED_KEPT:
                 del self._failed[next(iter(self._failed))]
@@ -220,6 +230,30 @@ class SqliteStore:
                 waiter.set_result(None)
             else:
                 waiter.set_exception(failure)
+
+    def _forget(self) -> None:
+        self._conversations.clear()
+        self._handoffs.clear()
+        self._open_by_conversation.clear()
+        self._by_thread.clear()
+
+    def _remember_conversation(self, conversation: Conversation) -> None:
+        if len(self._conversations) >= _CACHED:
+            self._conversations.clear()
+        self._conversations[conversation.id] = conversation
+
+    def _remember_handoff(self, handoff: Handoff) -> None:
+        if len(self._handoffs) >= _CACHED:
+            self._handoffs.clear()
+            self._open_by_conversation.clear()
+            self._by_thread.clear()
+        self._handoffs[handoff.id] = handoff
+        if handoff.thread_id:
+            self._by_thread[handoff.thread_id] = handoff.id
+        if handoff.state.is_open:
+            self._open_by_conversation[handoff.conversation_id] = handoff.id
+        elif self._open_by_conversation.get(handoff.conversation_id) == handoff.id:
+            self._open_by_conversation[handoff.conversation_id] = None
 
     async def flush(self) -> None:
         """Return once every write made so far is committed; raise ``StoreError`` if this
@@ -236,12 +270,15 @@ class SqliteStore:
 
     # HandoffStore
     async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
+        cached = self._conversations.get(conversation_id)
+        if cached is not None:
+            return cached
         row = self._one("SELECT * FROM conversations WHERE id = ?", conversation_id)
         if row is None:
             return None
         created = _time(row["created_at"])
         assert created is not None
-        return Conversation(
+        conversation = Conversation(
             id=row["id"],
             visitor=_visitor(row["visitor"]),
             created_at=created,
@@ -249,6 +286,8 @@ class SqliteStore:
             context=MappingProxyType(json.loads(row["context"])),
             version=row["version"],
         )
+        self._remember_conversation(conversation)
+        return conversation
 
     async def save_conversation(self, *, conversation: Conversation) -> Conversation:
         c = conversation
@@ -275,7 +314,9 @@ class SqliteStore:
             )
             if cursor.rowcount != 1:
                 raise StaleWriteError(f"conversation {c.id} changed")
-        return replace(c, version=c.version + 1)
+        saved = replace(c, version=c.version + 1)
+        self._remember_conversation(saved)
+        return saved
 
     async def add_turn(self, *, turn: Turn) -> None:
         self._write(
@@ -308,21 +349,44 @@ class SqliteStore:
             for r in rows
         ]
 
+    def _read_handoff(self, sql: str, *args: Any) -> Handoff | None:
+        row = self._one(sql, *args)
+        if row is None:
+            return None
+        handoff = _handoff(row)
+        self._remember_handoff(handoff)
+        return handoff
+
     async def get_handoff(self, *, handoff_id: str) -> Handoff | None:
-        row = self._one("SELECT * FROM handoffs WHERE id = ?", handoff_id)
-        return _handoff(row) if row else None
+        cached = self._handoffs.get(handoff_id)
+        if cached is not None:
+            return cached
+        return self._read_handoff("SELECT * FROM handoffs WHERE id = ?", handoff_id)
 
     async def open_handoff(self, *, conversation_id: str) -> Handoff | None:
-        row = self._one(
+        if conversation_id in self._open_by_conversation:
+            known = self._open_by_conversation[conversation_id]
+            if known is None:
+                return None
+            cached = self._handoffs.get(known)
+            if cached is not None:
+                return cached
+        handoff = self._read_handoff(
             "SELECT * FROM handoffs WHERE conversation_id = ? AND state IN (?, ?)",
             conversation_id,
             *_OPEN_STATES,
         )
-        return _handoff(row) if row else None
+        if handoff is None:
+            self._open_by_conversation[conversation_id] = None
+        return handoff
 
     async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
-        row = self._one("SELECT * FROM handoffs WHERE thread_id = ? AND thread_id != ''", thread_id)
-        return _handoff(row) if row else None
+        known = self._by_thread.get(thread_id)
+        if known is not None and known in self._handoffs:
+            return self._handoffs[known]
+        return self._read_handoff(
+            "SELECT * FROM handoffs WHERE thread_id = ? AND thread_id != ''", thread_id
+        )
 
     async def open_handoffs(self) -> list[Handoff]:
         rows = self._db.execute(
@@ -359,7 +423,9 @@ class SqliteStore:
             )
             if cursor.rowcount != 1:
                 raise StaleWriteError(f"handoff {h.id} changed")
-        return replace(h, version=h.version + 1)
+        saved = replace(h, version=h.version + 1)
+        self._remember_handoff(saved)
+        return saved
 
     async def unopened_handoffs(self) -> list[Handoff]:
         rows = self._db.execute(

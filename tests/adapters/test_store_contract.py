@@ -265,6 +265,10 @@ async def test_sqlite_failed_commit_rolls_back_and_every_flush_hears_of_it(
     store._db = _FailingCommit(real)  # type: ignore[assignment]
     try:
         await store.add_turn(turn=Turn("c1", T0, Role.VISITOR, "Jane", "lost"))
+        await store.save_conversation(conversation=Conversation("c1", VISITOR, T0))
+        await store.save_handoff(
+            handoff=Handoff("h1", "c1", "support", HandoffState.QUEUED, T0, "asked", "19:t")
+        )
         # Two writers: one flushes before the commit, the other only after it failed.
         first = asyncio.ensure_future(store.flush())
 
@@ -278,6 +282,11 @@ async def test_sqlite_failed_commit_rolls_back_and_every_flush_hears_of_it(
         assert all(isinstance(r, StoreError) for r in results), results
         assert await store.turns(conversation_id="c1") == []
         assert not await store.seen(key="late")
+        # Nothing rolled back is still served from memory.
+        assert await store.get_conversation(conversation_id="c1") is None
+        assert await store.get_handoff(handoff_id="h1") is None
+        assert await store.open_handoff(conversation_id="c1") is None
+        assert await store.handoff_for_thread(thread_id="19:t") is None
         store._db = real  # the disk has room again: the next writes commit
         await store.add_turn(turn=Turn("c1", T0, Role.VISITOR, "Jane", "kept"))
         await store.flush()
@@ -285,3 +294,38 @@ async def test_sqlite_failed_commit_rolls_back_and_every_flush_hears_of_it(
     finally:
         store._db = real
         await store.close()
+
+
+async def test_sqlite_answers_from_memory_match_the_file(tmp_path: Path) -> None:
+    """Conversations and handoffs are cached: whatever the cache answers, the file agrees."""
+    store = SqliteStore(tmp_path / "m.db")
+    conversation = await store.save_conversation(conversation=Conversation("c1", VISITOR, T0))
+    await store.save_conversation(conversation=replace(conversation, fallbacks_in_row=2))
+    assert await store.open_handoff(conversation_id="c1") is None  # "none open" is cached too
+    first = await store.save_handoff(
+        handoff=Handoff("h1", "c1", "support", HandoffState.QUEUED, T0, "asked", "19:a")
+    )
+    assert await store.open_handoff(conversation_id="c1") == first
+    await store.save_handoff(handoff=replace(first, state=HandoffState.ENDED, ended_at=T0))
+    assert await store.open_handoff(conversation_id="c1") is None
+    second = await store.save_handoff(
+        handoff=Handoff("h2", "c1", "support", HandoffState.QUEUED, T0, "again", "19:b")
+    )
+    answers = [
+        await store.get_conversation(conversation_id="c1"),
+        await store.open_handoff(conversation_id="c1"),
+        await store.get_handoff(handoff_id="h1"),
+        await store.handoff_for_thread(thread_id="19:a"),
+        await store.handoff_for_thread(thread_id="19:b"),
+    ]
+    assert answers[1] == second and answers[0].fallbacks_in_row == 2
+    await store.close()
+    fresh = SqliteStore(tmp_path / "m.db")
+    assert answers == [
+        await fresh.get_conversation(conversation_id="c1"),
+        await fresh.open_handoff(conversation_id="c1"),
+        await fresh.get_handoff(handoff_id="h1"),
+        await fresh.handoff_for_thread(thread_id="19:a"),
+        await fresh.handoff_for_thread(thread_id="19:b"),
+    ]
+    await fresh.close()
