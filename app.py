@@ -16,6 +16,7 @@ from aiohttp import web
 
 from adapters.auth import BotCredentials
 from adapters.config_file import load_settings
+from adapters.eventloop import new_event_loop
 from adapters.http import create_app
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -95,6 +96,7 @@ def main(argv: list[str]) -> int:
     try:
         settings, source = settings_from(args.config)
         credentials = BotCredentials.from_env(os.environ)
+        loop = new_event_loop(os.environ)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -104,10 +106,11 @@ def main(argv: list[str]) -> int:
         print(f"environment: {exc}", file=sys.stderr)
         return 2
     log.info(
-        "config: %s; %d route(s); store %s",
+        "config: %s; %d route(s); store %s; event loop %s",
         source or "embedded defaults",
         len(settings.routes),
         settings.storage.sqlite_path,
+        type(loop).__module__.split(".")[0],
     )
     if credentials.local_mode:
         log.warning(
@@ -127,7 +130,7 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     app = create_app(settings, credentials, config_path=source)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, loop=loop)
     return 0
 
 

@@ -1,6 +1,7 @@
 """The bot as `python app.py` runs it (create_app, local mode, SQLite), for the benchmarks.
 
-Differences from app.py, both bench-only: the Teams rate limits of the DeliveryQueue are lifted
+Same event loop as app.py (uvloop unless HANDOFF_EVENT_LOOP=asyncio). Differences from
+app.py, both bench-only: the Teams rate limits of the DeliveryQueue are lifted
 (unless --real-limits), so the relay's own cost is measured; and the open-files limit is raised
 to the hard limit (idle-capacity test). Prints READY when listening; stops on SIGTERM/SIGINT.
 Run: python bench/botproc.py CONFIG PORT [--real-limits]
@@ -23,6 +24,7 @@ from aiohttp import web  # noqa: E402
 
 from adapters.auth import BotCredentials  # noqa: E402
 from adapters.config_file import load_settings  # noqa: E402
+from adapters.eventloop import new_event_loop  # noqa: E402
 from adapters.http import SERVICE, create_app  # noqa: E402
 from adapters.pacing import SlidingWindows  # noqa: E402
 
@@ -57,4 +59,5 @@ if __name__ == "__main__":
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), "--real-limits" in sys.argv))
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(os.environ)) as runner:
+        runner.run(main(sys.argv[1], int(sys.argv[2]), "--real-limits" in sys.argv))
