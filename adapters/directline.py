@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from adapters import jsonio
 from adapters.clock import iso, utc_now
 from adapters.tokens import Grant, TokenError, TokenSigner
 from adapters.workers import KeyedWorkers
@@ -463,7 +464,7 @@ class DirectLineChannel:
         if not raw.strip() and optional:
             return {}
         try:
-            body = json.loads(raw)
+            body = jsonio.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DirectLineError(400, "BadArgument", f"the body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
@@ -493,11 +494,11 @@ class DirectLineChannel:
             conversation_id=conversation_id, visitor_id=user_id, now=self._clock()
         )
         log.info("conversation %s started (token generated)", conversation_id)
-        return web.json_response(self._issue(conversation_id, user_id, user_name))
+        return jsonio.response(self._issue(conversation_id, user_id, user_name))
 
     async def refresh_token(self, request: web.Request) -> web.Response:
         grant = self._grant(request)
-        return web.json_response(self._issue(grant.conversation_id, grant.user_id, grant.user_name))
+        return jsonio.response(self._issue(grant.conversation_id, grant.user_id, grant.user_name))
 
     async def start_conversation(self, request: web.Request) -> web.Response:
         bearer = self._bearer(request)
@@ -526,7 +527,7 @@ class DirectLineChannel:
             "streamUrl": self._stream_url(request, cid, token),
             "referenceGrammarId": "",
         }
-        return web.json_response(body, status=200 if existed else 201)
+        return jsonio.response(body, status=200 if existed else 201)
 
     async def upload(self, request: web.Request) -> web.Response:
         self._conversation_grant(request)
@@ -541,7 +542,7 @@ class DirectLineChannel:
         watermark = request.query.get("watermark", "")
         if watermark and not watermark.isdigit():
             raise DirectLineError(400, "BadArgument", "watermark must be a number")
-        return web.json_response(
+        return jsonio.response(
             {
                 "conversationId": cid,
                 "token": token,
@@ -566,7 +567,7 @@ class DirectLineChannel:
             raise DirectLineError(404, "BadArgument", "conversation not found")
         rows = await self._log.activities_after(conversation_id=cid, watermark=watermark)
         last = rows[-1][0] if rows else watermark
-        return web.json_response(
+        return jsonio.response(
             {
                 "activities": [_with_id(cid, seq, a) for seq, a in rows],
                 "watermark": str(last),
@@ -648,15 +649,15 @@ class DirectLineChannel:
         )
         if kind == "typing":
             # Ephemeral: acknowledged, never stored or replayed.
-            return web.json_response({"id": f"{cid}|typing-{secrets.token_hex(4)}"})
+            return jsonio.response({"id": f"{cid}|typing-{secrets.token_hex(4)}"})
         dedupe_key = f"dl:{cid}:{client_id}" if client_id else ""
         activity_id, new = await self._streams.append(cid, activity, dedupe_key)
         if not new:
             log.info("conversation %s: duplicate activity %s dropped", cid, client_id)
-            return web.json_response({"id": activity_id})
+            return jsonio.response({"id": activity_id})
         # Stored and echoed: acknowledge now; the inbox handles it in order, even after a crash.
         self.inbox.kick(cid)
-        return web.json_response({"id": activity_id})
+        return jsonio.response({"id": activity_id})
 
     async def dispatch(self, cid: str, activity: dict[str, Any]) -> None:
         """Hand one stored visitor activity to the domain."""
@@ -742,7 +743,7 @@ class DirectLineChannel:
             "activities": [_with_id(cid, seq, a) for seq, a in rows],
             "watermark": str(rows[-1][0]),
         }
-        await ws.send_str(json.dumps(frame))
+        await ws.send_str(jsonio.dumps(frame))
 
     async def _read_client(self, ws: web.WebSocketResponse, subscriber: _Subscriber) -> None:
         """Clients only send pings; reading notices the close, which then stops the writer."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from adapters import jsonio
 from bot.errors import StaleWriteError, StoreError
 from bot.model import (
     Conversation,
@@ -449,7 +450,7 @@ class SqliteStore:
             " RETURNING seq",
             conversation_id,
             conversation_id,
-            json.dumps(activity),
+            jsonio.dumps(activity),
         )
         assert row is not None
         return int(row["seq"])
@@ -462,7 +463,7 @@ class SqliteStore:
             " ORDER BY seq LIMIT ?",
             (conversation_id, watermark, limit),
         ).fetchall()
-        return [(r["seq"], json.loads(r["body"])) for r in rows]
+        return [(r["seq"], jsonio.loads(r["body"])) for r in rows]
 
     async def last_watermark(self, *, conversation_id: str) -> int:
         row = self._one(
@@ -495,7 +496,7 @@ class SqliteStore:
 
     async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
         cursor = self._write(
-            "INSERT INTO outbound (thread_id, item) VALUES (?, ?)", (thread_id, json.dumps(item))
+            "INSERT INTO outbound (thread_id, item) VALUES (?, ?)", (thread_id, jsonio.dumps(item))
         )
         return int(cursor.lastrowid or 0)
 
@@ -506,7 +507,7 @@ class SqliteStore:
             "SELECT seq, item FROM outbound WHERE thread_id = ? ORDER BY seq LIMIT ?",
             (thread_id, limit),
         ).fetchall()
-        return [(int(r["seq"]), json.loads(r["item"])) for r in rows]
+        return [(int(r["seq"]), jsonio.loads(r["item"])) for r in rows]
 
     async def outbound_threads(self) -> list[str]:
         rows = self._db.execute("SELECT DISTINCT thread_id FROM outbound").fetchall()

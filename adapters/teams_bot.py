@@ -33,6 +33,7 @@ from botframework.connector.auth import AuthenticateRequestResult, Authenticatio
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
 from jwt.algorithms import RSAAlgorithm
 
+from adapters import jsonio
 from adapters.auth import BotCredentials
 from adapters.clock import utc_now
 from adapters.teams_connector import CARD_TYPE
@@ -679,7 +680,7 @@ class TeamsEndpoint:
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, f"the activity is over {MAX_BODY_BYTES} bytes")
         try:
-            body = json.loads(raw)
+            body = jsonio.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"the body is not valid JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
@@ -724,7 +725,7 @@ class TeamsEndpoint:
 
         response = await self._adapter.process_activity(self.clients.reuse(auth), activity, turn)
         if response is not None:
-            return web.json_response(response.body, status=response.status)
+            return jsonio.response(response.body, status=response.status)
         if activity.type == ActivityTypes.invoke:
             return web.Response(status=200)
         return web.Response(status=201)
@@ -737,4 +738,4 @@ def _for_auth(body: dict[str, Any]) -> Activity:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"message": message}}, status=status, headers=headers)
+    return jsonio.response({"error": {"message": message}}, status=status, headers=headers)

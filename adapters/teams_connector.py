@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from adapters import jsonio
 from adapters.auth import ConnectorTokens
 from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
 from bot.ports import Card, ThreadRef
@@ -96,14 +97,16 @@ class BotConnector:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            async with self._session.request(method, url, json=body, headers=headers) as response:
+            headers["Content-Type"] = "application/json"
+            data = jsonio.dumpb(body)
+            async with self._session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
                 if response.status < 300:
                     try:
-                        data = await response.json(content_type=None) if text.strip() else {}
+                        answer = jsonio.loads(text) if text.strip() else {}
                     except ValueError:
-                        data = {}
-                    return data if isinstance(data, dict) else {}
+                        answer = {}
+                    return answer if isinstance(answer, dict) else {}
                 if response.status == 401:
                     # An expired or revoked token: fetch a new one on the retry.
                     self._tokens.invalidate()

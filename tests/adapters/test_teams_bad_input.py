@@ -16,12 +16,13 @@ from tests.support.teams import ALEX, card_action, send, thread_message
     ("body", "content_type", "status"),
     [
         (b"{oops", "application/json", 400),
+        (b'{"type": "message", "value": NaN}', "application/json", 400),
         (b"[]", "application/json", 400),
         (b'{"no": "type"}', "application/json", 400),
         (b'{"type": "message"}', "application/json", 400),
         (b"hello", "text/plain", 415),
     ],
-    ids=["malformed", "array", "no-type", "no-conversation", "not-json"],
+    ids=["malformed", "nan", "array", "no-type", "no-conversation", "not-json"],
 )
 async def test_malformed_activities(
     http: aiohttp.ClientSession,
