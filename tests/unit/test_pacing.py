@@ -52,3 +52,39 @@ def test_old_sends_are_forgotten() -> None:
     windows = SlidingWindows(THREAD_WINDOWS)
     send_all(windows, 7)
     assert windows.earliest(5000.0) == 5000.0
+
+
+def over_limit(times: list[float], limits: tuple[tuple[int, float], ...]) -> list[str]:
+    """Half-open windows [t, t + W) holding more than the limit, tested as ``u - t < W``."""
+    bad = []
+    for limit, seconds in limits:
+        for i in range(limit, len(times)):
+            if times[i] - times[i - limit] < seconds:
+                bad.append(f"{limit + 1} sends within {times[i] - times[i - limit]!r} s")
+    return bad
+
+
+def test_room_opens_no_earlier_than_the_window_edge() -> None:
+    # 0.01 + 2.0 rounds to 2.01, and 2.01 - 0.01 == 1.9999999999999998: a send there would be
+    # the second within 2 s.
+    windows = SlidingWindows([(1, 2.0)])
+    windows.record(0.01)
+    at = windows.earliest(0.01)
+    assert at - 0.01 >= 2.0
+    assert windows.earliest(at) == at  # and at that moment the window agrees there is room
+
+
+@pytest.mark.parametrize("limits", [THREAD_WINDOWS, TENANT_WINDOWS, ((2, 0.3), (3, 0.7))])
+@pytest.mark.parametrize("start", [0.01, 0.1, 63.11, 8191.9, 123456.789])
+def test_paced_sends_fit_every_window_to_the_last_bit(
+    limits: tuple[tuple[int, float], ...], start: float
+) -> None:
+    # Fake clock: sends go at the earliest moment, with some steps of awkward sizes in between.
+    windows, now, times = SlidingWindows(limits), start, []
+    steps = [0.0, 0.1, 0.0, 0.2, 0.0, 0.0, 0.3, 0.01, 0.0, 1 / 3]
+    for k in range(400):
+        now = windows.earliest(now)
+        windows.record(now)
+        times.append(now)
+        now += steps[k % len(steps)]
+    assert over_limit(times, limits) == []
