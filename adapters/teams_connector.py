@@ -87,6 +87,10 @@ class BotConnector:
     def _url(self, *parts: str) -> str:
         return "/".join([self.base_url, "v3", "conversations", *(quote(p, safe="") for p in parts)])
 
+    async def prepare(self) -> None:
+        """Have a token at hand (fetched off the loop if need be) before a send is paced."""
+        await self._tokens.bearer()
+
     async def send_once(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """One attempt, classified: ThreadGoneError (403/404), RetryableGatewayError (429, 412,
         5xx, network: ``ambiguous`` when the request may have arrived), GatewayError (other)."""

@@ -110,6 +110,9 @@ class DeliveryQueue:
     # ---- TeamsGateway --------------------------------------------------------------------
 
     async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
+        # A new thread is a request to the tenant too: it takes its place in the tenant window.
+        await self._connector.prepare()
+        await self._pace_windows(self._tenant)
         return await self._connector.open_thread(channel_id=channel_id, card=card, text=text)
 
     async def post_message(self, *, thread_id: str, author: str, text: str) -> None:
@@ -165,8 +168,10 @@ class DeliveryQueue:
                 )
                 await self._store.drop_outbound(seqs=[rows[0][0]])
                 continue
-            await self._pace(thread_id)
             try:
+                # The token first: a refresh must not hold back sends whose slots were taken.
+                await self._connector.prepare()
+                await self._pace(thread_id)
                 await self._connector.send_once(method, url, body)
             except ThreadGoneError as exc:
                 await self._gone(thread_id, str(exc))
@@ -199,14 +204,19 @@ class DeliveryQueue:
 
     async def _pace(self, thread_id: str) -> None:
         windows = self._windows.setdefault(thread_id, SlidingWindows(self._thread_windows))
+        await self._pace_windows(windows, self._tenant)
+
+    async def _pace_windows(self, *windows: SlidingWindows) -> None:
+        """Wait until a send fits every window, then take the slot in all of them at once
+        (no await between the check and the record: no other worker can take it meanwhile)."""
         while True:
             now = self._clock()
-            at = max(windows.earliest(now), self._tenant.earliest(now))
+            at = max(w.earliest(now) for w in windows)
             if at <= now:
                 break
             await asyncio.sleep(at - now)
-        windows.record(now)
-        self._tenant.record(now)
+        for w in windows:
+            w.record(now)
 
     async def _gone(self, thread_id: str, reason: str) -> None:
         rows = await self._store.outbound(thread_id=thread_id, limit=1_000_000)

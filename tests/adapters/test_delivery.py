@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -267,3 +268,41 @@ async def test_401_refreshes_the_token_and_retries(
     await delivery.post_text(thread_id=THREAD, text="after a fresh token")
     await delivery.drain()
     assert delivered(standin) == ["after a fresh token"]
+
+
+class SlowTokens:
+    """A token fetch that takes as long as the test says (a slow identity platform)."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+
+    async def bearer(self) -> str:
+        await self.ready.wait()
+        return "token"
+
+    def invalidate(self) -> None:
+        pass
+
+
+async def test_no_slot_is_taken_while_the_token_is_fetched(standin: Standin) -> None:
+    """Slots taken before a slow token refresh would all go out at once after it, over the
+    limits: the token comes first, then the pacing, then the send."""
+    tokens = SlowTokens()
+    connector = BotConnector(
+        tokens=tokens,  # type: ignore[arg-type]
+        service_url=standin.url,
+        tenant_id="t",
+        bot_id="b",
+        bot_name="Ava",
+    )
+    async with aiohttp.ClientSession() as session:
+        connector.use_session(session)
+        delivery = queue(connector)
+        for n in range(3):
+            await delivery.post_text(thread_id=f"{THREAD}{n}", text=f"message {n}")
+        await asyncio.sleep(0.05)
+        assert delivery._tenant._sent == []  # no slot taken yet
+        assert delivered(standin) == []
+        tokens.ready.set()
+        await delivery.drain()
+    assert sorted(delivered(standin)) == ["message 0", "message 1", "message 2"]
