@@ -56,6 +56,10 @@ class SlidingWindows:
                 at = max(at, leaves)
         return at
 
+    def idle(self, now: float) -> bool:
+        """No send within the longest window: forgetting this history changes nothing."""
+        return not self._sent or now - self._sent[-1] >= self._horizon
+
     def record(self, at: float) -> None:
         """A send happened at ``at`` (monotonic seconds, never earlier than the last one)."""
         insort(self._sent, at)

@@ -103,7 +103,8 @@ class DeliveryQueue:
         self._thread_windows = thread_windows
         self._tenant = SlidingWindows(tenant_windows)
         self._backoff_base = backoff_base
-        self._windows: dict[str, SlidingWindows] = {}
+        self._windows: dict[str, SlidingWindows] = {}  # per thread; idle ones are pruned
+        self._windows_pruned_at = 1024
         self._workers = KeyedWorkers(self._drain_once, "deliver")
         self.on_thread_gone: ThreadGone | None = None
 
@@ -203,8 +204,19 @@ class DeliveryQueue:
             await self._store.drop_outbound(seqs=seqs)
 
     async def _pace(self, thread_id: str) -> None:
-        windows = self._windows.setdefault(thread_id, SlidingWindows(self._thread_windows))
+        windows = self._windows.get(thread_id)
+        if windows is None:
+            if len(self._windows) >= self._windows_pruned_at:
+                self._prune_windows()
+            windows = self._windows[thread_id] = SlidingWindows(self._thread_windows)
         await self._pace_windows(windows, self._tenant)
+
+    def _prune_windows(self) -> None:
+        """Forget the windows of threads with no send in the last hour (they would be empty)."""
+        now = self._clock()
+        for thread_id in [t for t, w in self._windows.items() if w.idle(now)]:
+            del self._windows[thread_id]
+        self._windows_pruned_at = max(1024, 2 * len(self._windows))
 
     async def _pace_windows(self, *windows: SlidingWindows) -> None:
         """Wait until a send fits every window, then take the slot in all of them at once

@@ -306,3 +306,19 @@ async def test_no_slot_is_taken_while_the_token_is_fetched(standin: Standin) -> 
         tokens.ready.set()
         await delivery.drain()
     assert sorted(delivered(standin)) == ["message 0", "message 1", "message 2"]
+
+
+async def test_pacing_history_of_quiet_threads_is_forgotten(connector: BotConnector) -> None:
+    """One window set per thread ever seen would grow for ever: an hour's quiet prunes it."""
+    now = [0.0]
+    delivery = DeliveryQueue(connector=connector, store=MemoryStore(), clock=lambda: now[0])
+    for n in range(1500):
+        now[0] += 0.1  # slower than any limit: no waiting
+        await delivery._pace(f"19:t{n}@thread.tacv2;messageid=1")
+    assert len(delivery._windows) == 1500  # all within the hour: all kept
+    now[0] += 3600.0
+    for n in range(600):
+        now[0] += 0.1
+        await delivery._pace(f"19:later{n}@thread.tacv2;messageid=1")
+    assert not any(t.startswith("19:t") for t in delivery._windows)
+    assert len(delivery._windows) == 600
