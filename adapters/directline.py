@@ -37,13 +37,23 @@ PREFIX = "/v3/directline"
 CHANNEL_ID = "directline"
 MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_SECONDS = 20.0
+RECENT_KEYS = 256  # per conversation: client retries and Teams edits are looked up in memory
+RECENT_CONVERSATIONS = 20_000  # conversations whose recent keys are kept (then started over)
 ACCEPTED_TYPES = frozenset({"message", "typing", "event", "endOfConversation"})
 
 
 class ActivityLog(Protocol):
     """Per-conversation, append-only activity storage with integer watermarks."""
 
-    async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int: ...
+    async def append_activity(
+        self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
+    ) -> int: ...
+
+    async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
+        """``(seq, key)`` of the conversation's latest keyed activities, oldest first."""
+
+    async def keyed_activity(self, *, conversation_id: str, key: str) -> int | None:
+        """The first activity stored with ``key`` (a scan: for rare look-ups)."""
 
     async def activities_after(
         self, *, conversation_id: str, watermark: int, limit: int = 500
@@ -146,6 +156,8 @@ class ConversationStreams:
         self._clock = clock
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        # conversation -> its latest keys (client activity ids, Teams message ids) -> activity id
+        self._recent: dict[str, dict[str, str]] = {}
         self._locks = KeyedLocks()
 
     def subscribe(self, cid: str) -> _Subscriber:
@@ -175,23 +187,38 @@ class ConversationStreams:
             if not subscribers:
                 del self._subscribers[cid]
 
-    async def append(
-        self, cid: str, activity: dict[str, Any], dedupe_key: str = ""
-    ) -> tuple[str, bool]:
-        """Append once per ``dedupe_key``; returns the activity id and whether it is new.
+    async def _recent_keys(self, cid: str) -> dict[str, str]:
+        recent = self._recent.get(cid)
+        if recent is None:
+            if len(self._recent) >= RECENT_CONVERSATIONS:
+                self._recent.clear()
+            rows = await self.store.recent_keys(conversation_id=cid, limit=RECENT_KEYS)
+            recent = self._recent[cid] = {key: _activity_id(cid, seq) for seq, key in rows}
+        return recent
+
+    async def append(self, cid: str, activity: dict[str, Any], key: str = "") -> tuple[str, bool]:
+        """Append once per ``key`` among the conversation's latest ``RECENT_KEYS`` keyed
+        activities (a client's retry comes within seconds); returns the activity id and
+        whether it is new. The key is stored with the activity: no index or table of its own
+        to write on every message.
 
         Stored and committed first, then fanned out to the open sockets, all under the
         conversation's lock so every socket sees the log's order."""
         async with self._locks.hold(cid):
-            if dedupe_key:
-                earlier = await self.store.get_meta(key=dedupe_key)
-                if earlier is not None:
-                    return earlier, False
-            seq = await self.store.append_activity(conversation_id=cid, activity=activity)
+            recent = await self._recent_keys(cid) if key else {}
+            if key in recent:
+                return recent[key], False
+            seq = await self.store.append_activity(conversation_id=cid, activity=activity, key=key)
             activity_id = _activity_id(cid, seq)
-            if dedupe_key:
-                await self.store.set_meta_once(key=dedupe_key, value=activity_id)
-            await self.store.flush()
+            try:
+                await self.store.flush()
+            except Exception:
+                self._recent.pop(cid, None)  # what it held may have been rolled back
+                raise
+            if key:
+                recent[key] = activity_id
+                if len(recent) > RECENT_KEYS:
+                    del recent[next(iter(recent))]
             for subscriber in self._subscribers.get(cid, ()):
                 subscriber.push((seq, activity))
             return activity_id, True
@@ -212,15 +239,25 @@ class ConversationStreams:
             "textFormat": "plain",
             **self._outbound(conversation_id, sender),
         }
-        activity_id, _ = await self.append(conversation_id, activity)
-        if ref:
-            # Remember which widget message a Teams message became, for its edits and deletion.
-            await self.store.set_meta_once(key=f"dl.ref:{conversation_id}:{ref}", value=activity_id)
+        # The Teams message id goes with it, for the message's edits and deletion.
+        await self.append(conversation_id, activity, key=f"teams:{ref}" if ref else "")
+
+    async def _original(self, cid: str, ref: str) -> str | None:
+        """The widget activity a Teams message became (edits usually follow soon: memory)."""
+        key = f"teams:{ref}"
+        recent = await self._recent_keys(cid)
+        if key in recent:
+            return recent[key]
+        seq = await self.store.keyed_activity(conversation_id=cid, key=key)
+        if seq is not None:
+            return _activity_id(cid, seq)
+        # Relayed before keys were stored with activities.
+        return await self.store.get_meta(key=f"dl.ref:{cid}:{ref}")
 
     async def amend(
         self, *, conversation_id: str, sender: Sender, ref: str, text: str | None
     ) -> bool:
-        original = await self.store.get_meta(key=f"dl.ref:{conversation_id}:{ref}")
+        original = await self._original(conversation_id, ref)
         if original is None:
             return False
         # Bot Framework's own activity types; replyToId names the message they change.
@@ -650,8 +687,8 @@ class DirectLineChannel:
         if kind == "typing":
             # Ephemeral: acknowledged, never stored or replayed.
             return jsonio.response({"id": f"{cid}|typing-{secrets.token_hex(4)}"})
-        dedupe_key = f"dl:{cid}:{client_id}" if client_id else ""
-        activity_id, new = await self._streams.append(cid, activity, dedupe_key)
+        key = f"client:{client_id}" if client_id else ""
+        activity_id, new = await self._streams.append(cid, activity, key)
         if not new:
             log.info("conversation %s: duplicate activity %s dropped", cid, client_id)
             return jsonio.response({"id": activity_id})

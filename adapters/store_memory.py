@@ -19,6 +19,7 @@ class MemoryStore:
         self._handoffs: dict[str, Handoff] = {}
         self._seen: dict[str, datetime] = {}
         self._activities: dict[str, list[dict[str, Any]]] = {}
+        self._keys: dict[str, list[tuple[int, str]]] = {}  # conversation -> (seq, key), in order
         self._meta: dict[str, str] = {}
         self._inbox: dict[str, int] = {}
         self._outbound: dict[int, tuple[str, dict[str, Any]]] = {}
@@ -96,7 +97,21 @@ class MemoryStore:
         self._seen.setdefault(key, now)
 
     # ActivityLog
-    async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int:
+    async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
+        return self._keys.get(conversation_id, [])[-limit:]
+
+    async def keyed_activity(self, *, conversation_id: str, key: str) -> int | None:
+        return next((s for s, k in self._keys.get(conversation_id, []) if k == key), None)
+
+    async def append_activity(
+        self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
+    ) -> int:
+        seq = await self._append(conversation_id, activity)
+        if key:
+            self._keys.setdefault(conversation_id, []).append((seq, key))
+        return seq
+
+    async def _append(self, conversation_id: str, activity: dict[str, Any]) -> int:
         log = self._activities.setdefault(conversation_id, [])
         log.append(activity)
         return len(log)

@@ -58,7 +58,7 @@ CREATE INDEX IF NOT EXISTS handoffs_by_conversation ON handoffs (conversation_id
 CREATE INDEX IF NOT EXISTS handoffs_by_thread ON handoffs (thread_id);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS activities (
-    conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
+    conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, key TEXT,
     PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (conversation_id TEXT PRIMARY KEY, processed INTEGER NOT NULL);
@@ -187,6 +187,9 @@ class SqliteStore:
             self._db.execute(
                 "ALTER TABLE conversations ADD COLUMN context TEXT NOT NULL DEFAULT '{}'"
             )
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(activities)")}
+        if "key" not in columns:
+            self._db.execute("ALTER TABLE activities ADD COLUMN key TEXT")
 
     async def close(self) -> None:
         if self._commit_handle is not None:
@@ -447,18 +450,37 @@ class SqliteStore:
         self._write("INSERT OR IGNORE INTO seen (key, at) VALUES (?, ?)", (key, now.isoformat()))
 
     # ActivityLog
-    async def append_activity(self, *, conversation_id: str, activity: dict[str, Any]) -> int:
+    async def append_activity(
+        self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
+    ) -> int:
         self._begin()
         row = self._one(
-            "INSERT INTO activities (conversation_id, seq, body) VALUES (?, "
-            "COALESCE((SELECT MAX(seq) FROM activities WHERE conversation_id = ?), 0) + 1, ?)"
+            "INSERT INTO activities (conversation_id, seq, body, key) VALUES (?, "
+            "COALESCE((SELECT MAX(seq) FROM activities WHERE conversation_id = ?), 0) + 1, ?, ?)"
             " RETURNING seq",
             conversation_id,
             conversation_id,
             jsonio.dumps(activity),
+            key or None,
         )
         assert row is not None
         return int(row["seq"])
+
+    async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
+        rows = self._db.execute(
+            "SELECT seq, key FROM activities WHERE conversation_id = ? AND key IS NOT NULL"
+            " ORDER BY seq DESC LIMIT ?",
+            (conversation_id, limit),
+        ).fetchall()
+        return [(int(r["seq"]), str(r["key"])) for r in reversed(rows)]
+
+    async def keyed_activity(self, *, conversation_id: str, key: str) -> int | None:
+        row = self._one(
+            "SELECT seq FROM activities WHERE conversation_id = ? AND key = ? ORDER BY seq LIMIT 1",
+            conversation_id,
+            key,
+        )
+        return int(row["seq"]) if row else None
 
     async def activities_after(
         self, *, conversation_id: str, watermark: int, limit: int = 500

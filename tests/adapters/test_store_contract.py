@@ -329,3 +329,39 @@ async def test_sqlite_answers_from_memory_match_the_file(tmp_path: Path) -> None
         await fresh.handoff_for_thread(thread_id="19:b"),
     ]
     await fresh.close()
+
+
+async def test_activity_keys(store: Any) -> None:
+    assert await store.recent_keys(conversation_id="c1", limit=10) == []
+    await store.append_activity(conversation_id="c1", activity={"n": 1}, key="client:a")
+    await store.append_activity(conversation_id="c1", activity={"n": 2})
+    await store.append_activity(conversation_id="c1", activity={"n": 3}, key="teams:m1")
+    await store.append_activity(conversation_id="c2", activity={"n": 1}, key="client:a")
+    assert await store.recent_keys(conversation_id="c1", limit=10) == [
+        (1, "client:a"),
+        (3, "teams:m1"),
+    ]
+    assert await store.recent_keys(conversation_id="c1", limit=1) == [(3, "teams:m1")]
+    assert await store.keyed_activity(conversation_id="c1", key="teams:m1") == 3
+    assert await store.keyed_activity(conversation_id="c1", key="teams:nope") is None
+
+
+async def test_sqlite_file_from_before_activity_keys_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.execute(
+            "CREATE TABLE activities (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " body TEXT NOT NULL, PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID"
+        )
+        old.execute("INSERT INTO activities VALUES ('c1', 1, '{\"type\": \"message\"}')")
+        old.commit()
+    store = SqliteStore(path)
+    try:
+        assert await store.append_activity(conversation_id="c1", activity={}, key="client:x") == 2
+        assert await store.recent_keys(conversation_id="c1", limit=5) == [(2, "client:x")]
+        assert [a for _, a in await store.activities_after(conversation_id="c1", watermark=0)] == [
+            {"type": "message"},
+            {},
+        ]
+    finally:
+        await store.close()

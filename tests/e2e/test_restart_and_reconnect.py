@@ -14,7 +14,7 @@ from tests.e2e.test_handoff_story import open_handoff
 from tests.support.directline_client import DirectLineClient
 from tests.support.processes import BotProcess, free_port
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, TENANT, card_action, send, thread_message
+from tests.support.teams import ALEX, TENANT, card_action, send, thread_edit, thread_message
 
 
 @pytest.fixture
@@ -194,4 +194,51 @@ async def test_stopping_closes_open_widgets_at_once(
         assert ws.close_code == 1001
         # Not the 60 s aiohttp would otherwise wait for the socket's handler.
         await asyncio.get_running_loop().run_in_executor(None, bot_process.process.wait, 10)
+    await visitor.disconnect()
+
+
+async def test_retries_and_edits_are_recognised_after_a_restart(
+    start_bot: BotFactory,
+    visitor_factory: Callable[[RunningBot], DirectLineClient],
+    standin: Standin,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """A widget retrying across a restart is not duplicated, and a specialist's edit of a
+    message relayed before the restart still reaches the widget."""
+    first = await start_bot(db=tmp_path / "keys.db")
+    visitor = visitor_factory(first)
+    await visitor.start()
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(
+        http, first.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
+    await visitor.wait_text("has joined")
+    said = thread_message(standin.url, thread_id, ALEX, "Typo in thsi one")
+    await send(http, first.url, said)
+    await visitor.wait_text("Typo in thsi one")
+    retry = {"type": "message", "text": "sent twice", "channelData": {"clientActivityID": "r-1"}}
+    status, sent = await visitor.post(dict(retry))
+    assert status == 200
+    await visitor.disconnect()
+    await first.stop()
+
+    second = await start_bot(db=tmp_path / "keys.db")
+    visitor.base = second.directline
+    visitor.stream_url = visitor.stream_url.replace(
+        first.url.split("//")[1], second.url.split("//")[1]
+    )
+    status, again = await visitor.post(dict(retry))
+    assert status == 200 and again["id"] == sent["id"]
+    await send(
+        http,
+        second.url,
+        thread_edit(standin.url, thread_id, ALEX, said["id"], "Typo in this one"),
+    )
+    await visitor.connect(watermark="0")
+    update = await visitor.wait_for(
+        lambda: next((a for a in visitor.activities if a["type"] == "messageUpdate"), None)
+    )
+    assert update["text"] == "Typo in this one"
+    assert [a.get("text") for a in visitor.activities].count("sent twice") == 1
     await visitor.disconnect()
