@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bot.config import DEFAULT_PHRASES, Escalation
 from bot.expressions import Facts
 from bot.model import Role, Turn
-from bot.rules import asks_for_person, is_greeting, normalise
+from bot.rules import asks_for_person, contains_any, is_greeting, normalise
 from bot.summary import is_question
 
 # Wording that signals a visitor is getting annoyed; ops can add more in YAML.
@@ -60,12 +61,12 @@ class Trigger:
 
 def is_negative(text: str, extra: Sequence[str] = ()) -> bool:
     """Negative wording anywhere in the message."""
-    padded = f" {normalise(text)} "
-    return any(f" {normalise(word)} " in padded for word in (*NEGATIVE_WORDS, *extra))
+    return contains_any(text, (*NEGATIVE_WORDS, *extra))
 
 
-def _words(text: str) -> set[str]:
-    return {w for w in normalise(text).split() if len(w) > 2}
+@lru_cache(maxsize=512)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(w for w in normalise(text).split() if len(w) > 2)
 
 
 def same_question(a: str, b: str) -> bool:

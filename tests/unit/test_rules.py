@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Sequence
+
 import pytest
 
 from bot.config import DEFAULT_PHRASES, Answer
-from bot.rules import asks_for_person, find_answer, is_greeting
+from bot.escalation import NEGATIVE_WORDS, _words, is_negative, same_question
+from bot.rules import (
+    _ASK_FOR_PERSON,
+    asks_for_person,
+    contains_any,
+    find_answer,
+    is_greeting,
+    normalise,
+    padded_words,
+)
 
 ASKS = [
     ("can I talk to a human", True),
@@ -73,3 +86,61 @@ def test_find_answer(text: str, expected: str | None) -> None:
 )
 def test_is_greeting(text: str, expected: bool) -> None:
     assert is_greeting(text) is expected
+
+
+def old_normalise(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.sub(r"[^\w'\s]", " ", folded).split())
+
+
+def old_asks_for_person(text: str, phrases: Sequence[str]) -> bool:
+    plain = old_normalise(text)
+    if not plain:
+        return False
+    if _ASK_FOR_PERSON.search(plain):
+        return True
+    return any(f" {old_normalise(p)} " in f" {plain} " for p in phrases)
+
+
+def old_is_negative(text: str, extra: Sequence[str] = ()) -> bool:
+    padded = f" {old_normalise(text)} "
+    return any(f" {old_normalise(w)} " in padded for w in (*NEGATIVE_WORDS, *extra))
+
+
+TEXTS = [text for text, _ in ASKS] + [
+    "can I speak with someone",
+    "connect me to a rep",
+    "live people please",
+    "operator!",
+    "I want to talk to your staff",
+    "transfer me to a specialist",
+    "somebody help",
+    "I need to put this to an end",
+    "this is USELESS!!",
+    "das ist nutzlos",
+    "ÇA NE MARCHE PAS",
+    "ﬁne, whatever",  # NFKC folds the ligature
+    "",
+    "   ",
+    "?!",
+]
+
+
+@pytest.mark.parametrize("extra", [(), ("escalate", "Meh!", "!!!")])
+def test_text_checks_answer_as_before_and_when_asked_again(extra: tuple[str, ...]) -> None:
+    phrases = (*DEFAULT_PHRASES, *extra)
+    for _ in range(2):  # the second time from what was remembered
+        for text in TEXTS:
+            assert normalise(text) == old_normalise(text)
+            assert asks_for_person(text, phrases) is old_asks_for_person(text, phrases), text
+            assert asks_for_person(text, list(phrases)) is old_asks_for_person(text, phrases)
+            assert is_negative(text, extra) is old_is_negative(text, extra), text
+            assert contains_any(text, extra) is any(
+                f" {old_normalise(w)} " in f" {old_normalise(text)} " for w in extra
+            )
+    assert padded_words(("talk to a human", "Customer Service!")) == (
+        " talk to a human ",
+        " customer service ",
+    )
+    assert _words("How do I export invoices?") == {"how", "export", "invoices"}
+    assert same_question("How do I export invoices?", "how do i export my invoices")
