@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bot.config import DEFAULT_PHRASES, Escalation
-from bot.expressions import Facts
+from bot.config import DEFAULT_PHRASES, ContextRule, Escalation
+from bot.expressions import Facts, FirstMatch
 from bot.model import Role, Turn
 from bot.rules import asks_for_person, contains_any, is_greeting, normalise
 from bot.summary import is_question
@@ -101,9 +101,11 @@ def detect(settings: Escalation, text: str, turns: Sequence[Turn], facts: Facts)
         text, (*DEFAULT_PHRASES, *settings.phrases.extra)
     ):
         return Trigger("phrase", "the visitor asked for a person")
-    for rule in settings.rules:
-        if facts.matches(rule.when):
-            return Trigger("rule", f"rule \u201c{rule.name}\u201d matched")
+    if settings.rules:
+        rules, first = _rules(settings)
+        position = first.first(facts)
+        if position is not None:
+            return Trigger("rule", f"rule \u201c{rules[position].name}\u201d matched")
     frustration = settings.frustration
     if not frustration.enabled:
         return None
@@ -122,6 +124,23 @@ def detect(settings: Escalation, text: str, turns: Sequence[Turn], facts: Facts)
         if repeats >= frustration.repeated_question:
             return Trigger("frustration", f"the visitor asked the same question {repeats} times")
     return None
+
+
+_KEEP = 8
+_PLANS: dict[int, tuple[Escalation, tuple[ContextRule, ...], FirstMatch]] = {}
+
+
+def _rules(settings: Escalation) -> tuple[tuple[ContextRule, ...], FirstMatch]:
+    """The context rules in order, and compiled to find the first that matches."""
+    rules = tuple(settings.rules)
+    kept = _PLANS.get(id(settings))
+    if kept is not None and kept[0] is settings and kept[1] == rules:
+        return kept[1], kept[2]
+    first = FirstMatch([rule.when for rule in rules])
+    if len(_PLANS) >= _KEEP:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[id(settings)] = (settings, rules, first)
+    return rules, first
 
 
 def fallback_trigger(settings: Escalation, fallbacks_so_far: int) -> Trigger | None:

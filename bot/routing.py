@@ -9,8 +9,29 @@ from typing import Any
 
 from bot.config import DEFAULT_PHRASES, OutOfHours, Route, Settings
 from bot.escalation import intents
-from bot.expressions import Facts
+from bot.expressions import Facts, FirstMatch, RuleSet
 from bot.model import Conversation, Role, Turn
+
+# Per configuration (Settings are immutable; a reload makes new ones), a few kept.
+_KEEP = 8
+_RULE_SETS: dict[int, tuple[Settings, RuleSet]] = {}
+
+
+def rule_set(settings: Settings) -> RuleSet:
+    """The configuration's rules together: route pretriggers and triggers, escalation rules.
+
+    Only tells which facts CEL is given; a rule it does not know gets all of them.
+    """
+    kept = _RULE_SETS.get(id(settings))
+    if kept is not None and kept[0] is settings:
+        return kept[1]
+    rules = [rule for route in settings.routes for rule in (route.pretrigger, route.trigger)]
+    rules += [rule.when for rule in settings.escalation.rules]
+    made = RuleSet(rule for rule in rules if rule is not None)
+    if len(_RULE_SETS) >= _KEEP:
+        _RULE_SETS.pop(next(iter(_RULE_SETS)))
+    _RULE_SETS[id(settings)] = (settings, made)
+    return made
 
 
 def facts_for(
@@ -23,7 +44,8 @@ def facts_for(
     """The documented rule variables: ``visitor``, ``conversation``, ``context``, ``now``."""
     visitor = conversation.visitor
     raw = dict(conversation.context)
-    raw.update(context or {})
+    if context:
+        raw.update(context)
     said = [t for t in turns if t.role is Role.VISITOR]
     text = said[-1].text if said else ""
     escalation = settings.escalation
@@ -47,7 +69,8 @@ def facts_for(
             },
             "context": raw,
             "now": now,
-        }
+        },
+        rule_set(settings),
     )
 
 
@@ -60,19 +83,60 @@ class RouteChoice:
     offered: tuple[str, ...]
 
 
+class _RoutePlan:
+    """A list of routes, compiled: distinct pretriggers, and the triggers as a FirstMatch."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+        self.ids = tuple(r.id for r in routes)
+        pretriggers = list(dict.fromkeys(r.pretrigger for r in routes if r.pretrigger is not None))
+        self.pretriggers = tuple(pretriggers)
+        self.gate = tuple(
+            -1 if r.pretrigger is None else pretriggers.index(r.pretrigger) for r in routes
+        )
+        self.triggers = FirstMatch([r.trigger for r in routes])
+        self.default = next((r for r in routes if r.trigger is None), None)
+
+
+_PLANS: dict[int, _RoutePlan] = {}
+
+
+def _plan(routes: Sequence[Route]) -> _RoutePlan:
+    snapshot = tuple(routes)
+    plan = _PLANS.get(id(routes))
+    if plan is not None and plan.routes == snapshot:  # the same route objects, in order
+        return plan
+    plan = _RoutePlan(snapshot)
+    if len(_PLANS) >= _KEEP:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[id(routes)] = plan
+    return plan
+
+
 def choose_route(routes: Sequence[Route], facts: Facts, category: str = "") -> RouteChoice:
     """Among offered routes: a named category, else the first true trigger, else the default."""
-    offered = [r for r in routes if r.pretrigger is None or facts.matches(r.pretrigger)]
-    ids = tuple(r.id for r in offered)
+    plan = _plan(routes)
+    passed = facts.matches_all(plan.pretriggers)
+    allowed: list[bool] | None = None
+    if all(passed):
+        offered: Sequence[Route] = plan.routes
+        ids = plan.ids
+    else:
+        allowed = [gate < 0 or passed[gate] for gate in plan.gate]
+        offered = [r for r, ok in zip(plan.routes, allowed, strict=True) if ok]
+        ids = tuple(r.id for r in offered)
     wanted = category.strip().casefold()
     if wanted:
         for route in offered:
             if route.id == wanted or wanted in (c.casefold() for c in route.categories):
                 return RouteChoice(route, f"category \u201c{category}\u201d", ids)
-    for route in offered:
-        if route.trigger is not None and facts.matches(route.trigger):
-            return RouteChoice(route, f"trigger of route {route.id}: {route.trigger}", ids)
-    default = next((r for r in offered if r.trigger is None), None)
+    position = plan.triggers.first(facts, allowed)
+    if position is not None:
+        route = plan.routes[position]
+        return RouteChoice(route, f"trigger of route {route.id}: {route.trigger}", ids)
+    default = (
+        plan.default if allowed is None else next((r for r in offered if r.trigger is None), None)
+    )
     if default is None:
         return RouteChoice(None, "no route is offered to this visitor", ids)
     return RouteChoice(default, f"default route {default.id}", ids)
