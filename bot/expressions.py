@@ -14,7 +14,7 @@ facts to CEL costs far more (about a microsecond per string), so per message:
   another type, say) hands the rule to CEL itself;
 * the facts are converted for CEL only when a rule needs CEL, and then only the variables
   and fields the configured rules mention;
-* each rule is evaluated at most once per message;
+* ``Facts.matches`` remembers its answers for the message;
 * ``FirstMatch`` finds the first true rule of an ordered list (route triggers, escalation
   rules) with one dictionary lookup for all the ``field == "literal"`` rules on one field.
 """
@@ -59,7 +59,7 @@ Evaluator = Callable[["Facts"], object]  # True, False, ERROR or DEFER
 Path = tuple[str, ...]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Compiled:
     """A rule, compiled once: the CEL program and what makes evaluating it cheap."""
 
@@ -178,33 +178,28 @@ class Facts:
     def matches(self, rule: str) -> bool:
         """True only when the rule evaluates to true; errors and non-booleans are no match."""
         result = self._results.get(rule)
-        return self.evaluate(rule) if result is None else result
+        if result is None:
+            result = self._results[rule] = self.evaluate(rule)
+        return result
 
     def matches_all(self, rules: Iterable[str]) -> list[bool]:
-        """``matches`` for each rule."""
-        results = self._results
-        out = []
-        for rule in rules:
-            result = results.get(rule)
-            out.append(self.evaluate(rule) if result is None else result)
-        return out
+        """``evaluate`` for each rule."""
+        evaluate = self.evaluate
+        return [evaluate(rule) for rule in rules]
 
     def evaluate(self, rule: str) -> bool:
-        """``matches``, without first looking for the result of an earlier call."""
+        """``matches``, evaluated now (not looked up among earlier answers, nor kept)."""
         code = _PROGRAMS.get(rule) or compiled(rule)
         if code.python is not None:
             outcome = code.python(self)
             if outcome is not DEFER:
-                result = self._results[rule] = outcome is True
-                return result
+                return outcome is True
         context = self._partial if code.source in self._partial_covers else self._context(code)
         try:
-            result = code.program.execute(context) is True
+            return code.program.execute(context) is True
         except Exception as exc:  # any failure to evaluate is "no match", never a silent bot
             log.debug("rule %r did not evaluate: %s", rule, exc)
-            result = False
-        self._results[rule] = result
-        return result
+            return False
 
     def value(self, path: Path) -> Any:
         """The value at a path (``context.domain``), ERROR if missing, DEFER if not plain.
@@ -332,18 +327,14 @@ class FirstMatch:
                         break
             elif value is not ERROR:  # not a plain string: evaluate those rules one by one
                 others = sorted((*others, *self._members[path]))
-        rules = self.rules
-        results = facts._results
+        rules, evaluate = self.rules, facts.evaluate
         for position in others:
             if position >= best:
                 break
-            if allowed is None or allowed[position]:
-                rule: Any = rules[position]  # never None: those are in no list
-                result = results.get(rule)
-                if result is None:
-                    result = facts.evaluate(rule)
-                if result:
-                    return position
+            if (allowed is None or allowed[position]) and evaluate(
+                rules[position]  # type: ignore[arg-type]  # None is in no list
+            ):
+                return position
         return best if best < len(self.rules) else None
 
 
