@@ -16,7 +16,7 @@ from aiohttp import web
 
 from adapters.auth import BotCredentials
 from adapters.config_file import load_settings
-from adapters.eventloop import new_event_loop
+from adapters.eventloop import freeze_startup_heap, new_event_loop
 from adapters.http import create_app
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -129,8 +129,12 @@ def main(argv: list[str]) -> int:
         f"(widget demo at /, Bot Framework endpoint at /api/messages)",
         flush=True,
     )
-    app = create_app(settings, credentials, config_path=source)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, loop=loop)
+    async def build() -> web.Application:
+        app = await create_app(settings, credentials, config_path=source)
+        app.on_startup.append(freeze_startup_heap)
+        return app
+
+    web.run_app(build(), host=args.host, port=args.port, print=None, access_log=None, loop=loop)
     return 0
 
 

@@ -8,6 +8,7 @@ set to ``asyncio`` keeps the standard loop (for debugging, or where uvloop does 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 
@@ -26,3 +27,15 @@ def new_event_loop(env: Mapping[str, str]) -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+async def freeze_startup_heap(_app: object) -> None:
+    """An ``on_startup`` hook: what the process built to start (botbuilder, msrest, pydantic,
+    the CEL runtime, the compiled config: hundreds of thousands of objects) lives as long as
+    the process, yet every full garbage collection walked all of it again, stalling the loop
+    for ~40 ms every few seconds under load. Frozen, collections only walk what came later."""
+    gc.collect()
+    gc.freeze()
+    log.info(
+        "startup heap frozen: %d objects no longer scanned by the collector", gc.get_freeze_count()
+    )

@@ -24,7 +24,7 @@ from aiohttp import web  # noqa: E402
 
 from adapters.auth import BotCredentials  # noqa: E402
 from adapters.config_file import load_settings  # noqa: E402
-from adapters.eventloop import new_event_loop  # noqa: E402
+from adapters.eventloop import freeze_startup_heap, new_event_loop  # noqa: E402
 from adapters.http import SERVICE, create_app  # noqa: E402
 from adapters.pacing import SlidingWindows  # noqa: E402
 
@@ -41,6 +41,7 @@ async def main(config: str, port: int, real_limits: bool) -> None:
         delivery = app[SERVICE]._teams  # the DeliveryQueue
         delivery._thread_windows = UNLIMITED
         delivery._tenant = SlidingWindows(UNLIMITED)
+    app.on_startup.append(freeze_startup_heap)  # as app.py does
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
