@@ -5,10 +5,11 @@ OS page cache, cheaper than a thread hop, and durable across a process crash (a 
 lose the last commits, which is the trade WAL+NORMAL documents).
 
 Group commit: the writes made during one turn of the event loop share one transaction, which
-commits at the start of the next turn. A commit costs about ten times a write, and under load
-many conversations write in the same turn. ``flush()`` waits for that commit: whatever is about
-to leave the process as a promise (an HTTP acknowledgement, a frame on a visitor's socket)
-flushes first, so nothing is promised that a crash could take back.
+commits at the start of the next turn, or, under load, at most once per ``COMMIT_INTERVAL``.
+A commit costs about ten times a write (every page it touched is written to the log), and
+under load many conversations write meanwhile. ``flush()`` waits for that commit: whatever is
+about to leave the process as a promise (an HTTP acknowledgement, a frame on a visitor's
+socket) flushes first, so nothing is promised that a crash could take back.
 
 Conversations and handoffs are also kept in memory, written through: this store is the file's
 only writer (one process owns it), so what it last wrote is what the file holds, and every
@@ -18,6 +19,7 @@ relayed message would otherwise read and decode both again. A failed commit empt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -78,6 +80,9 @@ _FAILED_KEPT = 1024
 # 1000 pages each one stalls the loop long enough to show in the relay's p99. 300 pages:
 # shorter stalls, about 3% less throughput (bench/results.md).
 CHECKPOINT_PAGES = 300
+# At most one commit per this many seconds: alone, a write commits at the next loop turn;
+# under load, the writes of up to a millisecond share one commit (pages written once).
+COMMIT_INTERVAL = 0.001
 _CACHED = 20_000  # conversations (and handoffs) kept in memory; the cache restarts past it
 
 _OPEN_STATES = (HandoffState.QUEUED.value, HandoffState.JOINED.value)
@@ -164,6 +169,7 @@ class SqliteStore:
         self._commit_handle: asyncio.Handle | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._txn = 0  # transactions begun
+        self._committed_at = float("-inf")  # loop time of the last commit
         self._failed: dict[int, StoreError] = {}  # the latest failed commits, by transaction
         self._conversations: dict[str, Conversation] = {}
         self._handoffs: dict[str, Handoff] = {}
@@ -207,7 +213,11 @@ class SqliteStore:
             self._db.execute("BEGIN")
             self._txn += 1
         if self._commit_handle is None:
-            self._commit_handle = asyncio.get_running_loop().call_soon(self._commit)
+            loop = asyncio.get_running_loop()
+            wait = self._committed_at + COMMIT_INTERVAL - loop.time()
+            self._commit_handle = (
+                loop.call_later(wait, self._commit) if wait > 0 else loop.call_soon(self._commit)
+            )
         _WRITTEN.set((id(self), self._txn))
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -216,6 +226,8 @@ class SqliteStore:
 
     def _commit(self) -> None:
         self._commit_handle = None
+        with contextlib.suppress(RuntimeError):  # no loop: close() after the loop ended
+            self._committed_at = asyncio.get_running_loop().time()
         waiters, self._waiters = self._waiters, []
         failure: StoreError | None = None
         try:
