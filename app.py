@@ -129,6 +129,7 @@ def main(argv: list[str]) -> int:
         f"(widget demo at /, Bot Framework endpoint at /api/messages)",
         flush=True,
     )
+
     async def build() -> web.Application:
         app = await create_app(settings, credentials, config_path=source)
         app.on_startup.append(freeze_startup_heap)
