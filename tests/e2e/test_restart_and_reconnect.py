@@ -31,16 +31,22 @@ async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProc
     process.stop()
 
 
+async def joined_handoff(
+    url: str, standin: Standin, http: aiohttp.ClientSession
+) -> tuple[DirectLineClient, str]:
+    """A widget in a handoff Alex has joined; returns it and the thread id."""
+    visitor = DirectLineClient(http, f"{url}/v3/directline", origin=url)
+    await visitor.start()
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(http, url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    await visitor.wait_text("has joined")
+    return visitor, thread_id
+
+
 async def test_kill_mid_conversation_loses_nothing(
     bot_process: BotProcess, standin: Standin, http: aiohttp.ClientSession
 ) -> None:
-    visitor = DirectLineClient(http, f"{bot_process.url}/v3/directline", origin=bot_process.url)
-    await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(
-        http, bot_process.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
-    await visitor.wait_text("has joined")
+    visitor, thread_id = await joined_handoff(bot_process.url, standin, http)
     seen = visitor.watermark
 
     bot_process.kill()
@@ -135,13 +141,7 @@ async def test_everything_acknowledged_survives_a_kill_right_after(
     bot_process: BotProcess, standin: Standin, http: aiohttp.ClientSession
 ) -> None:
     """An HTTP 200 is a promise: the process is killed the moment the last answer arrives."""
-    visitor = DirectLineClient(http, f"{bot_process.url}/v3/directline", origin=bot_process.url)
-    await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(
-        http, bot_process.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
-    await visitor.wait_text("has joined")
+    visitor, thread_id = await joined_handoff(bot_process.url, standin, http)
     await visitor.disconnect()
 
     async def from_visitor(i: int) -> int:
