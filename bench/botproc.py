@@ -27,6 +27,7 @@ from adapters.config_file import load_settings  # noqa: E402
 from adapters.eventloop import freeze_startup_heap, new_event_loop  # noqa: E402
 from adapters.http import SERVICE, create_app  # noqa: E402
 from adapters.pacing import SlidingWindows  # noqa: E402
+from adapters.store_memory import MemoryStore  # noqa: E402
 
 UNLIMITED = ((10**9, 1.0),)
 
@@ -36,7 +37,9 @@ async def main(config: str, port: int, real_limits: bool) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     settings = load_settings(config)
     credentials = BotCredentials.from_env({})  # local mode: no MicrosoftAppId
-    app = await create_app(settings, credentials, env={})
+    # BENCH_STORE=memory: the in-memory store instead of SQLite, to see what durability costs.
+    store = MemoryStore() if os.environ.get("BENCH_STORE") == "memory" else None
+    app = await create_app(settings, credentials, env={}, store=store)
     if not real_limits:
         delivery = app[SERVICE]._teams  # the DeliveryQueue
         delivery._thread_windows = UNLIMITED
