@@ -37,8 +37,8 @@ PREFIX = "/v3/directline"
 CHANNEL_ID = "directline"
 MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_SECONDS = 20.0
-RECENT_KEYS = 256  # per conversation: client retries and Teams edits are looked up in memory
-RECENT_CONVERSATIONS = 20_000  # conversations whose recent keys are kept (then started over)
+RECENT_KEYS = 64  # per conversation: client retries and Teams edits are looked up in memory
+RECENT_CONVERSATIONS = 10_000  # conversations whose recent keys are kept (then started over)
 ACCEPTED_TYPES = frozenset({"message", "typing", "event", "endOfConversation"})
 
 
@@ -168,9 +168,10 @@ class ConversationStreams:
         return subscriber
 
     async def _keepalive(self) -> None:
-        """Every ``KEEPALIVE_SECONDS``, sockets that sent nothing meanwhile send a keep-alive."""
+        """Sockets that sent nothing for half of ``KEEPALIVE_SECONDS`` send a keep-alive, so no
+        socket stays silent for longer than ``KEEPALIVE_SECONDS``."""
         while self._subscribers:
-            await asyncio.sleep(KEEPALIVE_SECONDS)
+            await asyncio.sleep(KEEPALIVE_SECONDS / 2)
             for subscribers in list(self._subscribers.values()):
                 for subscriber in subscribers:
                     subscriber.tick()
@@ -330,6 +331,7 @@ class Inbox:
             rows = await self._store.activities_after(conversation_id=cid, watermark=position)
             if not rows:
                 return
+            await self._store.flush()  # handle only what is committed (and so acknowledged)
             for seq, activity in rows:
                 if activity.get("from", {}).get("role") == "user":
                     try:
@@ -751,6 +753,7 @@ class DirectLineChannel:
                 rows = await self._log.activities_after(conversation_id=cid, watermark=sent)
                 if not rows:
                     break
+                await self._log.flush()  # never show a row a failed commit could take back
                 await self._send(ws, cid, rows)
                 sent = rows[-1][0]
             while not ws.closed:

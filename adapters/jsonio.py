@@ -1,31 +1,40 @@
 """JSON on the hot paths (activities in and out, stored bodies, socket frames): orjson.
 
 Every relayed message is parsed and serialized several times; orjson does it in C several
-times faster than the standard library. It is also stricter: NaN and Infinity are refused as
-invalid JSON, which the endpoints answer with a 400. (Integers beyond 64 bits are read as
-floats, as JavaScript clients read them anyway.)
+times faster than the standard library. Where orjson is stricter than the standard library
+(NaN, lone UTF-16 surrogates such as half an emoji from a truncating client, both of which
+earlier versions accepted and stored), the standard library takes over, so nothing that was
+accepted before is refused now and every stored row stays readable.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-JSONDecodeError = orjson.JSONDecodeError  # a ValueError
-
 
 def loads(data: bytes | str) -> Any:
-    return orjson.loads(data)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)  # raises ValueError (or UnicodeDecodeError) if really invalid
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def dumpb(value: Any) -> bytes:
-    return orjson.dumps(value)
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value).encode()
 
 
 def response(
@@ -33,5 +42,5 @@ def response(
 ) -> web.Response:
     """``web.json_response``, serialized by orjson."""
     return web.Response(
-        body=orjson.dumps(value), status=status, headers=headers, content_type="application/json"
+        body=dumpb(value), status=status, headers=headers, content_type="application/json"
     )

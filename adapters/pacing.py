@@ -57,8 +57,9 @@ class SlidingWindows:
         return at
 
     def idle(self, now: float) -> bool:
-        """No send within the longest window: forgetting this history changes nothing."""
-        return not self._sent or now - self._sent[-1] >= self._horizon
+        """Sends were made, none within the longest window: forgetting them changes nothing.
+        (Never used: not idle, its first send may be waiting for a slot right now.)"""
+        return bool(self._sent) and now - self._sent[-1] >= self._horizon
 
     def record(self, at: float) -> None:
         """A send happened at ``at`` (monotonic seconds, never earlier than the last one)."""

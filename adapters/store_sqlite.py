@@ -71,7 +71,8 @@ CREATE INDEX IF NOT EXISTS outbound_by_thread ON outbound (thread_id, seq);
 
 log = logging.getLogger(__name__)
 
-# (store, transaction) of the current task's latest write, so its flush can tell it failed.
+# (store, transaction) of the current task's first write since its last flush, so its flush can
+# tell whether any of them was rolled back.
 _WRITTEN: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "sqlite_written", default=None
 )
@@ -159,6 +160,13 @@ def _handoff(row: sqlite3.Row) -> Handoff:
     )
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class SqliteStore:
     """Implements ``HandoffStore`` and the Direct Line ``ActivityLog`` on one SQLite file."""
 
@@ -170,6 +178,9 @@ class SqliteStore:
         self._waiters: list[asyncio.Future[None]] = []
         self._txn = 0  # transactions begun
         self._committed_at = float("-inf")  # loop time of the last commit
+        self._commit_loop: asyncio.AbstractEventLoop | None = None
+        # conversation -> highest activity seq handed out: a rolled-back one is never reused
+        self._last_seq: dict[str, int] = {}
         self._failed: dict[int, StoreError] = {}  # the latest failed commits, by transaction
         self._conversations: dict[str, Conversation] = {}
         self._handoffs: dict[str, Handoff] = {}
@@ -209,6 +220,9 @@ class SqliteStore:
 
     def _begin(self) -> None:
         """Open this turn's transaction if need be, and schedule its commit."""
+        if self._commit_handle is not None and self._commit_loop is not _running_loop():
+            self._commit_handle.cancel()  # scheduled on a loop that is gone (tools, tests)
+            self._commit()
         if not self._db.in_transaction:
             self._db.execute("BEGIN")
             self._txn += 1
@@ -218,7 +232,10 @@ class SqliteStore:
             self._commit_handle = (
                 loop.call_later(wait, self._commit) if wait > 0 else loop.call_soon(self._commit)
             )
-        _WRITTEN.set((id(self), self._txn))
+            self._commit_loop = loop
+        written = _WRITTEN.get()
+        if written is None or written[0] != id(self):
+            _WRITTEN.set((id(self), self._txn))
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         self._begin()
@@ -280,8 +297,12 @@ class SqliteStore:
         """Return once every write made so far is committed; raise ``StoreError`` if this
         task's writes were rolled back (even by a commit that failed before this call)."""
         written = _WRITTEN.get()
-        if written is not None and written[0] == id(self) and written[1] in self._failed:
-            raise self._failed[written[1]]
+        if written is not None and written[0] == id(self):
+            _WRITTEN.set(None)
+            if self._failed:
+                lost = [txn for txn in self._failed if txn >= written[1]]
+                if lost:
+                    raise self._failed[lost[0]]
         if self._commit_handle is None:
             return
         # Whoever wrote it: what this task read may come from the pending transaction too.
@@ -398,6 +419,8 @@ class SqliteStore:
             *_OPEN_STATES,
         )
         if handoff is None:
+            if len(self._open_by_conversation) >= _CACHED:
+                self._open_by_conversation.clear()
             self._open_by_conversation[conversation_id] = None
         return handoff
 
@@ -467,16 +490,21 @@ class SqliteStore:
     ) -> int:
         self._begin()
         row = self._one(
-            "INSERT INTO activities (conversation_id, seq, body, key) VALUES (?, "
-            "COALESCE((SELECT MAX(seq) FROM activities WHERE conversation_id = ?), 0) + 1, ?, ?)"
+            "INSERT INTO activities (conversation_id, seq, body, key) VALUES (?, MAX(?, "
+            "COALESCE((SELECT MAX(seq) FROM activities WHERE conversation_id = ?), 0)) + 1, ?, ?)"
             " RETURNING seq",
             conversation_id,
+            self._last_seq.get(conversation_id, 0),
             conversation_id,
             jsonio.dumps(activity),
             key or None,
         )
         assert row is not None
-        return int(row["seq"])
+        seq = int(row["seq"])
+        if len(self._last_seq) >= _CACHED:
+            self._last_seq.clear()
+        self._last_seq[conversation_id] = seq
+        return seq
 
     async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
         rows = self._db.execute(

@@ -39,7 +39,7 @@ from adapters.clock import utc_now
 from adapters.teams_connector import CARD_TYPE
 from adapters.teams_text import plain_text, safe_markdown
 from bot.cards import END_VERB, JOIN_VERB
-from bot.errors import GatewayError
+from bot.errors import GatewayError, StoreError
 from bot.model import Person
 from bot.ports import HandoffStore
 from bot.service import HandoffService, ThreadOutcome
@@ -712,7 +712,13 @@ class TeamsEndpoint:
             return _error(403, "this bot serves one tenant only")
         self._bot.observe(body)
         if body["type"] in MESSAGE_TYPES:
-            await self._bot.on_message(body)
+            try:
+                await self._bot.on_message(body)
+            except StoreError:
+                raise  # nothing was kept: a 500, and Teams' redelivery is the retry
+            except Exception:
+                # A bug: redelivering would only repeat whatever ran before it. Log it whole.
+                log.exception("%s %s in %s failed", body["type"], body.get("id"), conversation_id)
             return web.Response(status=201)
         try:
             activity = Activity().deserialize(body)

@@ -62,17 +62,20 @@ class BotConnector:
         self.service_url = service_url.rstrip("/")
         self.tenant_id = tenant_id
         self._learned: dict[str, str] = {}
+        self._latest = ""  # the URL of the latest tenant Teams told us about
         self.bot_id = bot_id
         self.bot_name = bot_name
 
     def learn_service_url(self, tenant_id: str, service_url: str) -> None:
         """Teams told us (in an authenticated activity) where this tenant's connector is."""
         if service_url.startswith(("https://", "http://")):
-            self._learned[tenant_id] = service_url.rstrip("/")
+            self._learned[tenant_id] = self._latest = service_url.rstrip("/")
 
     @property
     def base_url(self) -> str:
         """The learned URL for our tenant, else the configured one."""
+        if not self.tenant_id:  # no tenant configured: the latest word from Teams
+            return self._latest or self.service_url
         return self._learned.get(self.tenant_id) or self.service_url
 
     def configure(self, *, service_url: str, tenant_id: str) -> None:

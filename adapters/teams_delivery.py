@@ -17,6 +17,7 @@ Thread creation is not queued: the handoff needs the new thread's id before anyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -48,6 +49,9 @@ class OutboundStore(Protocol):
     async def outbound_threads(self) -> list[str]: ...
 
     async def drop_outbound(self, *, seqs: list[int]) -> None: ...
+
+    async def flush(self) -> None:
+        """Return once every write so far is durable."""
 
 
 ThreadGone = Callable[[str, str], Awaitable[None]]
@@ -112,7 +116,8 @@ class DeliveryQueue:
 
     async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
         # A new thread is a request to the tenant too: it takes its place in the tenant window.
-        await self._connector.prepare()
+        with contextlib.suppress(GatewayError):
+            await self._connector.prepare()  # if it fails, open_thread's own retries fetch it
         await self._pace_windows(self._tenant)
         return await self._connector.open_thread(channel_id=channel_id, card=card, text=text)
 
@@ -160,6 +165,7 @@ class DeliveryQueue:
             rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
             if not rows:
                 return
+            await self._store.flush()  # send only what is committed: no duplicate on a retry
             try:
                 seqs, method, url, body = self._next(thread_id, rows)
             except (KeyError, TypeError, ValueError) as exc:

@@ -15,6 +15,7 @@ from adapters.store_sqlite import SqliteStore
 from adapters.teams_connector import BotConnector
 from adapters.teams_delivery import MAX_TEXT_BYTES, DeliveryQueue, split_text
 from adapters.teams_text import relay_markdown
+from bot.errors import RetryableGatewayError
 from tests.support.standin import Standin
 
 THREAD = "19:support@thread.tacv2;messageid=1"
@@ -322,3 +323,37 @@ async def test_pacing_history_of_quiet_threads_is_forgotten(connector: BotConnec
         await delivery._pace(f"19:later{n}@thread.tacv2;messageid=1")
     assert not any(t.startswith("19:t") for t in delivery._windows)
     assert len(delivery._windows) == 600
+
+
+async def test_a_token_hiccup_does_not_fail_a_new_thread(standin: Standin) -> None:
+    """Opening a thread fetches the token first; if that fails once, the connector's own
+    retries fetch it again instead of failing the handoff."""
+    connector = BotConnector(
+        tokens=FlakyTokens(1, RetryableGatewayError("AAD says no")),  # type: ignore[arg-type]
+        service_url=standin.url,
+        tenant_id="t",
+        bot_id="b",
+        bot_name="Ava",
+    )
+    async with aiohttp.ClientSession() as session:
+        connector.use_session(session)
+        delivery = queue(connector)
+        ref = await delivery.open_thread(
+            channel_id="19:support@thread.tacv2", card={"type": "AdaptiveCard"}, text="new"
+        )
+    assert ref.thread_id
+
+
+def test_without_a_configured_tenant_the_latest_service_url_is_used() -> None:
+    connector = BotConnector(
+        tokens=ConnectorTokens(BotCredentials()),
+        service_url="https://smba.trafficmanager.net/teams",
+        tenant_id="",
+        bot_id="b",
+        bot_name="Ava",
+    )
+    assert connector.base_url == "https://smba.trafficmanager.net/teams"
+    connector.learn_service_url("tenant-a", "https://smba.trafficmanager.net/emea/")
+    assert connector.base_url == "https://smba.trafficmanager.net/emea"
+    connector.configure(service_url="https://smba.trafficmanager.net/teams", tenant_id="tenant-b")
+    assert connector.base_url == "https://smba.trafficmanager.net/teams"  # not another tenant's

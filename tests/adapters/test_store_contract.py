@@ -287,10 +287,35 @@ async def test_sqlite_failed_commit_rolls_back_and_every_flush_hears_of_it(
         assert await store.get_handoff(handoff_id="h1") is None
         assert await store.open_handoff(conversation_id="c1") is None
         assert await store.handoff_for_thread(thread_id="19:t") is None
+        with pytest.raises(StoreError):
+            await store.flush()  # this task's own writes were among them: it hears too
         store._db = real  # the disk has room again: the next writes commit
         await store.add_turn(turn=Turn("c1", T0, Role.VISITOR, "Jane", "kept"))
         await store.flush()
         assert [t.text for t in await store.turns(conversation_id="c1")] == ["kept"]
+    finally:
+        store._db = real
+        await store.close()
+
+
+async def test_sqlite_a_lost_write_is_reported_even_after_later_ones_commit(
+    tmp_path: Path,
+) -> None:
+    """Write, wait (the commit fails meanwhile), write again (that one commits), flush: the
+    flush must not say all is well."""
+    store = SqliteStore(tmp_path / "l.db")
+    real = store._db
+    try:
+        store._db = _FailingCommit(real)  # type: ignore[assignment]
+        await store.remember(key="first", now=T0)
+        await asyncio.sleep(0.01)  # its commit fails
+        store._db = real
+        await store.remember(key="second", now=T0)
+        with pytest.raises(StoreError):
+            await store.flush()
+        assert not await store.seen(key="first") and await store.seen(key="second")
+        await store.remember(key="third", now=T0)
+        await store.flush()  # reported once; what came after is fine
     finally:
         store._db = real
         await store.close()
@@ -364,4 +389,30 @@ async def test_sqlite_file_from_before_activity_keys_is_upgraded(tmp_path: Path)
             {},
         ]
     finally:
+        await store.close()
+
+
+async def test_sqlite_a_rolled_back_activity_number_is_never_handed_out_again(
+    tmp_path: Path,
+) -> None:
+    """A socket may have been told about seq N before a failed commit took it back; the next
+    activity must not become N too, or that socket would skip it."""
+    store = SqliteStore(tmp_path / "s.db")
+    real = store._db
+    try:
+        assert await store.append_activity(conversation_id="c1", activity={"n": 1}) == 1
+        await store.flush()
+        store._db = _FailingCommit(real)  # type: ignore[assignment]
+        assert await store.append_activity(conversation_id="c1", activity={"n": 2}) == 2
+        with pytest.raises(StoreError):
+            await store.flush()
+        store._db = real
+        assert await store.append_activity(conversation_id="c1", activity={"n": 3}) == 3
+        await store.flush()
+        assert [s for s, _ in await store.activities_after(conversation_id="c1", watermark=0)] == [
+            1,
+            3,
+        ]
+    finally:
+        store._db = real
         await store.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from adapters.http import SERVICE
+from bot.errors import StoreError
 from tests.conftest import CHANNEL, RunningBot
 from tests.e2e.test_handoff_story import open_handoff
 from tests.support.directline_client import DirectLineClient
@@ -122,3 +124,30 @@ async def test_connector_clients_are_built_once_not_per_turn(
     await visitor.wait_text("reply 19")
     # One ConnectorClient and one UserTokenClient for 21 turns (botbuilder alone builds 42).
     assert bot.app[TEAMS].clients.built == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(RuntimeError("a bug"), 201), (StoreError("disk full"), 500)],
+    ids=["bug-logged-not-redelivered", "not-stored-so-redelivered"],
+)
+async def test_a_failing_thread_message_is_redelivered_only_if_nothing_was_kept(
+    http: aiohttp.ClientSession,
+    bot: RunningBot,
+    standin: Standin,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    status: int,
+) -> None:
+    """A bug would only fail again on Teams' redelivery (repeating what ran before it); a store
+    that could not commit kept nothing, so the redelivery is the retry."""
+
+    async def failing(**_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(bot.app[SERVICE], "thread_message", failing)
+    reply = thread_message(standin.url, "19:x@thread.tacv2;messageid=1", ALEX, "hello")
+    got, _ = await send(http, bot.url, reply)
+    assert got == status
+    assert str(error) in caplog.text
