@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,17 +26,28 @@ FAST_THREAD = ((7, 0.05), (8, 0.1), (60, 1.5), (1800, 180.0))
 FAST_TENANT = ((50, 0.05),)
 
 
-@pytest.fixture
-async def connector(standin: Standin) -> AsyncIterator[BotConnector]:
-    made = BotConnector(
-        tokens=ConnectorTokens(BotCredentials()),
-        service_url=standin.url,
-        tenant_id="t",
+def make_connector(url: str, tokens: Any = None, tenant_id: str = "t") -> BotConnector:
+    """A connector as the app builds one; ``tokens``: a stand-in token source, if any."""
+    return BotConnector(
+        tokens=tokens or ConnectorTokens(BotCredentials()),
+        service_url=url,
+        tenant_id=tenant_id,
         bot_id="b",
         bot_name="Ava",
     )
+
+
+@contextlib.asynccontextmanager
+async def connected(standin: Standin, tokens: Any = None) -> AsyncIterator[BotConnector]:
+    made = make_connector(standin.url, tokens)
     async with aiohttp.ClientSession() as session:
         made.use_session(session)
+        yield made
+
+
+@pytest.fixture
+async def connector(standin: Standin) -> AsyncIterator[BotConnector]:
+    async with connected(standin) as made:
         yield made
 
 
@@ -246,15 +259,7 @@ class FlakyTokens:
     ],
 )
 async def test_token_trouble_delays_but_never_drops(standin: Standin, error: Exception) -> None:
-    connector = BotConnector(
-        tokens=FlakyTokens(3, error),
-        service_url=standin.url,  # type: ignore[arg-type]
-        tenant_id="t",
-        bot_id="b",
-        bot_name="Ava",
-    )
-    async with aiohttp.ClientSession() as session:
-        connector.use_session(session)
+    async with connected(standin, FlakyTokens(3, error)) as connector:
         delivery = queue(connector)
         await delivery.post_text(thread_id=THREAD, text="still delivered")
         await delivery.drain()
@@ -289,15 +294,7 @@ async def test_no_slot_is_taken_while_the_token_is_fetched(standin: Standin) -> 
     """Slots taken before a slow token refresh would all go out at once after it, over the
     limits: the token comes first, then the pacing, then the send."""
     tokens = SlowTokens()
-    connector = BotConnector(
-        tokens=tokens,  # type: ignore[arg-type]
-        service_url=standin.url,
-        tenant_id="t",
-        bot_id="b",
-        bot_name="Ava",
-    )
-    async with aiohttp.ClientSession() as session:
-        connector.use_session(session)
+    async with connected(standin, tokens) as connector:
         delivery = queue(connector)
         for n in range(3):
             await delivery.post_text(thread_id=f"{THREAD}{n}", text=f"message {n}")
@@ -328,16 +325,8 @@ async def test_pacing_history_of_quiet_threads_is_forgotten(connector: BotConnec
 async def test_a_token_hiccup_does_not_fail_a_new_thread(standin: Standin) -> None:
     """Opening a thread fetches the token first; if that fails once, the connector's own
     retries fetch it again instead of failing the handoff."""
-    connector = BotConnector(
-        tokens=FlakyTokens(1, RetryableGatewayError("AAD says no")),  # type: ignore[arg-type]
-        service_url=standin.url,
-        tenant_id="t",
-        bot_id="b",
-        bot_name="Ava",
-    )
-    async with aiohttp.ClientSession() as session:
-        connector.use_session(session)
-        delivery = queue(connector)
+    async with connected(standin, FlakyTokens(1, RetryableGatewayError("AAD says no"))) as c:
+        delivery = queue(c)
         ref = await delivery.open_thread(
             channel_id="19:support@thread.tacv2", card={"type": "AdaptiveCard"}, text="new"
         )
@@ -345,13 +334,7 @@ async def test_a_token_hiccup_does_not_fail_a_new_thread(standin: Standin) -> No
 
 
 def test_without_a_configured_tenant_the_latest_service_url_is_used() -> None:
-    connector = BotConnector(
-        tokens=ConnectorTokens(BotCredentials()),
-        service_url="https://smba.trafficmanager.net/teams",
-        tenant_id="",
-        bot_id="b",
-        bot_name="Ava",
-    )
+    connector = make_connector("https://smba.trafficmanager.net/teams", tenant_id="")
     assert connector.base_url == "https://smba.trafficmanager.net/teams"
     connector.learn_service_url("tenant-a", "https://smba.trafficmanager.net/emea/")
     assert connector.base_url == "https://smba.trafficmanager.net/emea"
