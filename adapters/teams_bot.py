@@ -198,7 +198,7 @@ def _person(account: dict[str, Any]) -> Person:
 
 def _mentions(activity: dict[str, Any]) -> list[Person]:
     """People @mentioned in a message, not counting the bot."""
-    bot_id = _str(_dict(activity, "recipient"), "id")
+    bot_id = _field(activity, "recipient", "id")
     people = []
     entities = activity.get("entities")
     for entity in entities if isinstance(entities, list) else []:
@@ -215,12 +215,7 @@ def _mentions(activity: dict[str, Any]) -> list[Person]:
 
 
 def _tenant_of(body: dict[str, Any]) -> str:
-    channel_data = body.get("channelData") if isinstance(body.get("channelData"), dict) else {}
-    tenant = channel_data.get("tenant") if isinstance(channel_data, dict) else None
-    if isinstance(tenant, dict) and tenant.get("id"):
-        return str(tenant["id"])
-    conversation = body.get("conversation") if isinstance(body.get("conversation"), dict) else {}
-    return str(conversation.get("tenantId", "")) if isinstance(conversation, dict) else ""
+    return _field(body, "channelData", "tenant", "id") or _field(body, "conversation", "tenantId")
 
 
 def _field(data: Any, *path: str) -> str:
@@ -261,7 +256,7 @@ class ChannelInfo:
             team_id=team_id,
             team_name=_field(data, "team", "name"),
             aad_group_id=_field(data, "team", "aadGroupId"),
-            tenant_id=_field(data, "tenant", "id") or _str(conversation, "tenantId"),
+            tenant_id=_tenant_of(activity),
             service_url=_str(activity, "serviceUrl").rstrip("/"),
         )
 
@@ -428,7 +423,7 @@ class TeamsHandoffBot(ActivityHandler):
         if last is not None and now - last < GREETING_WINDOW:
             return
         self._greeted[key] = now
-        await self._setup_help(_str(_dict(activity, "conversation"), "id"), info)
+        await self._setup_help(_field(activity, "conversation", "id"), info)
 
     async def _setup_help(self, conversation_id: str, info: ChannelInfo) -> None:
         info = self._named(info)
@@ -454,7 +449,7 @@ class TeamsHandoffBot(ActivityHandler):
             verb=verb,
             handoff_id=handoff_id,
             person=_person(_dict(raw, "from")),
-            thread_id=_str(_dict(raw, "conversation"), "id"),
+            thread_id=_field(raw, "conversation", "id"),
             now=self._clock(),
         )
         if result.card is None:
@@ -474,7 +469,7 @@ class TeamsHandoffBot(ActivityHandler):
         # Teams redelivers when a turn fails or times out: a delivery counts as handled only once
         # it was handled, and a copy arriving meanwhile is dropped.
         activity_id = _str(activity, "id")
-        thread_id = _str(_dict(activity, "conversation"), "id")
+        thread_id = _field(activity, "conversation", "id")
         key = f"teams:{thread_id}:{activity_id}"
         if activity_id and (key in self._in_flight or await self._store.seen(key=key)):
             log.info("duplicate Teams activity %s dropped", activity_id)
@@ -496,7 +491,7 @@ class TeamsHandoffBot(ActivityHandler):
             return
         conversation = _dict(activity, "conversation")
         thread_id = _str(conversation, "id")
-        bot_name = _str(_dict(activity, "recipient"), "name")
+        bot_name = _field(activity, "recipient", "name")
         text = plain_text(raw_text, drop_mentions_of=bot_name)
         mentioned = bool(bot_name) and f"<at>{bot_name.casefold()}</at>" in raw_text.casefold()
         personal = conversation.get("conversationType") == "personal"
@@ -532,11 +527,11 @@ class TeamsHandoffBot(ActivityHandler):
 
     async def _changed(self, activity: dict[str, Any], *, deleted: bool) -> None:
         """A thread message was edited, deleted or undeleted: a relayed one follows suit."""
-        thread_id = _str(_dict(activity, "conversation"), "id")
+        thread_id = _field(activity, "conversation", "id")
         message_id = _str(activity, "id")
         if ";messageid=" not in thread_id or not message_id:
             return
-        bot_name = _str(_dict(activity, "recipient"), "name")
+        bot_name = _field(activity, "recipient", "name")
         text = None if deleted else plain_text(_str(activity, "text"), drop_mentions_of=bot_name)
         await self._service.thread_message_changed(
             thread_id=thread_id,
@@ -553,7 +548,7 @@ class TeamsHandoffBot(ActivityHandler):
 
     async def _submit(self, activity: dict[str, Any], value: dict[str, Any], now: datetime) -> None:
         """Action.Submit fallback from hosts without Universal Actions."""
-        thread_id = _str(_dict(activity, "conversation"), "id")
+        thread_id = _field(activity, "conversation", "id")
         result = await self._service.card_action(
             verb=str(value["verb"]),
             handoff_id=str(value.get("handoffId", "")),
@@ -685,7 +680,7 @@ class TeamsEndpoint:
             return _error(400, f"the body is not valid JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return _error(400, "the body must be an activity object with a type")
-        conversation_id = _str(_dict(body, "conversation"), "id")
+        conversation_id = _field(body, "conversation", "id")
         if not conversation_id or not _str(body, "serviceUrl"):
             return _error(400, "the activity needs conversation and serviceUrl")
         try:
