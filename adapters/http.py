@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-import aiohttp
 from aiohttp import web
 
 from adapters.auth import BotCredentials, ConnectorTokens
 from adapters.clock import utc_now
 from adapters.directline import ActivityLog, ConversationStreams, DirectLineChannel
+from adapters.httpclient import HttpClient
 from adapters.reload import ConfigReloader
 from adapters.store_sqlite import SqliteStore
 from adapters.teams_bot import TeamsEndpoint, TeamsHandoffBot
@@ -152,12 +152,10 @@ async def create_app(
     reloader = ConfigReloader(config_path, apply, reload_interval) if config_path else None
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        # One pooled session for every outbound connector call, for the process lifetime.
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30, connect=10),
-            connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
-        ) as session:
-            connector.use_session(session)
+        # One pooled client for every outbound connector call, for the process lifetime.
+        client = HttpClient(timeout=30, connect_timeout=10, limit_per_host=100)
+        connector.use_client(client)
+        try:
             # Finish what a crash interrupted: threads never opened, activities never handled.
             await service.recover(now=clock())
             await delivery.resume()
@@ -179,6 +177,8 @@ async def create_app(
             await directline.close()
             await directline.inbox.drain()
             await delivery.close()
+        finally:
+            await client.close()
         await store.close()
 
     # CORS outermost, so even an error response can be read by the widget's browser.

@@ -1,7 +1,7 @@
-"""Outbound Bot Connector calls over one pooled aiohttp session (the ``TeamsGateway``).
+"""Outbound Bot Connector calls over one pooled HTTP client (the ``TeamsGateway``).
 
 botbuilder builds a new msrest client per turn and sends through ``requests``; this keeps one
-connection pool for the process and sends JSON directly.
+connection pool for the process (``adapters.httpclient``) and sends JSON directly.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import random
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from adapters import jsonio
 from adapters.auth import ConnectorTokens
+from adapters.httpclient import ConnectFailed, HttpClient, RequestFailed
 from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
 from bot.ports import Card, ThreadRef
 
@@ -57,7 +56,7 @@ class BotConnector:
         bot_id: str,
         bot_name: str,
     ) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
         self._tokens = tokens
         self.service_url = service_url.rstrip("/")
         self.tenant_id = tenant_id
@@ -83,9 +82,9 @@ class BotConnector:
         self.service_url = service_url.rstrip("/")
         self.tenant_id = tenant_id
 
-    def use_session(self, session: aiohttp.ClientSession) -> None:
-        """The app's pooled session, set once it is running."""
-        self._session = session
+    def use_client(self, client: HttpClient) -> None:
+        """The app's pooled client, set once it is running."""
+        self._client = client
 
     def _url(self, *parts: str) -> str:
         return "/".join([self.base_url, "v3", "conversations", *(quote(p, safe="") for p in parts)])
@@ -97,44 +96,43 @@ class BotConnector:
     async def send_once(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """One attempt, classified: ThreadGoneError (403/404), RetryableGatewayError (429, 412,
         5xx, network: ``ambiguous`` when the request may have arrived), GatewayError (other)."""
-        if self._session is None:
+        if self._client is None:
             raise GatewayError("the connector is not started")
-        headers = {}
+        headers = {"Content-Type": "application/json"}
         token = await self._tokens.bearer()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            headers["Content-Type"] = "application/json"
-            data = jsonio.dumpb(body)
-            async with self._session.request(method, url, data=data, headers=headers) as response:
-                text = await response.text()
-                if response.status < 300:
-                    try:
-                        answer = jsonio.loads(text) if text.strip() else {}
-                    except ValueError:
-                        answer = {}
-                    return answer if isinstance(answer, dict) else {}
-                if response.status == 401:
-                    # An expired or revoked token: fetch a new one on the retry.
-                    self._tokens.invalidate()
-                    raise RetryableGatewayError(f"{method} {url}: 401 {text[:200]}")
-                if response.status in (403, 404):
-                    raise ThreadGoneError(f"{method} {url}: {response.status} {text[:200]}")
-                if response.status not in RETRY_STATUSES:
-                    raise GatewayError(f"{method} {url}: {response.status} {text[:200]}")
-                header = response.headers.get("Retry-After", "")
-                raise RetryableGatewayError(
-                    f"{method} {url}: {response.status}",
-                    retry_after=_retry_after(header, 1) if header else None,
-                )
-        except aiohttp.ClientConnectorError as exc:
+            response = await self._client.request(method, url, jsonio.dumpb(body), headers)
+        except ConnectFailed as exc:
             # Never reached the server.
             raise RetryableGatewayError(f"{method} {url}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (RequestFailed, TimeoutError) as exc:
             # Sent, but the answer was lost: the far side may have acted on it.
             error = RetryableGatewayError(f"{method} {url}: {type(exc).__name__} {exc}")
             error.ambiguous = True
             raise error from exc
+        status = response.status
+        text = response.text()
+        if status < 300:
+            try:
+                answer = jsonio.loads(text) if text.strip() else {}
+            except ValueError:
+                answer = {}
+            return answer if isinstance(answer, dict) else {}
+        if status == 401:
+            # An expired or revoked token: fetch a new one on the retry.
+            self._tokens.invalidate()
+            raise RetryableGatewayError(f"{method} {url}: 401 {text[:200]}")
+        if status in (403, 404):
+            raise ThreadGoneError(f"{method} {url}: {status} {text[:200]}")
+        if status not in RETRY_STATUSES:
+            raise GatewayError(f"{method} {url}: {status} {text[:200]}")
+        header = response.headers.get("retry-after", "")
+        raise RetryableGatewayError(
+            f"{method} {url}: {status}",
+            retry_after=_retry_after(header, 1) if header else None,
+        )
 
     async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """``send_once`` with retries; a POST whose fate is unknown is not repeated."""

@@ -791,6 +791,7 @@ def violations(times: list[float], windows: tuple[tuple[int, float], ...], slack
 
 async def bench_pacing(args: argparse.Namespace) -> list[str]:
     from adapters.auth import BotCredentials, ConnectorTokens
+    from adapters.httpclient import HttpClient
     from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
     from adapters.store_sqlite import SqliteStore
     from adapters.teams_connector import BotConnector
@@ -814,6 +815,7 @@ async def bench_pacing(args: argparse.Namespace) -> list[str]:
         tmp = Path(d)
         sink = start_sink(started, tmp)
         async with aiohttp.ClientSession() as session:
+            client = HttpClient()
             connector = BotConnector(
                 tokens=ConnectorTokens(BotCredentials()),
                 service_url=sink,
@@ -821,7 +823,7 @@ async def bench_pacing(args: argparse.Namespace) -> list[str]:
                 bot_id="bench",
                 bot_name="Bench",
             )
-            connector.use_session(session)
+            connector.use_client(client)
             # Per request: the pacing's send time, the clock at request start, how many sends
             # the pacing had counted by then, the thread.
             sent: list[tuple[float, float, int, str]] = []
@@ -882,6 +884,7 @@ async def bench_pacing(args: argparse.Namespace) -> list[str]:
                     f"{arrive_strict} / {arrive_slack} | {lag * 1e6:.0f} us |"
                 )
             await store.close()
+            await client.close()
     rows.append(
         "\nLimits: per thread 7/1 s, 8/2 s, 60/30 s "
         "(1800/3600 s cannot be reached here); per tenant 50/1 s. Counted: sliding "

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from adapters.auth import BotCredentials, ConnectorTokens
+from adapters.httpclient import HttpClient
 from adapters.store_memory import MemoryStore
 from adapters.store_sqlite import SqliteStore
 from adapters.teams_connector import BotConnector
@@ -40,9 +40,12 @@ def make_connector(url: str, tokens: Any = None, tenant_id: str = "t") -> BotCon
 @contextlib.asynccontextmanager
 async def connected(standin: Standin, tokens: Any = None) -> AsyncIterator[BotConnector]:
     made = make_connector(standin.url, tokens)
-    async with aiohttp.ClientSession() as session:
-        made.use_session(session)
+    client = HttpClient()
+    made.use_client(client)
+    try:
         yield made
+    finally:
+        await client.close()
 
 
 @pytest.fixture

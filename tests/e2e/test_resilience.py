@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from adapters.auth import BotCredentials, ConnectorTokens
+from adapters.httpclient import HttpClient
 from adapters.store_sqlite import SqliteStore
 from adapters.teams_connector import BotConnector
 from bot.errors import RetryableGatewayError
@@ -92,14 +93,16 @@ async def test_thread_creation_that_times_out_fails_cleanly(standin: Standin) ->
         bot_id="b",
         bot_name="Ava",
     )
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as session:
-        connector.use_session(session)
-        try:
-            await connector.open_thread(channel_id=CHANNEL, card={}, text="x")
-        except RetryableGatewayError as exc:
-            assert "TimeoutError" in str(exc)
-        else:
-            raise AssertionError("a timeout must surface as a gateway error")
+    client = HttpClient(timeout=0.2)
+    connector.use_client(client)
+    try:
+        await connector.open_thread(channel_id=CHANNEL, card={}, text="x")
+    except RetryableGatewayError as exc:
+        assert "TimeoutError" in str(exc)
+    else:
+        raise AssertionError("a timeout must surface as a gateway error")
+    finally:
+        await client.close()
     await asyncio.sleep(1.0)
     # The answer may have been lost after Teams created the thread: no blind second POST.
     assert len(standin.threads) == 1
