@@ -321,27 +321,43 @@ class Inbox:
         self._store = store
         self._handle = handle
         self._workers = KeyedWorkers(self._drain_once, "inbox")
+        # conversation -> how far it was handled, as last written: only the inbox writes it
+        self._positions: dict[str, int] = {}
 
     def kick(self, cid: str) -> None:
         self._workers.kick(cid)
 
+    async def _position(self, cid: str) -> int:
+        known = self._positions.get(cid)
+        if known is None:
+            known = await self._store.inbox_position(conversation_id=cid)
+            if len(self._positions) >= RECENT_CONVERSATIONS:
+                self._positions.clear()
+            self._positions[cid] = known
+        return known
+
     async def _drain_once(self, cid: str) -> None:
-        while True:
-            position = await self._store.inbox_position(conversation_id=cid)
-            rows = await self._store.activities_after(conversation_id=cid, watermark=position)
-            if not rows:
-                return
-            await self._store.flush()  # handle only what is committed (and so acknowledged)
-            for seq, activity in rows:
-                if activity.get("from", {}).get("role") == "user":
-                    try:
-                        await self._handle(cid, activity)
-                    except Exception:
-                        # A bug must not wedge the conversation: log it and move on.
-                        log.exception("conversation %s: activity %d failed", cid, seq)
-                await self._store.set_inbox_position(conversation_id=cid, seq=seq)
-            # A failed commit raises here: the worker stops and the rows are handled again.
-            await self._store.flush()
+        try:
+            while True:
+                position = await self._position(cid)
+                rows = await self._store.activities_after(conversation_id=cid, watermark=position)
+                if not rows:
+                    return
+                await self._store.flush()  # handle only what is committed (and so acknowledged)
+                for seq, activity in rows:
+                    if activity.get("from", {}).get("role") == "user":
+                        try:
+                            await self._handle(cid, activity)
+                        except Exception:
+                            # A bug must not wedge the conversation: log it and move on.
+                            log.exception("conversation %s: activity %d failed", cid, seq)
+                    await self._store.set_inbox_position(conversation_id=cid, seq=seq)
+                    self._positions[cid] = seq
+                # A failed commit raises here: the worker stops and the rows are handled again.
+                await self._store.flush()
+        except BaseException:
+            self._positions.pop(cid, None)  # what was written may have been rolled back
+            raise
 
     async def resume(self) -> None:
         """After a restart: pick up what was stored but not handled."""

@@ -61,6 +61,7 @@ class BotConnector:
         self.service_url = service_url.rstrip("/")
         self.tenant_id = tenant_id
         self._learned: dict[str, str] = {}
+        self._thread_urls: dict[tuple[str, str], str] = {}
         self._latest = ""  # the URL of the latest tenant Teams told us about
         self.bot_id = bot_id
         self.bot_name = bot_name
@@ -156,8 +157,16 @@ class BotConnector:
 
     def activity_url(self, thread_id: str, activity_id: str = "") -> str:
         """``.../v3/conversations/{thread}/activities[/{id}]``."""
-        parts = [thread_id, "activities", *([activity_id] if activity_id else [])]
-        return self._url(*parts)
+        if activity_id:
+            return self._url(thread_id, "activities", activity_id)
+        # Every relayed message posts to its thread's URL: made once per thread and base URL.
+        key = (self.base_url, thread_id)
+        url = self._thread_urls.get(key)
+        if url is None:
+            if len(self._thread_urls) >= 10_000:
+                self._thread_urls.clear()
+            url = self._thread_urls[key] = self._url(thread_id, "activities")
+        return url
 
     async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
         # Card only: a root with both text and a card can arrive as two messages.

@@ -416,3 +416,37 @@ async def test_sqlite_a_rolled_back_activity_number_is_never_handed_out_again(
     finally:
         store._db = real
         await store.close()
+
+
+async def test_inbox_handles_again_what_a_failed_commit_took_back(tmp_path: Path) -> None:
+    """The inbox keeps its positions in memory: a rolled-back position must not be kept."""
+    from adapters.directline import Inbox
+
+    store = SqliteStore(tmp_path / "i.db")
+    handled: list[str] = []
+
+    async def handle(cid: str, activity: dict[str, Any]) -> None:
+        handled.append(activity["text"])
+
+    inbox = Inbox(store, handle)
+    user = {"type": "message", "from": {"id": "u", "role": "user"}}
+    real = store._db
+    try:
+        await store.append_activity(conversation_id="c1", activity={**user, "text": "one"})
+        await store.flush()
+        inbox.kick("c1")
+        await inbox.drain()
+        await store.append_activity(conversation_id="c1", activity={**user, "text": "two"})
+        await store.flush()
+        store._db = _FailingCommit(real)  # type: ignore[assignment]
+        inbox.kick("c1")
+        await inbox.drain()  # handled, but its position is rolled back
+        store._db = real
+        assert await store.inbox_position(conversation_id="c1") == 1
+        inbox.kick("c1")
+        await inbox.drain()
+        assert handled == ["one", "two", "two"]  # at least once, never skipped
+        assert await store.inbox_position(conversation_id="c1") == 2
+    finally:
+        store._db = real
+        await store.close()
