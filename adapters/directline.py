@@ -197,18 +197,20 @@ class ConversationStreams:
             recent = self._recent[cid] = {key: _activity_id(cid, seq) for seq, key in rows}
         return recent
 
-    async def append(self, cid: str, activity: dict[str, Any], key: str = "") -> tuple[str, bool]:
+    async def append(
+        self, cid: str, activity: dict[str, Any], key: str = ""
+    ) -> tuple[str, int | None]:
         """Append once per ``key`` among the conversation's latest ``RECENT_KEYS`` keyed
-        activities (a client's retry comes within seconds); returns the activity id and
-        whether it is new. The key is stored with the activity: no index or table of its own
-        to write on every message.
+        activities (a client's retry comes within seconds); returns the activity id and, if
+        it is new, its (committed) place in the log. The key is stored with the activity: no
+        index or table of its own to write on every message.
 
         Stored and committed first, then fanned out to the open sockets, all under the
         conversation's lock so every socket sees the log's order."""
         async with self._locks.hold(cid):
             recent = await self._recent_keys(cid) if key else {}
             if key in recent:
-                return recent[key], False
+                return recent[key], None
             seq = await self.store.append_activity(conversation_id=cid, activity=activity, key=key)
             activity_id = _activity_id(cid, seq)
             try:
@@ -222,7 +224,7 @@ class ConversationStreams:
                     del recent[next(iter(recent))]
             for subscriber in self._subscribers.get(cid, ()):
                 subscriber.push((seq, activity))
-            return activity_id, True
+            return activity_id, seq
 
     def _outbound(self, cid: str, sender: Sender) -> dict[str, Any]:
         return {
@@ -323,8 +325,15 @@ class Inbox:
         self._workers = KeyedWorkers(self._drain_once, "inbox")
         # conversation -> how far it was handled, as last written: only the inbox writes it
         self._positions: dict[str, int] = {}
+        # conversation -> the latest activity known to be committed (no flush to wait for)
+        self._committed: dict[str, int] = {}
 
-    def kick(self, cid: str) -> None:
+    def kick(self, cid: str, committed: int = 0) -> None:
+        """Handle what the conversation has; ``committed``: its log is committed up to there."""
+        if committed > self._committed.get(cid, 0):
+            if len(self._committed) >= RECENT_CONVERSATIONS:
+                self._committed.clear()
+            self._committed[cid] = committed
         self._workers.kick(cid)
 
     async def _position(self, cid: str) -> int:
@@ -343,7 +352,8 @@ class Inbox:
                 rows = await self._store.activities_after(conversation_id=cid, watermark=position)
                 if not rows:
                     return
-                await self._store.flush()  # handle only what is committed (and so acknowledged)
+                if rows[-1][0] > self._committed.get(cid, 0):
+                    await self._store.flush()  # handle only what is committed (and acknowledged)
                 for seq, activity in rows:
                     if activity.get("from", {}).get("role") == "user":
                         try:
@@ -706,12 +716,12 @@ class DirectLineChannel:
             # Ephemeral: acknowledged, never stored or replayed.
             return jsonio.response({"id": f"{cid}|typing-{secrets.token_hex(4)}"})
         key = f"client:{client_id}" if client_id else ""
-        activity_id, new = await self._streams.append(cid, activity, key)
-        if not new:
+        activity_id, seq = await self._streams.append(cid, activity, key)
+        if seq is None:
             log.info("conversation %s: duplicate activity %s dropped", cid, client_id)
             return jsonio.response({"id": activity_id})
         # Stored and echoed: acknowledge now; the inbox handles it in order, even after a crash.
-        self.inbox.kick(cid)
+        self.inbox.kick(cid, committed=seq)
         return jsonio.response({"id": activity_id})
 
     async def dispatch(self, cid: str, activity: dict[str, Any]) -> None:

@@ -450,3 +450,29 @@ async def test_inbox_handles_again_what_a_failed_commit_took_back(tmp_path: Path
     finally:
         store._db = real
         await store.close()
+
+
+async def test_inbox_handles_only_committed_activities(tmp_path: Path) -> None:
+    """An activity is handled only once committed, even when the poster vouched for earlier
+    ones: the inbox skips the wait only for what it was told is committed."""
+    from adapters.directline import Inbox
+
+    store = SqliteStore(tmp_path / "c.db")
+    seen_committed: list[bool] = []
+
+    async def handle(cid: str, activity: dict[str, Any]) -> None:
+        count = _rows(tmp_path / "c.db", "SELECT COUNT(*) FROM activities")[0][0]
+        seen_committed.append(count >= int(activity["text"]))
+
+    inbox = Inbox(store, handle)
+    user = {"type": "message", "from": {"id": "u", "role": "user"}}
+    try:
+        first = await store.append_activity(conversation_id="c1", activity={**user, "text": "1"})
+        await store.flush()
+        # The second is still in the open transaction when the inbox reads it.
+        await store.append_activity(conversation_id="c1", activity={**user, "text": "2"})
+        inbox.kick("c1", committed=first)
+        await inbox.drain()
+        assert seen_committed == [True, True]
+    finally:
+        await store.close()
