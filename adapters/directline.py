@@ -38,6 +38,7 @@ CHANNEL_ID = "directline"
 MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_SECONDS = 20.0
 RECENT_KEYS = 64  # per conversation: client retries and Teams edits are looked up in memory
+INBOX_BATCH = 500  # activities read at a time
 RECENT_CONVERSATIONS = 10_000  # conversations whose recent keys are kept (then started over)
 ACCEPTED_TYPES = frozenset({"message", "typing", "event", "endOfConversation"})
 
@@ -349,7 +350,9 @@ class Inbox:
         try:
             while True:
                 position = await self._position(cid)
-                rows = await self._store.activities_after(conversation_id=cid, watermark=position)
+                rows = await self._store.activities_after(
+                    conversation_id=cid, watermark=position, limit=INBOX_BATCH
+                )
                 if not rows:
                     return
                 if rows[-1][0] > self._committed.get(cid, 0):
@@ -365,6 +368,8 @@ class Inbox:
                     self._positions[cid] = seq
                 # A failed commit raises here: the worker stops and the rows are handled again.
                 await self._store.flush()
+                if len(rows) < INBOX_BATCH:
+                    return  # all there was; what came since came with a kick (a new round)
         except BaseException:
             self._positions.pop(cid, None)  # what was written may have been rolled back
             raise

@@ -208,6 +208,8 @@ class DeliveryQueue:
                 )
             attempt = 0
             await self._store.drop_outbound(seqs=seqs)
+            if len(rows) < BATCH and len(seqs) == len(rows):
+                return  # all there was; what came since came with a kick (a new round)
 
     async def _pace(self, thread_id: str) -> None:
         windows = self._windows.get(thread_id)

@@ -1,7 +1,9 @@
 """One worker task per key (a conversation, a thread) that drains that key's durable queue.
 
 ``kick(key)`` after writing work to the store: it starts the key's worker, or, if one is
-running, makes it go round once more so nothing written meanwhile is left behind.
+running, makes it go round once more so nothing written meanwhile is left behind. So a round
+need not read the store again to learn that it is empty: what was written after its read came
+with a kick.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class KeyedWorkers:
-    """``drain_once(key)`` handles everything the store holds for the key, then returns."""
+    """``drain_once(key)`` handles what the store holds for the key when it reads, then returns."""
 
     def __init__(self, drain_once: Callable[[str], Awaitable[None]], name: str) -> None:
         self._drain_once = drain_once
