@@ -28,6 +28,8 @@ class MemoryStore:
     async def close(self) -> None:
         """Nothing to release."""
 
+    failed_commits = 0  # nothing here commits, so nothing fails to
+
     async def flush(self) -> None:
         """Every write is already as durable as this store gets."""
 

@@ -189,6 +189,7 @@ class SqliteStore:
         # conversation -> highest activity seq handed out: a rolled-back one is never reused
         self._last_seq: dict[str, int] = {}
         self._failed: dict[int, StoreError] = {}  # the latest failed commits, by transaction
+        self.failed_commits = 0  # since the store opened: what memory mirrors check against
         self._conversations: dict[str, Conversation] = {}
         self._handoffs: dict[str, Handoff] = {}
         self._open_by_conversation: dict[str, str | None] = {}  # -> open handoff id, or none
@@ -262,6 +263,7 @@ class SqliteStore:
             failure = StoreError(f"the SQLite store could not commit: {exc}")
             self._forget()
             self._failed[self._txn] = failure
+            self.failed_commits += 1
             while len(self._failed) > _FAILED_KEPT:
                 del self._failed[next(iter(self._failed))]
             try:

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Teams refuses messages over ~28 KB; leave room for the activity envelope.
 MAX_TEXT_BYTES = 24_000
 BATCH = 50
+MIRRORED = 10_000  # threads whose queue is mirrored in memory (then started over)
+# Items made fresh from text for each call: safe to keep as they are (nobody else holds them).
+_MIRRORED_KINDS = frozenset({"relay", "text"})
 MAX_BACKOFF = 60.0
 
 
@@ -52,6 +55,10 @@ class OutboundStore(Protocol):
 
     async def flush(self) -> None:
         """Return once every write so far is durable."""
+
+    @property
+    def failed_commits(self) -> int:
+        """How many commits failed so far (what was written before one may be gone)."""
 
 
 ThreadGone = Callable[[str, str], Awaitable[None]]
@@ -111,6 +118,11 @@ class DeliveryQueue:
         self._windows_pruned_at = 1024
         self._workers = KeyedWorkers(self._drain_once, "deliver")
         self.on_thread_gone: ThreadGone | None = None
+        # thread -> its whole queue as stored, kept in step with every enqueue and drop, so a
+        # send needs no read; valid while no commit failed since (a failed one may have taken
+        # back rows it holds). No entry: read the store.
+        self._mirror: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._mirrored_at = 0  # the store's failed commits when the mirror was started
 
     # ---- TeamsGateway --------------------------------------------------------------------
 
@@ -140,8 +152,37 @@ class DeliveryQueue:
     # ---- workers -------------------------------------------------------------------------
 
     async def _enqueue(self, thread_id: str, item: dict[str, Any]) -> None:
-        await self._store.enqueue_outbound(thread_id=thread_id, item=item)
+        seq = await self._store.enqueue_outbound(thread_id=thread_id, item=item)
+        mirrored = self._mirror.get(thread_id)
+        if mirrored is not None:
+            if item.get("kind") in _MIRRORED_KINDS:
+                if not mirrored or mirrored[-1][0] < seq:  # not already read from the store
+                    mirrored.append((seq, item))
+            else:
+                del self._mirror[thread_id]  # read back what the store made of it
         self._kick(thread_id)
+
+    async def _queued(self, thread_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """The thread's next rows, from the mirror if it is in step, else from the store."""
+        if self._store.failed_commits != self._mirrored_at:
+            self._mirror.clear()
+            self._mirrored_at = self._store.failed_commits
+        mirrored = self._mirror.get(thread_id)
+        if mirrored is not None:
+            return mirrored[:BATCH]
+        rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
+        if len(rows) < BATCH and all(item.get("kind") in _MIRRORED_KINDS for _, item in rows):
+            if len(self._mirror) >= MIRRORED:
+                self._mirror.clear()
+            self._mirror[thread_id] = list(rows)  # all there is: the mirror starts here
+        return rows
+
+    async def _drop(self, thread_id: str, seqs: list[int]) -> None:
+        await self._store.drop_outbound(seqs=seqs)
+        mirrored = self._mirror.get(thread_id)
+        if mirrored is not None:
+            gone = set(seqs)
+            mirrored[:] = [row for row in mirrored if row[0] not in gone]
 
     def _kick(self, thread_id: str) -> None:
         self._workers.kick(thread_id)
@@ -162,10 +203,12 @@ class DeliveryQueue:
     async def _drain_once(self, thread_id: str) -> None:
         attempt = 0
         while True:
-            rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
+            rows = await self._queued(thread_id)
             if not rows:
                 return
             await self._store.flush()  # send only what is committed: no duplicate on a retry
+            if self._store.failed_commits != self._mirrored_at:
+                continue  # a commit failed: what was read may be gone, read again
             try:
                 seqs, method, url, body = self._next(thread_id, rows)
             except (KeyError, TypeError, ValueError) as exc:
@@ -173,7 +216,7 @@ class DeliveryQueue:
                 log.error(
                     "thread %s: unreadable queued item %s dropped: %s", thread_id, rows[0][0], exc
                 )
-                await self._store.drop_outbound(seqs=[rows[0][0]])
+                await self._drop(thread_id, [rows[0][0]])
                 continue
             try:
                 # The token first: a refresh must not hold back sends whose slots were taken.
@@ -207,7 +250,7 @@ class DeliveryQueue:
                     "thread %s: Teams refused a message for good, dropped: %s", thread_id, exc
                 )
             attempt = 0
-            await self._store.drop_outbound(seqs=seqs)
+            await self._drop(thread_id, seqs)
             if len(rows) < BATCH and len(seqs) == len(rows):
                 return  # all there was; what came since came with a kick (a new round)
 
@@ -241,6 +284,7 @@ class DeliveryQueue:
     async def _gone(self, thread_id: str, reason: str) -> None:
         rows = await self._store.outbound(thread_id=thread_id, limit=1_000_000)
         await self._store.drop_outbound(seqs=[seq for seq, _ in rows])
+        self._mirror.pop(thread_id, None)
         log.error(
             "thread %s is gone (%s); %d queued message(s) dropped", thread_id, reason, len(rows)
         )

@@ -17,7 +17,7 @@ from adapters.store_sqlite import SqliteStore
 from adapters.teams_connector import BotConnector
 from adapters.teams_delivery import MAX_TEXT_BYTES, DeliveryQueue, split_text
 from adapters.teams_text import relay_markdown
-from bot.errors import RetryableGatewayError
+from bot.errors import RetryableGatewayError, StoreError
 from tests.support.standin import Standin
 
 THREAD = "19:support@thread.tacv2;messageid=1"
@@ -343,3 +343,34 @@ def test_without_a_configured_tenant_the_latest_service_url_is_used() -> None:
     assert connector.base_url == "https://smba.trafficmanager.net/emea"
     connector.configure(service_url="https://smba.trafficmanager.net/teams", tenant_id="tenant-b")
     assert connector.base_url == "https://smba.trafficmanager.net/teams"  # not another tenant's
+
+
+async def test_a_message_whose_commit_failed_is_never_sent(
+    standin: Standin, connector: BotConnector, tmp_path: Path
+) -> None:
+    """Queues are kept in memory beside the store; a failed commit must not leave a message
+    there that the store no longer holds."""
+    from tests.adapters.test_store_contract import _FailingCommit
+
+    store = SqliteStore(tmp_path / "m.db")
+    delivery = queue(connector, store)
+    real = store._db
+    standin.gate, standin.hold_path = asyncio.Event(), "/activities"
+    try:
+        await delivery.post_text(thread_id=THREAD, text="first")
+        await store.flush()
+        await standin.wait_for(lambda: standin.posts_to(THREAD))  # held there
+        store._db = _FailingCommit(real)  # type: ignore[assignment]
+        await delivery.post_text(thread_id=THREAD, text="lost")  # mirrored, then rolled back
+        with pytest.raises(StoreError):
+            await store.flush()
+        store._db = real
+        standin.gate.set()
+        await delivery.drain()
+        await delivery.post_text(thread_id=THREAD, text="kept")
+        await delivery.drain()
+        assert delivered(standin) == ["first", "kept"]
+        assert await store.outbound_threads() == []
+    finally:
+        store._db = real
+        await store.close()
