@@ -160,6 +160,8 @@ class ConversationStreams:
         # conversation -> its latest keys (client activity ids, Teams message ids) -> activity id
         self._recent: dict[str, dict[str, str]] = {}
         self._locks = KeyedLocks()
+        # Told of every activity once committed, in the log's order (the inbox).
+        self.on_committed: Callable[[str, int, dict[str, Any]], None] | None = None
 
     def subscribe(self, cid: str) -> _Subscriber:
         subscriber = _Subscriber()
@@ -225,6 +227,8 @@ class ConversationStreams:
                     del recent[next(iter(recent))]
             for subscriber in self._subscribers.get(cid, ()):
                 subscriber.push((seq, activity))
+            if self.on_committed is not None:
+                self.on_committed(cid, seq, activity)
             return activity_id, seq
 
     def _outbound(self, cid: str, sender: Sender) -> dict[str, Any]:
@@ -313,7 +317,11 @@ class Inbox:
     """Visitor activities are handled after they are stored, one conversation at a time, in order.
 
     The store keeps how far each conversation was handled, so a crash or a failure is resumed
-    from there (at least once) instead of losing what the visitor sent.
+    from there (at least once) instead of losing what the visitor sent. What was appended and
+    committed since the last round is also handed over in memory (``appended``), so a round
+    usually reads nothing; a gap (a restart, a rolled-back row) sends it to the store. This
+    relies on every append going through ``ConversationStreams.append``, which tells the inbox
+    before anyone kicks it.
     """
 
     def __init__(
@@ -326,16 +334,36 @@ class Inbox:
         self._workers = KeyedWorkers(self._drain_once, "inbox")
         # conversation -> how far it was handled, as last written: only the inbox writes it
         self._positions: dict[str, int] = {}
-        # conversation -> the latest activity known to be committed (no flush to wait for)
-        self._committed: dict[str, int] = {}
+        # conversation -> the activities committed since (all of them, in the log's order)
+        self._fresh: dict[str, list[tuple[int, dict[str, Any]]]] = {}
 
-    def kick(self, cid: str, committed: int = 0) -> None:
-        """Handle what the conversation has; ``committed``: its log is committed up to there."""
-        if committed > self._committed.get(cid, 0):
-            if len(self._committed) >= RECENT_CONVERSATIONS:
-                self._committed.clear()
-            self._committed[cid] = committed
+    def kick(self, cid: str) -> None:
         self._workers.kick(cid)
+
+    def appended(self, cid: str, seq: int, activity: dict[str, Any]) -> None:
+        """An activity of the conversation's log was committed (called in the log's order)."""
+        fresh = self._fresh.get(cid)
+        if fresh is None:
+            if len(self._fresh) >= RECENT_CONVERSATIONS:
+                self._fresh.clear()
+            fresh = self._fresh[cid] = []
+        fresh.append((seq, activity))
+        if len(fresh) > INBOX_BATCH:
+            del fresh[0]  # too far behind: the store has them
+
+    def _committed_rows(self, cid: str, position: int) -> list[tuple[int, dict[str, Any]]] | None:
+        """The rows after ``position`` from memory, if memory has every one of them."""
+        fresh = self._fresh.get(cid)
+        if fresh is None:
+            return None
+        while fresh and fresh[0][0] <= position:
+            del fresh[0]
+        expected = position + 1
+        for seq, _ in fresh:
+            if seq != expected:
+                return None  # a gap: a row memory never saw (or one rolled back)
+            expected += 1
+        return fresh[:]
 
     async def _position(self, cid: str) -> int:
         known = self._positions.get(cid)
@@ -350,13 +378,15 @@ class Inbox:
         try:
             while True:
                 position = await self._position(cid)
-                rows = await self._store.activities_after(
-                    conversation_id=cid, watermark=position, limit=INBOX_BATCH
-                )
+                rows = self._committed_rows(cid, position)
+                if rows is None:
+                    rows = await self._store.activities_after(
+                        conversation_id=cid, watermark=position, limit=INBOX_BATCH
+                    )
+                    if rows:
+                        await self._store.flush()  # handle only what is committed (and acked)
                 if not rows:
                     return
-                if rows[-1][0] > self._committed.get(cid, 0):
-                    await self._store.flush()  # handle only what is committed (and acknowledged)
                 for seq, activity in rows:
                     if activity.get("from", {}).get("role") == "user":
                         try:
@@ -405,6 +435,7 @@ class DirectLineChannel:
         self._clock = clock
         self._sockets: set[web.WebSocketResponse] = set()
         self.inbox = Inbox(streams.store, self.dispatch)
+        streams.on_committed = self.inbox.appended
 
     # ---- wiring ----------------------------------------------------------------------------
 
@@ -726,7 +757,7 @@ class DirectLineChannel:
             log.info("conversation %s: duplicate activity %s dropped", cid, client_id)
             return jsonio.response({"id": activity_id})
         # Stored and echoed: acknowledge now; the inbox handles it in order, even after a crash.
-        self.inbox.kick(cid, committed=seq)
+        self.inbox.kick(cid)
         return jsonio.response({"id": activity_id})
 
     async def dispatch(self, cid: str, activity: dict[str, Any]) -> None:

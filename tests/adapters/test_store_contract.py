@@ -453,8 +453,8 @@ async def test_inbox_handles_again_what_a_failed_commit_took_back(tmp_path: Path
 
 
 async def test_inbox_handles_only_committed_activities(tmp_path: Path) -> None:
-    """An activity is handled only once committed, even when the poster vouched for earlier
-    ones: the inbox skips the wait only for what it was told is committed."""
+    """An activity is handled only once committed: what the inbox reads from the store (after a
+    restart, memory knows nothing) waits for the commit."""
     from adapters.directline import Inbox
 
     store = SqliteStore(tmp_path / "c.db")
@@ -467,12 +467,50 @@ async def test_inbox_handles_only_committed_activities(tmp_path: Path) -> None:
     inbox = Inbox(store, handle)
     user = {"type": "message", "from": {"id": "u", "role": "user"}}
     try:
-        first = await store.append_activity(conversation_id="c1", activity={**user, "text": "1"})
+        await store.append_activity(conversation_id="c1", activity={**user, "text": "1"})
         await store.flush()
         # The second is still in the open transaction when the inbox reads it.
         await store.append_activity(conversation_id="c1", activity={**user, "text": "2"})
-        inbox.kick("c1", committed=first)
+        inbox.kick("c1")
         await inbox.drain()
         assert seen_committed == [True, True]
+    finally:
+        await store.close()
+
+
+async def test_inbox_reads_the_store_when_memory_missed_a_row(tmp_path: Path) -> None:
+    """Memory hands the inbox what was committed since; a row it never saw (appended before a
+    restart) sends the inbox to the store, so nothing is skipped."""
+    from adapters.directline import Inbox
+
+    store = SqliteStore(tmp_path / "g.db")
+    handled: list[str] = []
+
+    async def handle(cid: str, activity: dict[str, Any]) -> None:
+        handled.append(activity["text"])
+
+    inbox = Inbox(store, handle)
+    user = {"type": "message", "from": {"id": "u", "role": "user"}}
+    bot = {"type": "message", "from": {"id": "b", "role": "bot"}}
+    try:
+        for text in ("1", "2"):
+            await store.append_activity(conversation_id="c1", activity={**user, "text": text})
+        await store.flush()
+        for activity in ({**bot, "text": "answer"}, {**user, "text": "3"}):
+            seq = await store.append_activity(conversation_id="c1", activity=activity)
+            await store.flush()
+            inbox.appended("c1", seq, activity)  # memory saw only these two
+        inbox.kick("c1")
+        await inbox.drain()
+        assert handled == ["1", "2", "3"]
+        assert await store.inbox_position(conversation_id="c1") == 4
+        # From here memory has it all: the next activity is handled from memory alone.
+        last = {**user, "text": "4"}
+        seq = await store.append_activity(conversation_id="c1", activity=last)
+        await store.flush()
+        inbox.appended("c1", seq, last)
+        inbox.kick("c1")
+        await inbox.drain()
+        assert handled == ["1", "2", "3", "4"]
     finally:
         await store.close()
