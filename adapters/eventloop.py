@@ -29,13 +29,22 @@ def new_event_loop(env: Mapping[str, str]) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
 async def freeze_startup_heap(_app: object) -> None:
     """An ``on_startup`` hook: what the process built to start (botbuilder, msrest, pydantic,
     the CEL runtime, the compiled config: hundreds of thousands of objects) lives as long as
     the process, yet every full garbage collection walked all of it again, stalling the loop
-    for ~40 ms every few seconds under load. Frozen, collections only walk what came later."""
+    for ~40 ms every few seconds under load. Frozen, collections only walk what came later.
+
+    The young generation is also collected less often: at the default of 700 allocations it ran
+    every few relayed messages, though what a message leaves behind is freed by reference
+    counting (no cycles); at ``GC_THRESHOLDS`` the relay spends ~5% less CPU per message and its
+    p99 drops (bench/), and young cyclic garbage still goes within ~10,000 allocations."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     log.info(
         "startup heap frozen: %d objects no longer scanned by the collector", gc.get_freeze_count()
     )
