@@ -1,29 +1,76 @@
-"""Per-key asyncio locks, so events for one conversation or thread are handled in order."""
+"""Per-key asyncio locks, so events for one conversation or thread are handled in order.
+
+Every relayed message takes one or two of these, so they are built for the common case, a key
+nobody else holds: no ``asyncio.Lock`` and no generator-based context manager per use, just an
+entry in a dict. Waiters queue first come, first served, and the lock is handed straight to the
+next one on release (nobody can barge in between).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections import deque
+
+
+class _Entry:
+    __slots__ = ("waiters",)
+
+    def __init__(self) -> None:
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
 
 class KeyedLocks:
-    """An asyncio lock per key, dropped when nobody holds or waits for it."""
+    """A lock per key, held while its entry exists; the entry goes with the last holder."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._held: dict[str, _Entry] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the key's lock for the block."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+    def hold(self, key: str) -> _Hold:
+        """``async with locks.hold(key):`` holds the key's lock for the block."""
+        return _Hold(self, key)
+
+    def held(self, key: str) -> bool:
+        """Whether someone holds the key's lock now."""
+        return key in self._held
+
+    async def _acquire(self, key: str) -> None:
+        entry = self._held.get(key)
+        if entry is None:
+            self._held[key] = _Entry()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry.waiters.append(waiter)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
+            await waiter  # resolved by the release that hands the lock over
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release(key)  # handed over, but cancelled before it ran: pass it on
             else:
-                self._locks[key] = (lock, users - 1)
+                try:
+                    entry.waiters.remove(waiter)
+                except ValueError:
+                    pass
+            raise
+
+    def _release(self, key: str) -> None:
+        entry = self._held[key]
+        while entry.waiters:
+            waiter = entry.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the key stays held, now by the waiter
+                return
+        del self._held[key]
+
+
+class _Hold:
+    __slots__ = ("_locks", "_key")
+
+    def __init__(self, locks: KeyedLocks, key: str) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        await self._locks._acquire(self._key)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._locks._release(self._key)
