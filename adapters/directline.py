@@ -25,7 +25,12 @@ from adapters import jsonio
 from adapters.clock import iso, utc_now
 from adapters.tokens import Grant, TokenError, TokenSigner
 from adapters.workers import KeyedWorkers
-from bot.errors import HandoffError, UnknownConversationError
+from bot.errors import (
+    HandoffError,
+    StaleWriteError,
+    StoreError,
+    UnknownConversationError,
+)
 from bot.locks import KeyedLocks
 from bot.model import Role
 from bot.ports import Choice, Sender
@@ -391,6 +396,8 @@ class Inbox:
                     if activity.get("from", {}).get("role") == "user":
                         try:
                             await self._handle(cid, activity)
+                        except StoreError:
+                            raise  # its writes were rolled back: handle it again, never skip it
                         except Exception:
                             # A bug must not wedge the conversation: log it and move on.
                             log.exception("conversation %s: activity %d failed", cid, seq)
@@ -792,6 +799,10 @@ class DirectLineChannel:
                 )
         except UnknownConversationError:
             log.warning("conversation %s: activity for an unknown conversation", cid)
+        except StaleWriteError:
+            log.exception("conversation %s: could not handle a %s activity", cid, kind)
+        except StoreError:
+            raise  # not saved: the inbox handles it again
         except HandoffError:
             log.exception("conversation %s: could not handle a %s activity", cid, kind)
 

@@ -95,12 +95,16 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.waiter is None or self.waiter.done():
             return
-        if self._status and not self._framed:
-            self._finish()  # an unframed body ends here
+        if self._status and not self._framed and exc is None:
+            self._finish()  # an unframed body ends with a clean close (not with a reset)
         else:
             self._fail(RequestFailed(f"the server closed the connection: {exc or 'EOF'}"))
 
     # ---- httptools callbacks ---------------------------------------------------------------
+
+    def eof_received(self) -> bool | None:
+        self.closed = True  # the server is done with this connection: never reuse it
+        return None
 
     def on_message_begin(self) -> None:
         self._status = 0
@@ -115,14 +119,17 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
-        self._framed = "content-length" in self._headers or "chunked" in self._headers.get(
-            "transfer-encoding", ""
+        self._framed = (
+            "content-length" in self._headers
+            or "chunked" in self._headers.get("transfer-encoding", "").lower()
         )
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self._status < 200 and self._status != 101:
+            return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
         if not self._parser.should_keep_alive():
             self.close()
         self._finish()
@@ -132,6 +139,12 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes, waiter: asyncio.Future[HttpResponse]) -> None:
         assert self.transport is not None
         self.waiter = waiter
+        self._status = 0  # nothing of the previous answer may stand for this one
+        self._framed = True
+        if self.closed or self.transport.is_closing():
+            # Closed by the server between the pool and here: nothing was written.
+            self._fail(ConnectFailed("the connection closed before the request was sent"))
+            return
         self.transport.write(data)
 
     def _finish(self) -> None:
@@ -177,10 +190,17 @@ class HttpClient:
         self._closed = False
 
     async def request(
-        self, method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - one deadline, errors classified
     ) -> HttpResponse:
-        """Send one request. Raises ``ConnectFailed`` (never sent), ``RequestFailed`` (sent,
-        or maybe sent, and no complete response) or ``TimeoutError`` (no response in time)."""
+        """Send one request (``timeout``: this one's deadline, else the client's). Raises
+        ``ConnectFailed`` (never sent), ``RequestFailed`` (sent, or maybe sent, and no complete
+        response) or ``TimeoutError`` (no response in time)."""
         if self._closed:
             raise ConnectFailed("the HTTP client is closed")
         origin, target = self._split(url)
@@ -193,14 +213,15 @@ class HttpClient:
         data = "".join(head).encode("latin-1") + body
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
+        allowed = self._timeout if timeout is None else timeout
+        deadline = loop.time() + allowed
         connection = await self._acquire(origin, deadline)
         waiter: asyncio.Future[HttpResponse] = loop.create_future()
         timer = loop.call_later(
             max(0.0, deadline - loop.time()),
             _expire,
             waiter,
-            f"{method} {url}: no response in {self._timeout:g} s",
+            f"{method} {url}: no response in {allowed:g} s",
         )
         try:
             connection.send(data, waiter)
@@ -229,7 +250,8 @@ class HttpClient:
 
     async def _acquire(self, origin: _Origin, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        while True:
+        queued = self._queued.get(origin)
+        if not queued:  # nobody waits ahead of this request
             idle = self._idle.get(origin)
             now = loop.time()
             while idle:
@@ -239,22 +261,30 @@ class HttpClient:
                 connection.close()
                 self._dropped(origin)
             if self._open.get(origin, 0) < self._limit:
+                self._open[origin] = self._open.get(origin, 0) + 1
                 return await self._connect(origin, deadline)
-            # At the limit: wait for a connection to come back or to close.
-            turn: asyncio.Future[None] = loop.create_future()
-            self._queued.setdefault(origin, collections.deque()).append(turn)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await turn
-            except BaseException:
-                if turn.done() and not turn.cancelled():
-                    self._wake(origin)  # woken as time ran out: pass the turn on
-                turn.cancel()
-                raise
+        # At the limit: wait in line for a connection (or a free slot) handed over on release.
+        turn: asyncio.Future[_Connection | None] = loop.create_future()
+        self._queued.setdefault(origin, collections.deque()).append(turn)
+        try:
+            async with asyncio.timeout_at(deadline):
+                handed = await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self._pass_on(origin, turn.result())  # handed over as time ran out
+            turn.cancel()
+            if isinstance(exc, TimeoutError):
+                raise ConnectFailed(
+                    f"{origin.host}:{origin.port}: no connection free in time"
+                ) from exc
+            raise
+        if handed is None:
+            return await self._connect(origin, deadline)  # the slot is ours: counted already
+        return handed
 
     async def _connect(self, origin: _Origin, deadline: float) -> _Connection:
+        """Open a connection in a slot already counted in ``_open``."""
         loop = asyncio.get_running_loop()
-        self._open[origin] = self._open.get(origin, 0) + 1
         tls: ssl.SSLContext | None = None
         if origin.scheme == "https":
             tls = self._ssl or _default_tls()
@@ -284,21 +314,25 @@ class HttpClient:
             connection.close()
             self._dropped(origin)
             return
-        connection.idle_since = asyncio.get_running_loop().time()
-        self._idle.setdefault(origin, []).append(connection)
-        self._wake(origin)
+        self._pass_on(origin, connection)
 
-    def _dropped(self, origin: _Origin) -> None:
-        self._open[origin] -= 1
-        self._wake(origin)
-
-    def _wake(self, origin: _Origin) -> None:
+    def _pass_on(self, origin: _Origin, connection: _Connection | None) -> None:
+        """Give a connection (or, with None, its slot) to the first request waiting, if any."""
         queued = self._queued.get(origin)
         while queued:
             turn = queued.popleft()
             if not turn.done():
-                turn.set_result(None)
+                turn.set_result(connection)
                 return
+        if connection is None:
+            self._open[origin] -= 1
+        else:
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(origin, []).append(connection)
+
+    def _dropped(self, origin: _Origin) -> None:
+        """A connection closed: its slot goes to the first request waiting, or is freed."""
+        self._pass_on(origin, None)
 
     async def close(self) -> None:
         """Close every idle connection; requests in flight finish, then close theirs."""
@@ -308,9 +342,10 @@ class HttpClient:
                 connection.close()
             idle.clear()
         for queued in self._queued.values():
-            for turn in queued:
+            while queued:
+                turn = queued.popleft()
                 if not turn.done():
-                    turn.cancel()
+                    turn.set_exception(ConnectFailed("the HTTP client is closed"))
         await asyncio.sleep(0)  # let the transports close
 
 

@@ -105,8 +105,8 @@ class BotConnector:
             headers["Authorization"] = f"Bearer {token}"
         try:
             response = await self._client.request(method, url, jsonio.dumpb(body), headers)
-        except ConnectFailed as exc:
-            # Never reached the server.
+        except (ConnectFailed, ValueError) as exc:
+            # Never reached the server (a bad URL may be fixed by a config reload: retried).
             raise RetryableGatewayError(f"{method} {url}: {exc}") from exc
         except (RequestFailed, TimeoutError) as exc:
             # Sent, but the answer was lost: the far side may have acted on it.

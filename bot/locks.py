@@ -42,7 +42,7 @@ class KeyedLocks:
         entry.waiters.append(waiter)
         try:
             await waiter  # resolved by the release that hands the lock over
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or torn down
             if waiter.done() and not waiter.cancelled():
                 self._release(key)  # handed over, but cancelled before it ran: pass it on
             else:

@@ -344,3 +344,111 @@ async def test_a_closed_client_refuses_new_requests() -> None:
     await closed.close()
     with pytest.raises(ConnectFailed, match="closed"):
         await closed.request("POST", "http://127.0.0.1:9/x", b"")
+
+
+async def test_nothing_of_an_earlier_answer_stands_for_a_lost_one(client: HttpClient) -> None:
+    """A 204 left on a kept-alive connection must not become the answer to a request the server
+    then hangs up on (that would report a lost message as delivered)."""
+    served = 0
+
+    async def once_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        await read_request(reader)
+        served += 1
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        await read_request(reader)
+        writer.close()
+
+    async with raw_server(once_then_hang_up) as url:
+        assert (await client.request("POST", f"{url}/x", b"{}")).status == 204
+        with pytest.raises(RequestFailed):
+            await client.request("POST", f"{url}/x", b"{}")
+    assert served == 1
+
+
+async def test_interim_answers_are_skipped(client: HttpClient) -> None:
+    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for text in (b"first", b"second"):
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text)
+            )
+            await writer.drain()
+        writer.close()
+
+    async with raw_server(early_hints) as url:
+        first = await client.request("POST", f"{url}/x", b"{}")
+        second = await client.request("POST", f"{url}/x", b"{}")
+    assert (first.status, first.body) == (201, b"first")
+    assert (second.status, second.body) == (201, b"second")
+
+
+async def test_waiting_for_a_free_connection_past_the_deadline_means_never_sent() -> None:
+    server = Server()
+    release = asyncio.Event()
+
+    async def stalls(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    server.route("POST", "/s", stalls)
+    one = HttpClient(limit_per_host=1, timeout=5)
+    try:
+        async with serving(server) as url:
+            busy = asyncio.create_task(one.request("POST", f"{url}/s", b"{}"))
+            await asyncio.sleep(0.05)
+            with pytest.raises(ConnectFailed, match="no connection free"):
+                await one.request("POST", f"{url}/s", b"{}", timeout=0.2)
+            release.set()
+            assert (await busy).status == 200
+    finally:
+        await one.close()
+
+
+async def test_waiters_get_connections_in_arrival_order() -> None:
+    server = Server()
+    order: list[str] = []
+
+    async def named(request: web.Request) -> web.Response:
+        order.append((await request.read()).decode())
+        await asyncio.sleep(0.005)
+        return web.json_response({})
+
+    server.route("POST", "/n", named)
+    one = HttpClient(limit_per_host=1, timeout=5)
+    try:
+        async with serving(server) as url:
+            tasks = []
+            for n in range(10):
+                tasks.append(asyncio.create_task(one.request("POST", f"{url}/n", str(n).encode())))
+                await asyncio.sleep(0)
+            await asyncio.gather(*tasks)
+    finally:
+        await one.close()
+    assert order == [str(n) for n in range(10)]
+    assert server.connections() == 1
+
+
+async def test_closing_the_client_fails_queued_requests_cleanly() -> None:
+    server = Server()
+    release = asyncio.Event()
+
+    async def stalls(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    server.route("POST", "/s", stalls)
+    one = HttpClient(limit_per_host=1, timeout=5)
+    async with serving(server) as url:
+        busy = asyncio.create_task(one.request("POST", f"{url}/s", b"{}"))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(one.request("POST", f"{url}/s", b"{}"))
+        await asyncio.sleep(0.01)
+        await one.close()
+        with pytest.raises(ConnectFailed, match="closed"):
+            await queued
+        assert not queued.cancelled()
+        release.set()
+        assert (await busy).status == 200

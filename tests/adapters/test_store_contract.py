@@ -514,3 +514,33 @@ async def test_inbox_reads_the_store_when_memory_missed_a_row(tmp_path: Path) ->
         assert handled == ["1", "2", "3", "4"]
     finally:
         await store.close()
+
+
+async def test_inbox_does_not_skip_an_activity_whose_handling_was_not_saved(
+    tmp_path: Path,
+) -> None:
+    from adapters.directline import Inbox
+
+    store = SqliteStore(tmp_path / "e.db")
+    attempts: list[str] = []
+
+    async def handle(cid: str, activity: dict[str, Any]) -> None:
+        attempts.append(activity["text"])
+        if len(attempts) == 1:
+            raise StoreError("the SQLite store could not commit: disk full")
+
+    inbox = Inbox(store, handle)
+    try:
+        await store.append_activity(
+            conversation_id="c1", activity={"from": {"role": "user"}, "text": "hi"}
+        )
+        await store.flush()
+        inbox.kick("c1")
+        await inbox.drain()
+        assert await store.inbox_position(conversation_id="c1") == 0
+        inbox.kick("c1")  # the next activity (or a restart) kicks it again
+        await inbox.drain()
+        assert attempts == ["hi", "hi"]
+        assert await store.inbox_position(conversation_id="c1") == 1
+    finally:
+        await store.close()
