@@ -94,6 +94,19 @@ async def echo(request: web.Request) -> web.Response:
     )
 
 
+def stalling_server() -> tuple[Server, asyncio.Event]:
+    """A server whose ``POST /s`` answers only once the event is set."""
+    server = Server()
+    release = asyncio.Event()
+
+    async def stalls(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    server.route("POST", "/s", stalls)
+    return server, release
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[HttpClient]:
     made = HttpClient(timeout=5)
@@ -386,14 +399,7 @@ async def test_interim_answers_are_skipped(client: HttpClient) -> None:
 
 
 async def test_waiting_for_a_free_connection_past_the_deadline_means_never_sent() -> None:
-    server = Server()
-    release = asyncio.Event()
-
-    async def stalls(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.json_response({})
-
-    server.route("POST", "/s", stalls)
+    server, release = stalling_server()
     one = HttpClient(limit_per_host=1, timeout=5)
     try:
         async with serving(server) as url:
@@ -432,14 +438,7 @@ async def test_waiters_get_connections_in_arrival_order() -> None:
 
 
 async def test_closing_the_client_fails_queued_requests_cleanly() -> None:
-    server = Server()
-    release = asyncio.Event()
-
-    async def stalls(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.json_response({})
-
-    server.route("POST", "/s", stalls)
+    server, release = stalling_server()
     one = HttpClient(limit_per_host=1, timeout=5)
     async with serving(server) as url:
         busy = asyncio.create_task(one.request("POST", f"{url}/s", b"{}"))

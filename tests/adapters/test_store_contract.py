@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from adapters.directline import Inbox
 from adapters.store_memory import MemoryStore
 from adapters.store_sqlite import SqliteStore
 from bot.errors import StaleWriteError, StoreError
@@ -242,6 +243,19 @@ async def test_sqlite_writes_of_one_loop_turn_commit_together_and_flush_waits(
     assert _rows(tmp_path / "g.db", "SELECT key FROM seen") == [("k",)]
 
 
+USER = {"type": "message", "from": {"id": "u", "role": "user"}}
+
+
+def recording_inbox(store: SqliteStore) -> tuple[Inbox, list[str]]:
+    """An inbox that records the text of each activity it hands on."""
+    handled: list[str] = []
+
+    async def handle(cid: str, activity: dict[str, Any]) -> None:
+        handled.append(activity["text"])
+
+    return Inbox(store, handle), handled
+
+
 class _FailingCommit:
     """A connection whose COMMIT fails as a full disk would make it."""
 
@@ -420,23 +434,15 @@ async def test_sqlite_a_rolled_back_activity_number_is_never_handed_out_again(
 
 async def test_inbox_handles_again_what_a_failed_commit_took_back(tmp_path: Path) -> None:
     """The inbox keeps its positions in memory: a rolled-back position must not be kept."""
-    from adapters.directline import Inbox
-
     store = SqliteStore(tmp_path / "i.db")
-    handled: list[str] = []
-
-    async def handle(cid: str, activity: dict[str, Any]) -> None:
-        handled.append(activity["text"])
-
-    inbox = Inbox(store, handle)
-    user = {"type": "message", "from": {"id": "u", "role": "user"}}
+    inbox, handled = recording_inbox(store)
     real = store._db
     try:
-        await store.append_activity(conversation_id="c1", activity={**user, "text": "one"})
+        await store.append_activity(conversation_id="c1", activity={**USER, "text": "one"})
         await store.flush()
         inbox.kick("c1")
         await inbox.drain()
-        await store.append_activity(conversation_id="c1", activity={**user, "text": "two"})
+        await store.append_activity(conversation_id="c1", activity={**USER, "text": "two"})
         await store.flush()
         store._db = _FailingCommit(real)  # type: ignore[assignment]
         inbox.kick("c1")
@@ -455,8 +461,6 @@ async def test_inbox_handles_again_what_a_failed_commit_took_back(tmp_path: Path
 async def test_inbox_handles_only_committed_activities(tmp_path: Path) -> None:
     """An activity is handled only once committed: what the inbox reads from the store (after a
     restart, memory knows nothing) waits for the commit."""
-    from adapters.directline import Inbox
-
     store = SqliteStore(tmp_path / "c.db")
     seen_committed: list[bool] = []
 
@@ -465,12 +469,11 @@ async def test_inbox_handles_only_committed_activities(tmp_path: Path) -> None:
         seen_committed.append(count >= int(activity["text"]))
 
     inbox = Inbox(store, handle)
-    user = {"type": "message", "from": {"id": "u", "role": "user"}}
     try:
-        await store.append_activity(conversation_id="c1", activity={**user, "text": "1"})
+        await store.append_activity(conversation_id="c1", activity={**USER, "text": "1"})
         await store.flush()
         # The second is still in the open transaction when the inbox reads it.
-        await store.append_activity(conversation_id="c1", activity={**user, "text": "2"})
+        await store.append_activity(conversation_id="c1", activity={**USER, "text": "2"})
         inbox.kick("c1")
         await inbox.drain()
         assert seen_committed == [True, True]
@@ -481,22 +484,14 @@ async def test_inbox_handles_only_committed_activities(tmp_path: Path) -> None:
 async def test_inbox_reads_the_store_when_memory_missed_a_row(tmp_path: Path) -> None:
     """Memory hands the inbox what was committed since; a row it never saw (appended before a
     restart) sends the inbox to the store, so nothing is skipped."""
-    from adapters.directline import Inbox
-
     store = SqliteStore(tmp_path / "g.db")
-    handled: list[str] = []
-
-    async def handle(cid: str, activity: dict[str, Any]) -> None:
-        handled.append(activity["text"])
-
-    inbox = Inbox(store, handle)
-    user = {"type": "message", "from": {"id": "u", "role": "user"}}
+    inbox, handled = recording_inbox(store)
     bot = {"type": "message", "from": {"id": "b", "role": "bot"}}
     try:
         for text in ("1", "2"):
-            await store.append_activity(conversation_id="c1", activity={**user, "text": text})
+            await store.append_activity(conversation_id="c1", activity={**USER, "text": text})
         await store.flush()
-        for activity in ({**bot, "text": "answer"}, {**user, "text": "3"}):
+        for activity in ({**bot, "text": "answer"}, {**USER, "text": "3"}):
             seq = await store.append_activity(conversation_id="c1", activity=activity)
             await store.flush()
             inbox.appended("c1", seq, activity)  # memory saw only these two
@@ -505,7 +500,7 @@ async def test_inbox_reads_the_store_when_memory_missed_a_row(tmp_path: Path) ->
         assert handled == ["1", "2", "3"]
         assert await store.inbox_position(conversation_id="c1") == 4
         # From here memory has it all: the next activity is handled from memory alone.
-        last = {**user, "text": "4"}
+        last = {**USER, "text": "4"}
         seq = await store.append_activity(conversation_id="c1", activity=last)
         await store.flush()
         inbox.appended("c1", seq, last)
@@ -519,8 +514,6 @@ async def test_inbox_reads_the_store_when_memory_missed_a_row(tmp_path: Path) ->
 async def test_inbox_does_not_skip_an_activity_whose_handling_was_not_saved(
     tmp_path: Path,
 ) -> None:
-    from adapters.directline import Inbox
-
     store = SqliteStore(tmp_path / "e.db")
     attempts: list[str] = []
 

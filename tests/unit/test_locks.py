@@ -36,9 +36,12 @@ async def test_other_keys_do_not_wait() -> None:
     assert not locks.held("a") and not locks.held("b")
 
 
-async def _enter(locks: KeyedLocks, key: str) -> None:
+async def _enter(
+    locks: KeyedLocks, key: str, entered: list[str] | None = None, name: str = ""
+) -> None:
     async with locks.hold(key):
-        pass
+        if entered is not None:
+            entered.append(name)
 
 
 async def test_an_error_in_the_block_releases_the_key() -> None:
@@ -53,14 +56,9 @@ async def test_an_error_in_the_block_releases_the_key() -> None:
 async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     locks = KeyedLocks()
     entered: list[str] = []
-
-    async def named(name: str) -> None:
-        async with locks.hold("k"):
-            entered.append(name)
-
     async with locks.hold("k"):
-        first = asyncio.create_task(named("first"))
-        second = asyncio.create_task(named("second"))
+        first = asyncio.create_task(_enter(locks, "k", entered, "first"))
+        second = asyncio.create_task(_enter(locks, "k", entered, "second"))
         await asyncio.sleep(0)
         first.cancel()
         await asyncio.sleep(0)
@@ -74,15 +72,10 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
 async def test_a_waiter_cancelled_after_the_handover_passes_the_lock_on() -> None:
     locks = KeyedLocks()
     entered: list[str] = []
-
-    async def named(name: str) -> None:
-        async with locks.hold("k"):
-            entered.append(name)
-
     holder = locks.hold("k")
     await holder.__aenter__()
-    first = asyncio.create_task(named("first"))
-    second = asyncio.create_task(named("second"))
+    first = asyncio.create_task(_enter(locks, "k", entered, "first"))
+    second = asyncio.create_task(_enter(locks, "k", entered, "second"))
     await asyncio.sleep(0)
     await holder.__aexit__(None, None, None)  # hands the key to "first"...
     first.cancel()  # ...which is cancelled before it runs
