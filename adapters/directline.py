@@ -799,11 +799,9 @@ class DirectLineChannel:
                 )
         except UnknownConversationError:
             log.warning("conversation %s: activity for an unknown conversation", cid)
-        except StaleWriteError:
-            log.exception("conversation %s: could not handle a %s activity", cid, kind)
-        except StoreError:
-            raise  # not saved: the inbox handles it again
-        except HandoffError:
+        except HandoffError as exc:
+            if isinstance(exc, StoreError) and not isinstance(exc, StaleWriteError):
+                raise  # not saved: the inbox handles it again
             log.exception("conversation %s: could not handle a %s activity", cid, kind)
 
     # ---- the stream ------------------------------------------------------------------------
