@@ -14,7 +14,7 @@ import ipaddress
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -189,6 +189,15 @@ class ConversationStreams:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
 
+    def connected(self) -> frozenset[str]:
+        """Conversations a widget has a socket open on."""
+        return frozenset(self._subscribers)
+
+    def forget(self, cids: Iterable[str]) -> None:
+        """Retention deleted these conversations: drop what memory holds of them."""
+        for cid in cids:
+            self._recent.pop(cid, None)
+
     def unsubscribe(self, cid: str, subscriber: _Subscriber) -> None:
         subscribers = self._subscribers.get(cid)
         if subscribers is not None:
@@ -345,6 +354,12 @@ class Inbox:
     def kick(self, cid: str) -> None:
         self._workers.kick(cid)
 
+    def forget(self, cids: Iterable[str]) -> None:
+        """Retention deleted these conversations (each handled to its end, since idle)."""
+        for cid in cids:
+            self._positions.pop(cid, None)
+            self._fresh.pop(cid, None)
+
     def appended(self, cid: str, seq: int, activity: dict[str, Any]) -> None:
         """An activity of the conversation's log was committed (called in the log's order)."""
         fresh = self._fresh.get(cid)
@@ -455,6 +470,15 @@ class DirectLineChannel:
         app.router.add_get(f"{PREFIX}/conversations/{{cid}}/activities", self.get_activities)
         app.router.add_get(f"{PREFIX}/conversations/{{cid}}/stream", self.stream)
         app.router.add_post(f"{PREFIX}/conversations/{{cid}}/upload", self.upload)
+
+    def connected(self) -> frozenset[str]:
+        """Conversations a widget has a socket open on: retention keeps them."""
+        return self._streams.connected()
+
+    def forget(self, cids: Sequence[str]) -> None:
+        """Retention deleted these conversations."""
+        self._streams.forget(cids)
+        self.inbox.forget(cids)
 
     async def close(self) -> None:
         for ws in list(self._sockets):

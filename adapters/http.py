@@ -8,8 +8,8 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -34,12 +34,17 @@ log = logging.getLogger(__name__)
 WIDGET_DIR = Path(__file__).parent / "widget"
 LOCAL_BOT_ID = "local-handoff-bot"
 TOKEN_KEY_META = "directline.token_key"
+PURGE_PAUSE = 0.01  # seconds between retention steps, for live traffic
 
 
 class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
     """What the app needs from its storage: the domain store plus the activity log."""
 
     async def close(self) -> None: ...
+
+    async def purge(
+        self, *, before: datetime, keep: Container[str] = ...
+    ) -> tuple[list[str], bool]: ...
 
 
 SERVICE = web.AppKey("service", HandoffService)
@@ -97,6 +102,7 @@ async def create_app(
     reload_interval: float = 2.0,
     tokens: ConnectorTokens | None = None,
     sweep_interval: float = 15.0,
+    retention_interval: float = 3600.0,
 ) -> web.Application:
     """Build the whole service; resources are closed by the app's cleanup."""
     env = os.environ if env is None else env
@@ -144,8 +150,8 @@ async def create_app(
     )
 
     def apply(new: Settings) -> None:
-        if new.storage != service.settings.storage:
-            log.warning("storage settings changed: they take effect at the next restart")
+        if new.storage.sqlite_path != service.settings.storage.sqlite_path:
+            log.warning("storage.sqlite_path changed: it takes effect at the next restart")
         service.settings = new
         connector.configure(service_url=new.teams.service_url, tenant_id=new.teams.tenant_id)
 
@@ -161,6 +167,9 @@ async def create_app(
             await delivery.resume()
             await directline.inbox.resume()
             sweeper = asyncio.create_task(_sweep(service, clock, sweep_interval), name="sweeper")
+            retention = asyncio.create_task(
+                _retain(service, store, directline, clock, retention_interval), name="retention"
+            )
             watcher = None
             if reloader is not None:
                 watcher = asyncio.create_task(reloader.watch(), name="config-watch")
@@ -170,6 +179,7 @@ async def create_app(
                     )
             yield
             sweeper.cancel()
+            retention.cancel()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -209,6 +219,46 @@ async def _sweep(service: HandoffService, clock: Callable[[], datetime], every: 
             await service.sweep(now=clock())
         except Exception:  # the sweeper must outlive any one bad handoff
             log.exception("sweep failed")
+
+
+async def _retain(
+    service: HandoffService,
+    store: Store,
+    directline: DirectLineChannel,
+    clock: Callable[[], datetime],
+    every: float,
+) -> None:
+    """Retention (``storage.retention_days``, read at each pass so a reload applies)."""
+    while True:
+        await asyncio.sleep(every)
+        days = service.settings.storage.retention_days
+        if days is None:
+            continue
+        try:
+            await purge_idle(store, directline, before=clock() - timedelta(days=days))
+        except Exception:  # the next pass tries again; nothing is deleted half-way
+            log.exception("retention pass failed")
+
+
+async def purge_idle(store: Store, directline: DirectLineChannel, *, before: datetime) -> int:
+    """Delete every conversation idle since before ``before`` that no widget has open, in
+    small steps with live traffic in between; returns how many."""
+    total = 0
+    while True:
+        purged, done = await store.purge(before=before, keep=directline.connected())
+        directline.forget(purged)
+        await store.flush()
+        total += len(purged)
+        if done:
+            break
+        await asyncio.sleep(PURGE_PAUSE)
+    if total:
+        log.info(
+            "retention: deleted %d conversation(s) idle since before %s",
+            total,
+            before.isoformat(timespec="seconds"),
+        )
+    return total
 
 
 async def _index(request: web.Request) -> web.FileResponse:

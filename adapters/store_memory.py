@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Container
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +99,41 @@ class MemoryStore:
 
     async def remember(self, *, key: str, now: datetime) -> None:
         self._seen.setdefault(key, now)
+
+    async def purge(
+        self, *, before: datetime, keep: Container[str] = frozenset()
+    ) -> tuple[list[str], bool]:
+        """Retention, all in one step here: see ``SqliteStore.purge``."""
+        purged = [
+            cid
+            for cid, conversation in self._conversations.items()
+            if cid not in keep
+            and self._last_at(conversation) < before
+            and not any(
+                h.conversation_id == cid and h.state.is_open for h in self._handoffs.values()
+            )
+        ]
+        for cid in purged:
+            for table in (
+                self._conversations,
+                self._turns,
+                self._activities,
+                self._keys,
+                self._inbox,
+            ):
+                table.pop(cid, None)
+        gone = set(purged)
+        self._handoffs = {k: h for k, h in self._handoffs.items() if h.conversation_id not in gone}
+        self._seen = {k: at for k, at in self._seen.items() if at >= before}
+        return purged, True
+
+    def _last_at(self, conversation: Conversation) -> datetime:
+        marks = [conversation.created_at]
+        marks += [t.at for t in self._turns.get(conversation.id, [])[-1:]]
+        for activity in self._activities.get(conversation.id, [])[-1:]:
+            with contextlib.suppress(TypeError, ValueError):
+                marks.append(datetime.fromisoformat(activity.get("timestamp", "")))
+        return max(marks)
 
     # ActivityLog
     async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,10 +98,38 @@ COMMIT_INTERVAL = 0.001
 _CACHED = 20_000  # conversations (and handoffs) kept in memory; the cache restarts past it
 
 _OPEN_STATES = (HandoffState.QUEUED.value, HandoffState.JOINED.value)
+# Retention works in small steps between live traffic: conversations looked at, and Teams
+# delivery keys deleted, per ``purge`` call.
+PURGE_SCAN = 50
+SEEN_BATCH = 2_000
+# A conversation's rows, child tables first.
+_PURGED_TABLES = (
+    ("turns", "conversation_id"),
+    ("activities", "conversation_id"),
+    ("inbox", "conversation_id"),
+    ("handoffs", "conversation_id"),
+    ("conversations", "id"),
+)
 
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _since(stamp: str, than: datetime) -> bool:
+    """Whether a stored time is ``than`` or later; one that cannot be read is not."""
+    try:
+        return datetime.fromisoformat(stamp) >= than
+    except (ValueError, TypeError):
+        return False
+
+
+def _earlier(stamp: str, than: datetime) -> bool:
+    """Whether a stored time is before ``than``; one that cannot be read is kept (not old)."""
+    try:
+        return datetime.fromisoformat(stamp) < than
+    except (ValueError, TypeError):
+        return False
 
 
 def _visitor_json(visitor: Visitor) -> str:
@@ -273,6 +302,7 @@ class SqliteStore:
         self._handoffs: dict[str, Handoff] = {}
         self._open_by_conversation: dict[str, str | None] = {}  # -> open handoff id, or none
         self._by_thread: dict[str, str] = {}  # thread id -> handoff id
+        self._purge_cursor = 0  # rowid of the last conversation retention looked at
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
@@ -584,6 +614,69 @@ class SqliteStore:
 
     async def remember(self, *, key: str, now: datetime) -> None:
         self._write("INSERT OR IGNORE INTO seen (key, at) VALUES (?, ?)", (key, now.isoformat()))
+
+    async def purge(
+        self, *, before: datetime, keep: Container[str] = frozenset()
+    ) -> tuple[list[str], bool]:
+        """One step of retention: of the next ``PURGE_SCAN`` conversations (in creation order,
+        resuming where the last call stopped), delete those idle since before ``before`` (no
+        activity, transcript line or creation since), with no open handoff and not in ``keep``,
+        with everything of theirs; and Teams delivery keys older than ``before``. Returns the
+        deleted conversations, and whether this pass has looked at everything."""
+        rows = self._db.execute(
+            "SELECT rowid, id, created_at FROM conversations WHERE rowid > ?"
+            " ORDER BY rowid LIMIT ?",
+            (self._purge_cursor, PURGE_SCAN),
+        ).fetchall()
+        # Rowids grow with creation: past the first conversation created since ``before``,
+        # none can be idle since, so a pass only looks at conversations that old.
+        young = next((n for n, row in enumerate(rows) if _since(row["created_at"], before)), None)
+        rows = rows if young is None else rows[:young]
+        purged = [
+            row["id"]
+            for row in rows
+            if row["id"] not in keep and self._idle_since_before(row, before)
+        ]
+        done = young is not None or len(rows) < PURGE_SCAN
+        self._purge_cursor = 0 if done else rows[-1]["rowid"]
+        if purged:
+            for table, column in _PURGED_TABLES:
+                for start in range(0, len(purged), 100):
+                    chunk = purged[start : start + 100]
+                    marks = ",".join("?" * len(chunk))
+                    self._write(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+            self._forget()
+            for cid in purged:
+                self._last_seq.pop(cid, None)
+        # Delivery keys go oldest first (rowids grow with time); Teams retries within minutes.
+        oldest = self._db.execute(
+            "SELECT rowid, at FROM seen ORDER BY rowid LIMIT ?", (SEEN_BATCH,)
+        ).fetchall()
+        expired = list(itertools.takewhile(lambda r: _earlier(r["at"], before), oldest))
+        if expired:
+            self._write("DELETE FROM seen WHERE rowid <= ?", (expired[-1]["rowid"],))
+        return purged, done and len(expired) < SEEN_BATCH
+
+    def _idle_since_before(self, row: sqlite3.Row, before: datetime) -> bool:
+        cid = row["id"]
+        if not _earlier(row["created_at"], before):
+            return False
+        if self._one(
+            "SELECT 1 FROM handoffs WHERE conversation_id = ? AND state IN (?, ?) LIMIT 1",
+            cid,
+            *_OPEN_STATES,
+        ):
+            return False
+        turn = self._one("SELECT MAX(at) AS at FROM turns WHERE conversation_id = ?", cid)
+        if turn is not None and turn["at"] and not _earlier(turn["at"], before):
+            return False
+        last = self._one(
+            "SELECT body FROM activities WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1", cid
+        )
+        if last is None:
+            return True
+        stamp = jsonio.loads(last["body"]).get("timestamp")
+        return not isinstance(stamp, str) or _earlier(stamp, before)
 
     # ActivityLog
     async def append_activity(

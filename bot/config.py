@@ -241,6 +241,9 @@ class StorageSettings(_Model):
     """Where handoffs and transcripts are kept; a relative path is from the working directory."""
 
     sqlite_path: NonEmpty = "data/handoff.db"
+    # A conversation idle this long (no open handoff, no widget connected) is deleted with its
+    # transcript; the Teams thread keeps its own copy. None keeps everything.
+    retention_days: int | None = Field(default=90, ge=1, le=3650)
 
 
 class WidgetSettings(_Model):

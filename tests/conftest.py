@@ -114,6 +114,7 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
         env: dict[str, str] | None = None,
         clock: Callable[[], datetime] = utc_now,
         config: Path | None = None,
+        retention_interval: float = 3600.0,
         **sections: Any,
     ) -> RunningBot:
         if config is not None:
@@ -127,6 +128,7 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
             clock=clock,
             config_path=config,
             reload_interval=0.05,
+            retention_interval=retention_interval,
         )
         runner, url = await _serve(app)
         bot = RunningBot(url, app, runner)

@@ -7,13 +7,14 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+from adapters.clock import iso
 from adapters.directline import Inbox
 from adapters.store_memory import MemoryStore
 from adapters.store_sqlite import SqliteStore
@@ -535,5 +536,120 @@ async def test_inbox_does_not_skip_an_activity_whose_handling_was_not_saved(
         await inbox.drain()
         assert attempts == ["hi", "hi"]
         assert await store.inbox_position(conversation_id="c1") == 1
+    finally:
+        await store.close()
+
+
+async def _conversation_with_history(
+    store: Any, cid: str, *, last: datetime, state: HandoffState | None = HandoffState.ENDED
+) -> None:
+    """A conversation created at T0 whose latest line was written at ``last``."""
+    await store.save_conversation(conversation=Conversation(cid, VISITOR, T0))
+    for at in (T0, last):
+        await store.add_turn(turn=Turn(cid, at, Role.VISITOR, "Jane", f"hello at {at}"))
+        seq = await store.append_activity(
+            conversation_id=cid,
+            activity={"type": "message", "text": "hi", "timestamp": iso(at)},
+            key=f"k-{cid}-{at.timestamp()}",
+        )
+    await store.set_inbox_position(conversation_id=cid, seq=seq)
+    if state is not None:
+        await store.save_handoff(
+            handoff=Handoff(
+                f"h-{cid}", cid, "support", state, T0, "asked", thread_id=f"19:{cid};messageid=1"
+            )
+        )
+    await store.flush()
+
+
+async def test_retention_deletes_idle_conversations_with_everything_of_theirs(store: Any) -> None:
+    cutoff = T0 + timedelta(days=90)
+    await _conversation_with_history(store, "idle", last=T0 + timedelta(days=1))
+    await _conversation_with_history(store, "recent", last=cutoff + timedelta(minutes=1))
+    await _conversation_with_history(
+        store, "waiting", last=T0, state=HandoffState.QUEUED
+    )  # a handoff still open: whatever its age
+    await _conversation_with_history(store, "on-screen", last=T0)  # a widget has it open
+    # Only an event since: the activity log counts, not only the transcript.
+    await _conversation_with_history(store, "context-only", last=T0)
+    await store.append_activity(
+        conversation_id="context-only",
+        activity={"type": "event", "name": "visitor.context", "timestamp": iso(cutoff)},
+    )
+    await store.remember(key="teams:old", now=T0)
+    await store.remember(key="teams:new", now=cutoff)
+    await store.flush()
+
+    purged: list[str] = []
+    done = False
+    while not done:
+        step, done = await store.purge(before=cutoff, keep={"on-screen"})
+        purged += step
+        await store.flush()
+
+    assert purged == ["idle"]
+    assert await store.get_conversation(conversation_id="idle") is None
+    assert await store.turns(conversation_id="idle") == []
+    assert await store.activities_after(conversation_id="idle", watermark=0) == []
+    assert await store.recent_keys(conversation_id="idle", limit=64) == []
+    assert await store.inbox_position(conversation_id="idle") == 0
+    assert await store.get_handoff(handoff_id="h-idle") is None
+    assert await store.handoff_for_thread(thread_id="19:idle;messageid=1") is None
+    for kept in ("recent", "waiting", "on-screen", "context-only"):
+        assert await store.get_conversation(conversation_id=kept) is not None, kept
+        assert len(await store.turns(conversation_id=kept)) == 2, kept
+        assert await store.get_handoff(handoff_id=f"h-{kept}") is not None, kept
+    assert not await store.seen(key="teams:old")
+    assert await store.seen(key="teams:new")
+    # A deleted conversation can be written to again as a new one (nothing lingers in caches).
+    await store.save_conversation(conversation=Conversation("idle", VISITOR, cutoff))
+    assert await store.append_activity(conversation_id="idle", activity={"text": "again"}) == 1
+
+
+async def test_retention_works_in_steps_and_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("adapters.store_sqlite.PURGE_SCAN", 3)
+    monkeypatch.setattr("adapters.store_sqlite.SEEN_BATCH", 4)
+    store = SqliteStore(tmp_path / "r.db")
+    try:
+        cutoff = T0 + timedelta(days=30)
+        for n in range(8):
+            last = T0 if n % 2 else cutoff  # odd ones are idle
+            await _conversation_with_history(store, f"c{n}", last=last)
+        for n in range(6):
+            await store.remember(key=f"old{n}", now=T0)
+        await store.remember(key="new", now=cutoff)
+        steps = []
+        done = False
+        while not done:
+            step, done = await store.purge(before=cutoff)
+            steps.append(step)
+            await store.flush()
+        assert steps == [["c1"], ["c3", "c5"], ["c7"]]
+        assert [await store.seen(key=f"old{n}") for n in range(6)] == [False] * 6
+        assert await store.seen(key="new")
+        # The next pass starts from the beginning, and finds nothing more.
+        assert await store.purge(before=cutoff) == ([], False)
+    finally:
+        await store.close()
+
+
+async def test_a_retention_pass_ends_at_the_first_conversation_too_young_to_be_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("adapters.store_sqlite.PURGE_SCAN", 3)
+    store = SqliteStore(tmp_path / "y.db")
+    try:
+        cutoff = T0 + timedelta(days=30)
+        for n in range(4):
+            await _conversation_with_history(store, f"old{n}", last=T0)
+        for n in range(6):
+            created = cutoff + timedelta(hours=n)
+            await store.save_conversation(conversation=Conversation(f"new{n}", VISITOR, created))
+        await store.flush()
+        assert await store.purge(before=cutoff) == (["old0", "old1", "old2"], False)
+        assert await store.purge(before=cutoff) == (["old3"], True)  # not three more steps
+        assert await store.purge(before=cutoff) == ([], True)
     finally:
         await store.close()

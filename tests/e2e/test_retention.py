@@ -1,0 +1,128 @@
+"""Retention over the real app: idle conversations go with everything of theirs; a widget that
+is open, a handoff that is open and a recent conversation stay; a deleted one answers as gone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.clock import utc_now
+from adapters.http import DIRECTLINE, STORE
+from tests.conftest import BotFactory
+from tests.e2e.test_handoff_story import open_handoff
+from tests.support.directline_client import DirectLineClient
+from tests.support.standin import Standin
+from tests.support.teams import ALEX, card_action, send, thread_message
+
+
+async def deleted(store: Any, cid: str, timeout: float) -> bool:
+    """Whether retention deletes the conversation within ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.02)):
+        if await store.get_conversation(conversation_id=cid) is None:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+class Clock:
+    """Real time, plus however far the test has moved it on."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return utc_now() + self.ahead
+
+
+async def test_idle_conversations_are_deleted_and_the_rest_kept(
+    start_bot: BotFactory,
+    visitor_factory: Callable[..., DirectLineClient],
+    standin: Standin,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    storage = {"sqlite_path": str(tmp_path / "h.db"), "retention_days": 30}
+    bot = await start_bot(clock=clock, retention_interval=0.05, storage=storage)
+    store = bot.app[STORE]
+
+    # Jane talked to Alex and left (socket closed); Sam is still on the page; Kim is waiting
+    # for a specialist.
+    jane = visitor_factory(bot)
+    await jane.start()
+    thread_id, _root, handoff_id = await open_handoff(jane, standin)
+    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    await jane.wait_text("has joined")
+    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "/end"))
+    await jane.wait_text("has ended the chat")
+    await jane.disconnect()
+    sam = visitor_factory(bot)
+    await sam.start()
+    await sam.wait_text("virtual assistant")
+    kim = visitor_factory(bot)
+    await kim.start()
+    await open_handoff(kim, standin)
+    await kim.disconnect()
+
+    # 31 days on: the retention pass deletes Jane's conversation only.
+    clock.ahead = timedelta(days=31)
+
+    assert await deleted(store, jane.conversation_id, timeout=10)
+    assert await store.activities_after(conversation_id=jane.conversation_id, watermark=0) == []
+    assert await store.turns(conversation_id=jane.conversation_id) == []
+    assert await store.get_handoff(handoff_id=handoff_id) is None
+    for kept in (sam, kim):
+        assert await store.get_conversation(conversation_id=kept.conversation_id) is not None
+    assert jane.conversation_id not in bot.app[DIRECTLINE].connected()
+
+    # Jane's widget comes back with a token still valid (a tab left open keeps refreshing it;
+    # here the clock goes back instead): the conversation is gone, clearly, so the widget
+    # starts a new one.
+    clock.ahead = timedelta()
+    async with http.get(
+        f"{bot.directline}/conversations/{jane.conversation_id}",
+        params={"watermark": "1"},
+        headers={"Authorization": f"Bearer {jane.token}"},
+    ) as r:
+        assert r.status == 404
+    status, body = await jane.post({"type": "message", "text": "hello?"})
+    assert status == 404 and body["error"]["code"] == "BadArgument"
+    # Alex writes in the old thread, and clicks the old card: no error, nothing relayed.
+    status, _ = await send(
+        http, bot.url, thread_message(standin.url, thread_id, ALEX, "anyone there?")
+    )
+    assert status in (200, 201)
+    status, card = await send(
+        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
+    )
+    assert status == 200 and card["statusCode"] == 200
+
+    # Sam, still on the page, talks on as if nothing happened.
+    await sam.say("what are your opening hours?")
+    await sam.wait_text("Monday to Friday")
+    await sam.disconnect()
+
+
+@pytest.mark.parametrize("days", [None, 30])
+async def test_retention_can_be_switched_off(
+    start_bot: BotFactory,
+    visitor_factory: Callable[..., DirectLineClient],
+    days: int | None,
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    storage = {"sqlite_path": str(tmp_path / "h.db"), "retention_days": days}
+    bot = await start_bot(clock=clock, retention_interval=0.05, storage=storage)
+    visitor = visitor_factory(bot)
+    await visitor.start()
+    await visitor.wait_text("virtual assistant")
+    await visitor.disconnect()
+    clock.ahead = timedelta(days=3650)
+    # Off: ten passes go by and it is still there.
+    assert await deleted(bot.app[STORE], visitor.conversation_id, timeout=0.5) == (days is not None)
