@@ -35,6 +35,7 @@ WIDGET_DIR = Path(__file__).parent / "widget"
 LOCAL_BOT_ID = "local-handoff-bot"
 TOKEN_KEY_META = "directline.token_key"
 PURGE_PAUSE = 0.01  # seconds between retention steps, for live traffic
+FIRST_RETENTION_PASS = 60.0  # seconds after start
 
 
 class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
@@ -228,10 +229,24 @@ async def _retain(
     clock: Callable[[], datetime],
     every: float,
 ) -> None:
-    """Retention (``storage.retention_days``, read at each pass so a reload applies)."""
+    """Retention (``storage.retention_days``, read at each pass so a reload applies): a first
+    pass soon after start, then one every ``every`` seconds."""
+    told: object = ...
+    delay = min(every, FIRST_RETENTION_PASS)
     while True:
-        await asyncio.sleep(every)
+        await asyncio.sleep(delay)
+        delay = every
         days = service.settings.storage.retention_days
+        if days != told:
+            told = days
+            if days is None:
+                log.info("retention off: conversations are kept (storage.retention_days)")
+            else:
+                log.info(
+                    "retention: conversations idle for %d days are deleted"
+                    " (storage.retention_days)",
+                    days,
+                )
         if days is None:
             continue
         try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Container
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.clock import parse_time
 from bot.errors import StaleWriteError
 from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
@@ -108,32 +108,31 @@ class MemoryStore:
             cid
             for cid, conversation in self._conversations.items()
             if cid not in keep
-            and self._last_at(conversation) < before
+            and self._idle(conversation, before)
             and not any(
                 h.conversation_id == cid and h.state.is_open for h in self._handoffs.values()
             )
         ]
-        for cid in purged:
-            for table in (
-                self._conversations,
-                self._turns,
-                self._activities,
-                self._keys,
-                self._inbox,
-            ):
-                table.pop(cid, None)
         gone = set(purged)
+        for cid in purged:
+            for table in (self._turns, self._activities, self._keys, self._inbox):
+                table.pop(cid, None)
+            del self._conversations[cid]
         self._handoffs = {k: h for k, h in self._handoffs.items() if h.conversation_id not in gone}
+        self._meta = {k: v for k, v in self._meta.items() if _conversation_of(k) not in gone}
         self._seen = {k: at for k, at in self._seen.items() if at >= before}
         return purged, True
 
-    def _last_at(self, conversation: Conversation) -> datetime:
-        marks = [conversation.created_at]
-        marks += [t.at for t in self._turns.get(conversation.id, [])[-1:]]
-        for activity in self._activities.get(conversation.id, [])[-1:]:
-            with contextlib.suppress(TypeError, ValueError):
-                marks.append(datetime.fromisoformat(activity.get("timestamp", "")))
-        return max(marks)
+    def _idle(self, conversation: Conversation, before: datetime) -> bool:
+        """As ``SqliteStore``: unreadable creation times are kept, unreadable later ones ignored."""
+        created = conversation.created_at
+        if created.tzinfo is None or created >= before:
+            return False
+        turns = self._turns.get(conversation.id, [])
+        activities = self._activities.get(conversation.id, [])
+        later = [turns[-1].at if turns else None]
+        later.append(parse_time(activities[-1].get("timestamp")) if activities else None)
+        return not any(at is not None and at >= before for at in later)
 
     # ActivityLog
     async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
@@ -198,3 +197,9 @@ class MemoryStore:
 
     async def inbox_backlog(self) -> list[str]:
         return [cid for cid, log in self._activities.items() if len(log) > self._inbox.get(cid, 0)]
+
+
+def _conversation_of(meta_key: str) -> str:
+    """The conversation a Direct Line meta key names (``dl.posted:{cid}``, ``dl.ref:{cid}:…``)."""
+    prefix, _, rest = meta_key.partition(":")
+    return rest.split(":", 1)[0] if prefix in ("dl.posted", "dl.ref") else ""

@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from adapters import jsonio
+from adapters.clock import parse_time
 from bot.errors import StaleWriteError, StoreError
 from bot.model import (
     Conversation,
@@ -51,6 +52,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY, version INTEGER NOT NULL, created_at TEXT NOT NULL,
     fallbacks INTEGER NOT NULL, visitor TEXT NOT NULL, context TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS conversations_by_creation ON conversations (created_at, id);
 CREATE TABLE IF NOT EXISTS turns (
     conversation_id TEXT NOT NULL, at TEXT NOT NULL, role TEXT NOT NULL, author TEXT NOT NULL,
     text TEXT NOT NULL, fallback INTEGER NOT NULL);
@@ -110,26 +112,19 @@ _PURGED_TABLES = (
     ("handoffs", "conversation_id"),
     ("conversations", "id"),
 )
+# Meta keys that name a conversation (``dl.posted:{cid}``, ``dl.ref:{cid}:{ref}``: directline.py).
+_CONVERSATION_META = ("dl.posted", "dl.ref")
+_NO_CURSOR = ("", "")
 
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _since(stamp: str, than: datetime) -> bool:
-    """Whether a stored time is ``than`` or later; one that cannot be read is not."""
-    try:
-        return datetime.fromisoformat(stamp) >= than
-    except (ValueError, TypeError):
-        return False
-
-
-def _earlier(stamp: str, than: datetime) -> bool:
-    """Whether a stored time is before ``than``; one that cannot be read is kept (not old)."""
-    try:
-        return datetime.fromisoformat(stamp) < than
-    except (ValueError, TypeError):
-        return False
+def _before(stamp: object, than: datetime) -> bool:
+    """Whether a stored time is before ``than``; one that cannot be read is not."""
+    at = parse_time(stamp)
+    return at is not None and at < than
 
 
 def _visitor_json(visitor: Visitor) -> str:
@@ -302,7 +297,8 @@ class SqliteStore:
         self._handoffs: dict[str, Handoff] = {}
         self._open_by_conversation: dict[str, str | None] = {}  # -> open handoff id, or none
         self._by_thread: dict[str, str] = {}  # thread id -> handoff id
-        self._purge_cursor = 0  # rowid of the last conversation retention looked at
+        # (created_at, id) of the last conversation retention looked at in this pass
+        self._purge_cursor = _NO_CURSOR
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
@@ -378,6 +374,7 @@ class SqliteStore:
             log.error("SQLite commit failed; this turn's writes are rolled back: %s", exc)
             failure = StoreError(f"the SQLite store could not commit: {exc}")
             self._forget()
+            self._purge_cursor = _NO_CURSOR  # what a purge step deleted is back: look again
             self._failed[self._txn] = failure
             self.failed_commits += 1
             while len(self._failed) > _FAILED_KEPT:
@@ -483,9 +480,9 @@ class SqliteStore:
                 raise StaleWriteError(f"conversation {c.id} exists") from exc
         else:
             cursor = self._write(
-                "UPDATE conversations SET version = version + 1, created_at = ?, fallbacks = ?,"
+                "UPDATE conversations SET version = version + 1, fallbacks = ?,"
                 " visitor = ?, context = ? WHERE id = ? AND version = ?",
-                (*values, c.id, c.version),
+                (*values[1:], c.id, c.version),
             )
             if cursor.rowcount != 1:
                 raise StaleWriteError(f"conversation {c.id} changed")
@@ -618,48 +615,46 @@ class SqliteStore:
     async def purge(
         self, *, before: datetime, keep: Container[str] = frozenset()
     ) -> tuple[list[str], bool]:
-        """One step of retention: of the next ``PURGE_SCAN`` conversations (in creation order,
-        resuming where the last call stopped), delete those idle since before ``before`` (no
-        activity, transcript line or creation since), with no open handoff and not in ``keep``,
-        with everything of theirs; and Teams delivery keys older than ``before``. Returns the
-        deleted conversations, and whether this pass has looked at everything."""
+        """One step of retention. Of the next ``PURGE_SCAN`` conversations created before
+        ``before`` (oldest first, resuming where the last step stopped), delete those idle
+        since (no activity or transcript line since either), with no open handoff and not in
+        ``keep``, with everything of theirs; and Teams delivery keys older than ``before``.
+        Returns the deleted conversations, and whether this pass has looked at all of them."""
         rows = self._db.execute(
-            "SELECT rowid, id, created_at FROM conversations WHERE rowid > ?"
-            " ORDER BY rowid LIMIT ?",
-            (self._purge_cursor, PURGE_SCAN),
+            "SELECT id, created_at FROM conversations WHERE created_at < ?"
+            " AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
+            (before.astimezone(UTC).isoformat(), *self._purge_cursor, PURGE_SCAN),
         ).fetchall()
-        # Rowids grow with creation: past the first conversation created since ``before``,
-        # none can be idle since, so a pass only looks at conversations that old.
-        young = next((n for n, row in enumerate(rows) if _since(row["created_at"], before)), None)
-        rows = rows if young is None else rows[:young]
-        purged = [
-            row["id"]
-            for row in rows
-            if row["id"] not in keep and self._idle_since_before(row, before)
-        ]
-        done = young is not None or len(rows) < PURGE_SCAN
-        self._purge_cursor = 0 if done else rows[-1]["rowid"]
-        if purged:
+        done = len(rows) < PURGE_SCAN
+        self._purge_cursor = _NO_CURSOR if done else (rows[-1]["created_at"], rows[-1]["id"])
+        purged = [r["id"] for r in rows if r["id"] not in keep and self._idle(r, before)]
+        for start in range(0, len(purged), 100):
+            chunk = purged[start : start + 100]
+            marks = ",".join("?" * len(chunk))
             for table, column in _PURGED_TABLES:
-                for start in range(0, len(purged), 100):
-                    chunk = purged[start : start + 100]
-                    marks = ",".join("?" * len(chunk))
-                    self._write(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
-            self._forget()
-            for cid in purged:
-                self._last_seq.pop(cid, None)
+                self._write(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+        for cid in purged:
+            for prefix in _CONVERSATION_META:
+                self._write(
+                    "DELETE FROM meta WHERE key = ? OR (key >= ? AND key < ?)",
+                    (f"{prefix}:{cid}", f"{prefix}:{cid}:", f"{prefix}:{cid};"),
+                )
+        if purged:
+            self._evict(set(purged))
         # Delivery keys go oldest first (rowids grow with time); Teams retries within minutes.
         oldest = self._db.execute(
             "SELECT rowid, at FROM seen ORDER BY rowid LIMIT ?", (SEEN_BATCH,)
         ).fetchall()
-        expired = list(itertools.takewhile(lambda r: _earlier(r["at"], before), oldest))
+        expired = list(itertools.takewhile(lambda r: _before(r["at"], before), oldest))
         if expired:
             self._write("DELETE FROM seen WHERE rowid <= ?", (expired[-1]["rowid"],))
         return purged, done and len(expired) < SEEN_BATCH
 
-    def _idle_since_before(self, row: sqlite3.Row, before: datetime) -> bool:
+    def _idle(self, row: sqlite3.Row, before: datetime) -> bool:
+        """Whether nothing happened in the conversation since ``before``; unreadable creation
+        times are kept, unreadable later times do not count."""
         cid = row["id"]
-        if not _earlier(row["created_at"], before):
+        if not _before(row["created_at"], before):
             return False
         if self._one(
             "SELECT 1 FROM handoffs WHERE conversation_id = ? AND state IN (?, ?) LIMIT 1",
@@ -668,15 +663,26 @@ class SqliteStore:
         ):
             return False
         turn = self._one("SELECT MAX(at) AS at FROM turns WHERE conversation_id = ?", cid)
-        if turn is not None and turn["at"] and not _earlier(turn["at"], before):
-            return False
         last = self._one(
-            "SELECT body FROM activities WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1", cid
+            "SELECT CASE WHEN json_valid(body) THEN json_extract(body, '$.timestamp') END AS at"
+            " FROM activities WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
+            cid,
         )
-        if last is None:
-            return True
-        stamp = jsonio.loads(last["body"]).get("timestamp")
-        return not isinstance(stamp, str) or _earlier(stamp, before)
+        return not any(
+            r is not None and (at := parse_time(r["at"])) is not None and at >= before
+            for r in (turn, last)
+        )
+
+    def _evict(self, cids: set[str]) -> None:
+        """Drop deleted conversations from the caches (only them: the rest stay warm)."""
+        for cid in cids:
+            self._conversations.pop(cid, None)
+            self._open_by_conversation.pop(cid, None)
+            self._last_seq.pop(cid, None)
+        for handoff in [h for h in self._handoffs.values() if h.conversation_id in cids]:
+            del self._handoffs[handoff.id]
+            if self._by_thread.get(handoff.thread_id) == handoff.id:
+                del self._by_thread[handoff.thread_id]
 
     # ActivityLog
     async def append_activity(

@@ -576,8 +576,20 @@ async def test_retention_deletes_idle_conversations_with_everything_of_theirs(st
         conversation_id="context-only",
         activity={"type": "event", "name": "visitor.context", "timestamp": iso(cutoff)},
     )
+    # Times a client or an older version could have left: unreadable or zoneless ones do not
+    # count as activity, in both stores alike.
+    for cid, stamp in (("odd-time", "last tuesday"), ("zoneless", "2099-01-01T00:00:00")):
+        await _conversation_with_history(store, cid, last=T0)
+        await store.append_activity(
+            conversation_id=cid, activity={"type": "typing", "timestamp": stamp}
+        )
     await store.remember(key="teams:old", now=T0)
     await store.remember(key="teams:new", now=cutoff)
+    # What the Direct Line channel keeps per conversation besides its log.
+    for cid in ("idle", "recent"):
+        await store.set_meta_once(key=f"dl.posted:{cid}", value="x")
+        await store.set_meta_once(key=f"dl.ref:{cid}:m1", value="y")
+    await store.set_meta_once(key="dl.ref:idle-2:m1", value="z")  # another conversation's
     await store.flush()
 
     purged: list[str] = []
@@ -587,7 +599,12 @@ async def test_retention_deletes_idle_conversations_with_everything_of_theirs(st
         purged += step
         await store.flush()
 
-    assert purged == ["idle"]
+    assert sorted(purged) == ["idle", "odd-time", "zoneless"]
+    assert await store.get_meta(key="dl.posted:idle") is None
+    assert await store.get_meta(key="dl.ref:idle:m1") is None
+    assert await store.get_meta(key="dl.posted:recent") == "x"
+    assert await store.get_meta(key="dl.ref:recent:m1") == "y"
+    assert await store.get_meta(key="dl.ref:idle-2:m1") == "z"
     assert await store.get_conversation(conversation_id="idle") is None
     assert await store.turns(conversation_id="idle") == []
     assert await store.activities_after(conversation_id="idle", watermark=0) == []
@@ -652,4 +669,38 @@ async def test_a_retention_pass_ends_at_the_first_conversation_too_young_to_be_i
         assert await store.purge(before=cutoff) == (["old3"], True)  # not three more steps
         assert await store.purge(before=cutoff) == ([], True)
     finally:
+        await store.close()
+
+
+async def test_retention_looks_again_after_a_failed_commit_and_keeps_caches_warm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("adapters.store_sqlite.PURGE_SCAN", 2)
+    store = SqliteStore(tmp_path / "c.db")
+    real = store._db
+    try:
+        cutoff = T0 + timedelta(days=30)
+        for n in range(4):
+            await _conversation_with_history(store, f"c{n}", last=T0)
+        await _conversation_with_history(store, "recent", last=cutoff)
+        cached = store._conversations["recent"]
+        store._db = _FailingCommit(real)  # type: ignore[assignment]
+        assert await store.purge(before=cutoff) == (["c0", "c1"], False)
+        with pytest.raises(StoreError):
+            await store.flush()
+        store._db = real
+        # The failed step's conversations are back, and the pass starts over to find them.
+        assert await store.get_conversation(conversation_id="c0") is not None
+        assert await store.purge(before=cutoff) == (["c0", "c1"], False)
+        await store.flush()
+        # A kept conversation stays in memory across steps: no re-read for live traffic.
+        recent = await store.get_conversation(conversation_id="recent")
+        assert store._conversations["recent"] is recent
+        assert await store.purge(before=cutoff) == (["c2", "c3"], False)
+        assert await store.purge(before=cutoff) == ([], True)  # "recent" is old, but not idle
+        await store.flush()
+        assert store._conversations["recent"] is recent
+        assert recent.version == cached.version
+    finally:
+        store._db = real
         await store.close()

@@ -4,6 +4,7 @@ is open, a handoff that is open and a recent conversation stay; a deleted one an
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -115,7 +116,9 @@ async def test_retention_can_be_switched_off(
     visitor_factory: Callable[..., DirectLineClient],
     days: int | None,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.http")
     clock = Clock()
     storage = {"sqlite_path": str(tmp_path / "h.db"), "retention_days": days}
     bot = await start_bot(clock=clock, retention_interval=0.05, storage=storage)
@@ -126,3 +129,5 @@ async def test_retention_can_be_switched_off(
     clock.ahead = timedelta(days=3650)
     # Off: ten passes go by and it is still there.
     assert await deleted(bot.app[STORE], visitor.conversation_id, timeout=0.5) == (days is not None)
+    told = "retention off" if days is None else "conversations idle for 30 days are deleted"
+    assert sum(told in r.getMessage() for r in caplog.records) == 1  # once, not every pass
