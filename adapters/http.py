@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -36,6 +37,8 @@ LOCAL_BOT_ID = "local-handoff-bot"
 TOKEN_KEY_META = "directline.token_key"
 PURGE_PAUSE = 0.01  # seconds between retention steps, for live traffic
 FIRST_RETENTION_PASS = 60.0  # seconds after start
+# Teams redelivers an activity within minutes when a turn failed; its key is kept this long.
+DELIVERY_KEYS_KEPT = timedelta(days=1)
 
 
 class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
@@ -46,6 +49,8 @@ class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
     async def purge(
         self, *, before: datetime, keep: Container[str] = ...
     ) -> tuple[list[str], bool]: ...
+
+    async def forget_deliveries(self, *, before: datetime) -> bool: ...
 
 
 SERVICE = web.AppKey("service", HandoffService)
@@ -247,12 +252,25 @@ async def _retain(
                     " (storage.retention_days)",
                     days,
                 )
-        if days is None:
-            continue
         try:
-            await purge_idle(store, directline, before=clock() - timedelta(days=days))
+            old_keys = functools.partial(
+                store.forget_deliveries, before=clock() - DELIVERY_KEYS_KEPT
+            )
+            await _in_steps(store, old_keys)
+            if days is not None:
+                await purge_idle(store, directline, before=clock() - timedelta(days=days))
         except Exception:  # the next pass tries again; nothing is deleted half-way
             log.exception("retention pass failed")
+
+
+async def _in_steps(store: Store, step: Callable[[], Awaitable[bool]]) -> None:
+    """Run a store's step until it says it is done, committing each, live traffic between."""
+    while True:
+        done = await step()
+        await store.flush()
+        if done:
+            return
+        await asyncio.sleep(PURGE_PAUSE)
 
 
 async def purge_idle(store: Store, directline: DirectLineChannel, *, before: datetime) -> int:

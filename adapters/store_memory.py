@@ -120,8 +120,12 @@ class MemoryStore:
             del self._conversations[cid]
         self._handoffs = {k: h for k, h in self._handoffs.items() if h.conversation_id not in gone}
         self._meta = {k: v for k, v in self._meta.items() if _conversation_of(k) not in gone}
-        self._seen = {k: at for k, at in self._seen.items() if at >= before}
         return purged, True
+
+    async def forget_deliveries(self, *, before: datetime) -> bool:
+        """See ``SqliteStore.forget_deliveries``."""
+        self._seen = {k: at for k, at in self._seen.items() if at >= before}
+        return True
 
     def _idle(self, conversation: Conversation, before: datetime) -> bool:
         """As ``SqliteStore``: unreadable creation times are kept, unreadable later ones ignored."""

@@ -618,8 +618,8 @@ class SqliteStore:
         """One step of retention. Of the next ``PURGE_SCAN`` conversations created before
         ``before`` (oldest first, resuming where the last step stopped), delete those idle
         since (no activity or transcript line since either), with no open handoff and not in
-        ``keep``, with everything of theirs; and Teams delivery keys older than ``before``.
-        Returns the deleted conversations, and whether this pass has looked at all of them."""
+        ``keep``, with everything of theirs. Returns the deleted conversations, and whether
+        this pass has looked at all of them."""
         rows = self._db.execute(
             "SELECT id, created_at FROM conversations WHERE created_at < ?"
             " AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
@@ -641,14 +641,18 @@ class SqliteStore:
                 )
         if purged:
             self._evict(set(purged))
-        # Delivery keys go oldest first (rowids grow with time); Teams retries within minutes.
+        return purged, done
+
+    async def forget_deliveries(self, *, before: datetime) -> bool:
+        """One step: delete inbound delivery keys (``remember``) older than ``before``, oldest
+        first (rowids grow with time). Returns whether none older is left."""
         oldest = self._db.execute(
             "SELECT rowid, at FROM seen ORDER BY rowid LIMIT ?", (SEEN_BATCH,)
         ).fetchall()
         expired = list(itertools.takewhile(lambda r: _before(r["at"], before), oldest))
         if expired:
             self._write("DELETE FROM seen WHERE rowid <= ?", (expired[-1]["rowid"],))
-        return purged, done and len(expired) < SEEN_BATCH
+        return len(expired) < SEEN_BATCH
 
     def _idle(self, row: sqlite3.Row, before: datetime) -> bool:
         """Whether nothing happened in the conversation since ``before``; unreadable creation
