@@ -7,8 +7,10 @@ connection pool for the process (``adapters.httpclient``) and sends JSON directl
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import random
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -21,10 +23,10 @@ from bot.ports import Card, ThreadRef
 log = logging.getLogger(__name__)
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
-# Teams asks for retries on 412/429/502/503/504; a bare 500 is treated as passing too.
-RETRY_STATUSES = frozenset({412, 429, 500, 502, 503, 504})
+# Teams asks for retries on 412/429/502/503/504; a bare 500 and a 408 are treated as passing.
+RETRY_STATUSES = frozenset({408, 412, 429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
-MAX_RETRY_AFTER = 60.0
+MAX_RETRY_AFTER = 3600.0  # a sanity bound only: Teams' own answers are seconds
 
 
 def _backoff(attempt: int) -> float:
@@ -32,12 +34,23 @@ def _backoff(attempt: int) -> float:
     return min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def _retry_after(header: str, attempt: int) -> float:
-    """Honour Retry-After (seconds), capped; fall back to backoff when absent or unreadable."""
+def _retry_after(header: str) -> float | None:
+    """Retry-After in seconds from now (RFC 9110: delay-seconds or an HTTP date), or None
+    when it cannot be read (the caller backs off as it would without one)."""
+    header = header.strip()
     try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(header)))
+        seconds = float(header)
     except ValueError:
-        return _backoff(attempt)
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def card_attachment(card: Card) -> dict[str, Any]:
@@ -132,7 +145,7 @@ class BotConnector:
         header = response.headers.get("retry-after", "")
         raise RetryableGatewayError(
             f"{method} {url}: {status}",
-            retry_after=_retry_after(header, 1) if header else None,
+            retry_after=_retry_after(header) if header else None,
         )
 
     async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:

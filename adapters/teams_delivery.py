@@ -202,6 +202,9 @@ class DeliveryQueue:
 
     async def _drain_once(self, thread_id: str) -> None:
         attempt = 0
+        # A post that may have arrived (its answer was lost) is sent again exactly as it was:
+        # folding in what came since would show Teams the first lines twice.
+        pinned: tuple[list[int], str, str, dict[str, Any]] | None = None
         while True:
             rows = await self._queued(thread_id)
             if not rows:
@@ -210,7 +213,11 @@ class DeliveryQueue:
             if self._store.failed_commits != self._mirrored_at:
                 continue  # a commit failed: what was read may be gone, read again
             try:
-                seqs, method, url, body = self._next(thread_id, rows)
+                if pinned is not None and [s for s, _ in rows[: len(pinned[0])]] == pinned[0]:
+                    seqs, method, url, body = pinned
+                else:
+                    seqs, method, url, body = self._next(thread_id, rows)
+                pinned = None
             except (KeyError, TypeError, ValueError) as exc:
                 # A row we cannot read can never be sent: drop it, keep the queue moving.
                 log.error(
@@ -224,9 +231,17 @@ class DeliveryQueue:
                 await self._pace(thread_id)
                 await self._connector.send_once(method, url, body)
             except ThreadGoneError as exc:
+                if method == "PUT":
+                    # That one message cannot be updated (deleted, say): the thread may be
+                    # fine, and its next post will tell.
+                    log.warning("thread %s: a card update was refused, dropped: %s", thread_id, exc)
+                    await self._drop(thread_id, seqs)
+                    continue
                 await self._gone(thread_id, str(exc))
                 return
             except (RetryableGatewayError, RuntimeError, OSError) as exc:
+                if method == "POST" and getattr(exc, "ambiguous", False):
+                    pinned = (seqs, method, url, body)
                 attempt += 1
                 retry_after = getattr(exc, "retry_after", None)
                 wait = (

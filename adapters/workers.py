@@ -14,6 +14,9 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
+RETRY_FIRST = 1.0  # seconds before a failed worker goes round again, doubling while it fails
+RETRY_MAX = 60.0
+
 
 class KeyedWorkers:
     """``drain_once(key)`` handles what the store holds for the key when it reads, then returns."""
@@ -23,11 +26,19 @@ class KeyedWorkers:
         self._name = name
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        self._failures: dict[str, int] = {}  # key -> failed rounds in a row
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._closed = False
 
     def kick(self, key: str) -> None:
+        if self._closed:
+            return
         if key in self._running:
             self._again.add(key)
             return
+        retry = self._retries.pop(key, None)
+        if retry is not None:
+            retry.cancel()
         self._running[key] = asyncio.create_task(self._run(key), name=f"{self._name}:{key}")
 
     async def _run(self, key: str) -> None:
@@ -35,15 +46,24 @@ class KeyedWorkers:
             while True:
                 self._again.discard(key)
                 await self._drain_once(key)
+                self._failures.pop(key, None)
                 if key not in self._again:
                     return
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The work stays in the store: the next kick or restart resumes it.
-            log.exception("%s worker for %s stopped", self._name, key)
+            # The work stays in the store (a failed commit, say): go round again after a
+            # while, sooner if new work comes, rather than leave it for a restart.
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+            log.exception("%s worker for %s failed; again in %.0f s", self._name, key, delay)
+            self._retries[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
         finally:
             del self._running[key]
+
+    def _retry(self, key: str) -> None:
+        self._retries.pop(key, None)
+        self.kick(key)
 
     async def drain(self) -> None:
         """Wait until every worker has finished (tests, benchmarks, shutdown)."""
@@ -52,6 +72,10 @@ class KeyedWorkers:
 
     async def close(self) -> None:
         """Stop now; unfinished work stays in the store for the next start."""
+        self._closed = True
+        for retry in self._retries.values():
+            retry.cancel()
+        self._retries.clear()
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*list(self._running.values()), return_exceptions=True)

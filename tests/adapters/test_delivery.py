@@ -18,6 +18,7 @@ from adapters.teams_connector import BotConnector
 from adapters.teams_delivery import MAX_TEXT_BYTES, DeliveryQueue, split_text
 from adapters.teams_text import relay_markdown
 from bot.errors import RetryableGatewayError, StoreError
+from tests.support.processes import eventually
 from tests.support.standin import Standin
 
 THREAD = "19:support@thread.tacv2;messageid=1"
@@ -269,14 +270,15 @@ async def test_token_trouble_delays_but_never_drops(standin: Standin, error: Exc
     assert delivered(standin) == ["still delivered"]
 
 
-async def test_401_refreshes_the_token_and_retries(
-    standin: Standin, connector: BotConnector
+@pytest.mark.parametrize("status", [401, 408])  # 401: with a fresh token
+async def test_a_passing_refusal_is_retried_not_dropped(
+    standin: Standin, connector: BotConnector, status: int
 ) -> None:
-    standin.failures = [(401, {})]
+    standin.failures = [(status, {})]
     delivery = queue(connector)
-    await delivery.post_text(thread_id=THREAD, text="after a fresh token")
+    await delivery.post_text(thread_id=THREAD, text="kept")
     await delivery.drain()
-    assert delivered(standin) == ["after a fresh token"]
+    assert delivered(standin) == ["kept"]
 
 
 class SlowTokens:
@@ -373,4 +375,90 @@ async def test_a_message_whose_commit_failed_is_never_sent(
         assert await store.outbound_threads() == []
     finally:
         store._db = real
+        await store.close()
+
+
+def test_retry_after_is_read_as_seconds_or_a_date() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from adapters.teams_connector import _retry_after
+
+    in_30s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 28 <= (_retry_after(in_30s) or 0) <= 30.5
+    assert _retry_after(format_datetime(datetime(2020, 1, 1, tzinfo=UTC), usegmt=True)) == 0
+    assert _retry_after("120") == 120  # honoured, not cut short
+    assert _retry_after(" 0.05 ") == 0.05
+    assert _retry_after("-3") == 0
+    for unreadable in ("soon", "nan", ""):
+        assert _retry_after(unreadable) is None  # the queue backs off as without one
+
+
+async def test_a_card_that_cannot_be_updated_does_not_end_the_thread(
+    standin: Standin, connector: BotConnector
+) -> None:
+    standin.failures = [(404, {})]  # the root card was deleted, say
+    reported: list[str] = []
+
+    async def gone(thread_id: str, reason: str) -> None:
+        reported.append(thread_id)
+
+    delivery = queue(connector)
+    delivery.on_thread_gone = gone
+    await delivery.update_card(thread_id=THREAD, activity_id="1", card={"state": "joined"})
+    await delivery.post_text(thread_id=THREAD, text="still delivered")
+    await delivery.drain()
+    assert standin.refused[0].method == "PUT"
+    assert delivered(standin) == ["still delivered"]
+    assert reported == []
+
+
+async def test_a_post_whose_answer_was_lost_is_sent_again_as_it_was(standin: Standin) -> None:
+    """A timed-out post may have arrived: it goes again alone, not folded with what came since
+    (Teams would show its lines twice within a longer post)."""
+    made = make_connector(standin.url)
+    client = HttpClient(timeout=0.3)
+    made.use_client(client)
+    standin.gate, standin.hold_path = asyncio.Event(), "/activities"
+    try:
+        delivery = queue(made)
+        await delivery.post_message(thread_id=THREAD, author="Jane", text="a")
+        await standin.wait_for(lambda: standin.posts_to(THREAD))  # arrived; no answer comes
+        standin.hold_path = "/not-any-more"
+        await delivery.post_message(thread_id=THREAD, author="Jane", text="b")
+        await delivery.drain()
+        standin.gate.set()  # the first one is answered at last (to nobody)
+        await standin.wait_for(lambda: len(texts(standin)) == 3)
+        assert sorted(texts(standin)) == ["**Jane:** a", "**Jane:** a", "**Jane:** b"]
+    finally:
+        standin.gate.set()
+        await client.close()
+
+
+async def test_a_worker_stopped_by_a_failed_commit_goes_round_again(
+    standin: Standin, connector: BotConnector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages already committed behind one whose drop failed to commit are not left waiting
+    for the next message or a restart."""
+    from tests.adapters.test_store_contract import _FailingCommit
+
+    monkeypatch.setattr("adapters.workers.RETRY_FIRST", 0.05)
+    store = SqliteStore(tmp_path / "w.db")
+    delivery = queue(connector, store)
+    real = store._db
+    standin.gate, standin.hold_path = asyncio.Event(), "/activities"
+    try:
+        for text in ("x1", "x2", "x3"):
+            await delivery.post_text(thread_id=THREAD, text=text)
+        await store.flush()
+        await standin.wait_for(lambda: standin.posts_to(THREAD))  # x1 in flight
+        store._db = _FailingCommit(real)  # type: ignore[assignment]
+        standin.gate.set()  # x1 delivered; dropping it from the queue fails to commit
+        await eventually(lambda: store.failed_commits > 0)
+        store._db = real
+        await standin.wait_for(lambda: {"x2", "x3"} <= set(delivered(standin)), timeout=10)
+        assert delivered(standin)[-2:] == ["x2", "x3"]  # x1 may go twice: its drop was lost
+    finally:
+        store._db = real
+        await delivery.close()
         await store.close()
