@@ -44,6 +44,10 @@ MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_SECONDS = 20.0
 RECENT_KEYS = 64  # per conversation: client retries and Teams edits are looked up in memory
 INBOX_BATCH = 500  # activities read at a time
+# Rows waiting for a socket whose reader has stopped reading: past this, the socket is dropped
+# (the widget reconnects and replays from its watermark) instead of buffering without end.
+MAX_PENDING_ROWS = 1_000
+MAX_WATERMARK_DIGITS = 18  # fits SQLite's 64-bit integers
 RECENT_CONVERSATIONS = 10_000  # conversations whose recent keys are kept (then started over)
 ACCEPTED_TYPES = frozenset({"message", "typing", "event", "endOfConversation"})
 
@@ -116,12 +120,13 @@ class _Subscriber:
 
     No task or timer per wait: keep-alives come from one ticker for every socket."""
 
-    __slots__ = ("_rows", "_waiter", "busy")
+    __slots__ = ("_rows", "_waiter", "busy", "on_overflow")
 
     def __init__(self) -> None:
         self._rows: list[tuple[int, dict[str, Any]]] = []
         self._waiter: asyncio.Future[None] | None = None
         self.busy = False  # something was sent since the last keep-alive tick
+        self.on_overflow: Callable[[], None] | None = None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -131,6 +136,9 @@ class _Subscriber:
         self._rows.append(row)
         self.busy = True
         self._wake()
+        if len(self._rows) > MAX_PENDING_ROWS and self.on_overflow is not None:
+            self._rows = [(_CLOSED, {})]
+            self.on_overflow()
 
     def tick(self) -> None:
         """A keep-alive period passed: an idle socket's writer wakes with nothing to send."""
@@ -371,6 +379,15 @@ class Inbox:
         if len(fresh) > INBOX_BATCH:
             del fresh[0]  # too far behind: the store has them
 
+    def _handled(self, cid: str, position: int) -> None:
+        """Memory keeps no row once handled (an event can be large)."""
+        fresh = self._fresh.get(cid)
+        if fresh is not None:
+            while fresh and fresh[0][0] <= position:
+                del fresh[0]
+            if not fresh:
+                del self._fresh[cid]
+
     def _committed_rows(self, cid: str, position: int) -> list[tuple[int, dict[str, Any]]] | None:
         """The rows after ``position`` from memory, if memory has every one of them."""
         fresh = self._fresh.get(cid)
@@ -420,6 +437,7 @@ class Inbox:
                     self._positions[cid] = seq
                 # A failed commit raises here: the worker stops and the rows are handled again.
                 await self._store.flush()
+                self._handled(cid, rows[-1][0])
                 if len(rows) < INBOX_BATCH:
                     return  # all there was; what came since came with a kick (a new round)
         except BaseException:
@@ -529,7 +547,11 @@ class DirectLineChannel:
     def _bearer(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else ""
+        if scheme.lower() != "bearer":
+            return ""
+        if not value.isascii():
+            raise DirectLineError(403, "BadToken", "the token is not valid (not ASCII)")
+        return value.strip()
 
     def _is_widget_secret(self, value: str) -> bool:
         return bool(self._widget_secret) and hmac.compare_digest(
@@ -593,10 +615,14 @@ class DirectLineChannel:
             raise DirectLineError(
                 413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
             ) from exc
+        if len(raw) > MAX_BODY_BYTES:  # chunked: no Content-Length to refuse it by
+            raise DirectLineError(
+                413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
+            )
         if not raw.strip() and optional:
             return {}
         try:
-            body = jsonio.loads(raw)
+            body = jsonio.loads_text(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DirectLineError(400, "BadArgument", f"the body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
@@ -630,6 +656,10 @@ class DirectLineChannel:
 
     async def refresh_token(self, request: web.Request) -> web.Response:
         grant = self._grant(request)
+        if not grant.conversation_id:
+            raise DirectLineError(
+                400, "BadArgument", "refresh a conversation's token, not the widget secret"
+            )
         return jsonio.response(self._issue(grant.conversation_id, grant.user_id, grant.user_name))
 
     async def start_conversation(self, request: web.Request) -> web.Response:
@@ -672,8 +702,8 @@ class DirectLineChannel:
             raise DirectLineError(404, "BadArgument", "conversation not found")
         token = self._bearer(request)
         watermark = request.query.get("watermark", "")
-        if watermark and not watermark.isdigit():
-            raise DirectLineError(400, "BadArgument", "watermark must be a number")
+        if watermark:
+            self._watermark(request)  # refused here, not by the stream it would go into
         return jsonio.response(
             {
                 "conversationId": cid,
@@ -687,7 +717,7 @@ class DirectLineChannel:
 
     def _watermark(self, request: web.Request) -> int:
         raw = request.query.get("watermark", "") or "0"
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_WATERMARK_DIGITS:
             raise DirectLineError(400, "BadArgument", "watermark must be a number")
         return int(raw)
 
@@ -708,7 +738,7 @@ class DirectLineChannel:
 
     def _validate(self, body: dict[str, Any]) -> str:
         kind = body.get("type")
-        if kind not in ACCEPTED_TYPES:
+        if not isinstance(kind, str) or kind not in ACCEPTED_TYPES:
             raise DirectLineError(
                 400,
                 "BadArgument",
@@ -841,6 +871,9 @@ class DirectLineChannel:
         await ws.prepare(request)
         self._sockets.add(ws)
         subscriber = self._streams.subscribe(cid)
+        transport = request.transport
+        if transport is not None:
+            subscriber.on_overflow = transport.abort  # unblocks a send the reader never takes
         reader = asyncio.create_task(self._read_client(ws, subscriber))
         try:
             sent = watermark
@@ -862,8 +895,8 @@ class DirectLineChannel:
                 if batch:
                     await self._send(ws, cid, batch)
                     sent = batch[-1][0]
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the widget went away, or stopped reading and was dropped: it reconnects
         finally:
             reader.cancel()
             self._streams.unsubscribe(cid, subscriber)

@@ -23,6 +23,29 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data)  # raises ValueError (or UnicodeDecodeError) if really invalid
 
 
+def loads_text(data: bytes | str) -> Any:
+    """``loads`` for what clients send: lone surrogates (JSON can spell them, UTF-8 cannot hold
+    them, so SQLite and Teams would refuse them later) become U+FFFD."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _valid_text(json.loads(data))
+
+
+def _valid_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+        return value
+    if isinstance(value, list):
+        return [_valid_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+    return value
+
+
 def dumps(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()

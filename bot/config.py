@@ -250,7 +250,9 @@ class WidgetSettings(_Model):
     """The Direct Line widget channel."""
 
     allowed_origins: list[str] = Field(default_factory=list)
-    token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    # At least 30 min, as Direct Line's: botframework-directlinejs (Web Chat) refreshes every
+    # 15 min whatever expires_in says, so a shorter token would lapse before its refresh.
+    token_ttl_seconds: int = Field(default=3600, ge=1800, le=86400)
     max_message_chars: int = Field(default=4000, ge=1, le=28000)
 
 

@@ -51,6 +51,8 @@ async def stored(http: aiohttp.ClientSession, visitor: DirectLineClient) -> int:
         (b"{not json", 400, "BadArgument"),
         (b"[1, 2]", 400, "BadArgument"),
         (b'{"type": "rocket"}', 400, "BadArgument"),
+        (b'{"type": ["message"], "text": "hi"}', 400, "BadArgument"),
+        (b'{"type": {"x": 1}, "text": "hi"}', 400, "BadArgument"),
         (b'{"type": "message", "text": 42}', 400, "BadArgument"),
         (b'{"type": "message", "text": "   "}', 400, "BadArgument"),
         (b'{"type": "event"}', 400, "BadArgument"),
@@ -61,6 +63,8 @@ async def stored(http: aiohttp.ClientSession, visitor: DirectLineClient) -> int:
         "malformed",
         "array",
         "unknown-type",
+        "type-a-list",
+        "type-an-object",
         "text-not-string",
         "blank",
         "event-without-name",
@@ -159,16 +163,21 @@ async def test_unknown_conversation_is_404(
 async def test_non_ascii_tokens_are_refused_not_crashing(
     http: aiohttp.ClientSession, start_bot: BotFactory
 ) -> None:
-    bot = await start_bot(env={"DIRECTLINE_SECRET": "s3cret-widget"})
-    for path, token in (
-        ("/tokens/refresh", "dl1.abc.\u00e9"),
-        ("/tokens/generate", "\u00e9t\u00e9"),
-    ):
-        async with http.post(
-            f"{bot.directline}{path}",
-            headers={"Authorization": f"Bearer {token}".encode().decode("latin-1")},
-        ) as r:
-            assert r.status == 403, path
+    for env in ({"DIRECTLINE_SECRET": "s3cret-widget"}, {}):
+        bot = await start_bot(env=env)
+        for method, path, token in (
+            ("POST", "/tokens/refresh", "dl1.abc.\u00e9"),
+            ("POST", "/tokens/generate", "\u00e9t\u00e9"),
+            ("POST", "/conversations", "dl1.\u00ff.x"),
+            ("GET", "/conversations/c1/activities", "dl1.abc.\u00ff"),
+            ("POST", "/conversations/c1/activities", "\u00e9"),
+        ):
+            async with http.request(
+                method,
+                f"{bot.directline}{path}",
+                headers={"Authorization": f"Bearer {token}".encode().decode("latin-1")},
+            ) as r:
+                assert r.status == 403, (path, env)
 
 
 async def test_stream_works_straight_after_token_generate(
@@ -240,11 +249,16 @@ async def test_upload_is_refused_clearly(
     assert status == 415 and body["error"]["code"] == "NotSupported"
 
 
-async def test_bad_watermark_is_400(http: aiohttp.ClientSession, visitor: DirectLineClient) -> None:
-    status, body = await request(
-        http, "GET", activities_url(visitor) + "?watermark=abc", token=visitor.token
-    )
-    assert status == 400 and "watermark" in body["error"]["message"]
+@pytest.mark.parametrize("watermark", ["abc", "\u00b2", "1" * 20, "9" * 5000, "-1"])
+async def test_bad_watermark_is_400(
+    http: aiohttp.ClientSession, visitor: DirectLineClient, watermark: str
+) -> None:
+    conversation = f"{visitor.base}/conversations/{visitor.conversation_id}"
+    for url in (activities_url(visitor), conversation, f"{conversation}/stream"):
+        status, body = await request(
+            http, "GET", f"{url}?watermark={watermark}", token=visitor.token
+        )
+        assert status == 400 and "watermark" in body["error"]["message"], url
 
 
 async def test_token_needs_an_allowed_origin_or_the_secret(
@@ -355,7 +369,8 @@ async def test_idle_sockets_get_keepalives_and_busy_ones_do_not(
 async def test_what_the_standard_library_accepts_is_still_accepted(
     http: aiohttp.ClientSession, visitor: DirectLineClient
 ) -> None:
-    """Half an emoji (a lone surrogate escape, as a truncating client sends it) and NaN."""
+    """Half an emoji (a lone surrogate escape, as a truncating client sends it) and NaN: taken,
+    the half emoji as U+FFFD (UTF-8, the store and Teams cannot hold it), and answered."""
     body = b'{"type": "message", "text": "cut \\ud83d", "value": {"score": NaN}}'
     status, answer = await request(
         http,
@@ -369,4 +384,114 @@ async def test_what_the_standard_library_accepts_is_still_accepted(
     echo = await visitor.wait_for(
         lambda: next((a for a in visitor.activities if a["id"] == answer["id"]), None)
     )
-    assert echo["text"] == "cut \ud83d"
+    assert echo["text"] == "cut \ufffd"
+    # Handled like any message (it used to fail in the inbox, unseen by anyone).
+    await visitor.wait_text("not sure I can answer")
+
+
+async def test_a_chunked_body_over_the_limit_is_refused(
+    http: aiohttp.ClientSession, visitor: DirectLineClient
+) -> None:
+    """No Content-Length to go by: the limit holds all the same."""
+    before = await stored(http, visitor)
+
+    async def chunks() -> Any:
+        yield b'{"type": "event", "name": "visitor.context", "value": {"junk": "'
+        for _ in range(300):
+            yield b"x" * 1024
+        yield b'"}}'
+
+    status, body = await request(
+        http, "POST", activities_url(visitor), token=visitor.token, data=chunks()
+    )
+    assert status == 413 and body["error"]["code"] == "MessageSizeTooBig"
+    assert await stored(http, visitor) == before
+
+
+async def test_a_half_emoji_client_id_is_taken_once(
+    http: aiohttp.ClientSession, visitor: DirectLineClient
+) -> None:
+    body = b'{"type": "message", "text": "hi", "channelData": {"clientActivityID": "x\\ud83d"}}'
+    answers = [
+        await request(
+            http,
+            "POST",
+            activities_url(visitor),
+            token=visitor.token,
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        for _ in range(2)
+    ]
+    assert [status for status, _ in answers] == [200, 200]
+    assert answers[0][1]["id"] == answers[1][1]["id"]  # the retry is the same activity
+
+
+async def test_the_secret_cannot_be_refreshed_into_a_token(
+    http: aiohttp.ClientSession, start_bot: BotFactory
+) -> None:
+    bot = await start_bot(env={"DIRECTLINE_SECRET": "s3cret-widget"})
+    status, body = await request(
+        http, "POST", f"{bot.directline}/tokens/refresh", token="s3cret-widget"
+    )
+    assert status == 400 and body["error"]["code"] == "BadArgument"
+
+
+async def test_a_token_that_is_not_even_utf8_is_refused(start_bot: BotFactory) -> None:
+    """Raw bytes in Authorization (no client library sends them, a scanner does)."""
+    from urllib.parse import urlsplit
+
+    for env in ({"DIRECTLINE_SECRET": "s3cret-widget"}, {}):
+        bot = await start_bot(env=env)
+        where = urlsplit(bot.url)
+        for path in ("/tokens/refresh", "/conversations/c1/activities"):
+            reader, writer = await asyncio.open_connection(where.hostname, where.port)
+            writer.write(
+                f"POST /v3/directline{path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n".encode()
+                + b"Authorization: Bearer dl1.abc.\xff\xfe\r\nConnection: close\r\n\r\n"
+            )
+            status_line = await reader.readline()
+            writer.close()
+            assert status_line.split()[1] == b"403", (path, env, status_line)
+
+
+async def test_a_socket_that_stops_reading_is_dropped_not_buffered(
+    http: aiohttp.ClientSession,
+    bot: RunningBot,
+    visitor: DirectLineClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A widget whose reader froze (or a client that never reads): once its socket is full,
+    rows wait in memory only up to a bound; then the socket is dropped, and the widget would
+    reconnect and replay from its watermark."""
+    import base64
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    from adapters.http import DIRECTLINE
+
+    monkeypatch.setattr("adapters.directline.MAX_PENDING_ROWS", 20)
+    where = urlsplit(visitor.stream_url)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (where.hostname, where.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    handshake = (
+        f"GET {where.path}?{where.query} HTTP/1.1\r\nHost: {where.netloc}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await asyncio.get_running_loop().sock_sendall(raw, handshake.encode())
+    channel = bot.app[DIRECTLINE]
+    try:
+        await visitor.disconnect()  # only the frozen socket is left on the conversation
+        text = "y" * 3900
+        for _ in range(2000):  # ~8 MB of echoes: more than any socket buffer holds
+            await visitor.say(text)
+            if visitor.conversation_id not in channel.connected():
+                break
+        assert visitor.conversation_id not in channel.connected()
+    finally:
+        raw.close()

@@ -709,3 +709,20 @@ async def test_retention_looks_again_after_a_failed_commit_and_keeps_caches_warm
     finally:
         store._db = real
         await store.close()
+
+
+async def test_the_inbox_keeps_no_handled_activity_in_memory(tmp_path: Path) -> None:
+    """An event can be large: once handled, memory lets it go (not at the next message)."""
+    store = SqliteStore(tmp_path / "i.db")
+    inbox, handled = recording_inbox(store)
+    try:
+        big = {**USER, "text": "context", "value": "x" * 200_000}
+        seq = await store.append_activity(conversation_id="c1", activity=big)
+        await store.flush()
+        inbox.appended("c1", seq, big)
+        inbox.kick("c1")
+        await inbox.drain()
+        assert handled == ["context"]
+        assert inbox._fresh == {}
+    finally:
+        await store.close()

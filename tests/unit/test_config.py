@@ -202,3 +202,10 @@ def test_join_timeout_routes_cannot_go_in_circles() -> None:
     assert problems(routes) == [
         "handoff.yaml:1: routes: join_timeout_route goes round in a circle: a -> b -> a"
     ]
+
+
+def test_a_widget_token_too_short_for_web_chat_is_refused() -> None:
+    """botframework-directlinejs refreshes every 15 minutes, whatever expires_in says."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings("widget:\n  token_ttl_seconds: 600\n", "handoff.yaml")
+    assert "handoff.yaml:2" in str(caught.value) and "token_ttl_seconds" in str(caught.value)
