@@ -39,6 +39,20 @@ def activities_url(visitor: DirectLineClient) -> str:
     return f"{visitor.base}/conversations/{visitor.conversation_id}/activities"
 
 
+async def post_raw(
+    http: aiohttp.ClientSession, visitor: DirectLineClient, payload: Any
+) -> tuple[int, Any]:
+    """POST bytes (or a byte stream) as the visitor's activity, exactly as given."""
+    return await request(
+        http,
+        "POST",
+        activities_url(visitor),
+        token=visitor.token,
+        data=payload,
+        headers={"Content-Type": "application/json"},
+    )
+
+
 async def stored(http: aiohttp.ClientSession, visitor: DirectLineClient) -> int:
     status, body = await request(http, "GET", activities_url(visitor), token=visitor.token)
     assert status == 200
@@ -76,14 +90,7 @@ async def test_bad_activities_are_refused_and_change_nothing(
     http: aiohttp.ClientSession, visitor: DirectLineClient, payload: bytes, status: int, code: str
 ) -> None:
     before = await stored(http, visitor)
-    got, body = await request(
-        http,
-        "POST",
-        activities_url(visitor),
-        token=visitor.token,
-        data=payload,
-        headers={"Content-Type": "application/json"},
-    )
+    got, body = await post_raw(http, visitor, payload)
     assert got == status
     assert body["error"]["code"] == code
     assert "Traceback" not in str(body)
@@ -372,14 +379,7 @@ async def test_what_the_standard_library_accepts_is_still_accepted(
     """Half an emoji (a lone surrogate escape, as a truncating client sends it) and NaN: taken,
     the half emoji as U+FFFD (UTF-8, the store and Teams cannot hold it), and answered."""
     body = b'{"type": "message", "text": "cut \\ud83d", "value": {"score": NaN}}'
-    status, answer = await request(
-        http,
-        "POST",
-        activities_url(visitor),
-        token=visitor.token,
-        data=body,
-        headers={"Content-Type": "application/json"},
-    )
+    status, answer = await post_raw(http, visitor, body)
     assert status == 200, answer
     echo = await visitor.wait_for(
         lambda: next((a for a in visitor.activities if a["id"] == answer["id"]), None)
@@ -401,9 +401,7 @@ async def test_a_chunked_body_over_the_limit_is_refused(
             yield b"x" * 1024
         yield b'"}}'
 
-    status, body = await request(
-        http, "POST", activities_url(visitor), token=visitor.token, data=chunks()
-    )
+    status, body = await post_raw(http, visitor, chunks())
     assert status == 413 and body["error"]["code"] == "MessageSizeTooBig"
     assert await stored(http, visitor) == before
 
@@ -412,17 +410,7 @@ async def test_a_half_emoji_client_id_is_taken_once(
     http: aiohttp.ClientSession, visitor: DirectLineClient
 ) -> None:
     body = b'{"type": "message", "text": "hi", "channelData": {"clientActivityID": "x\\ud83d"}}'
-    answers = [
-        await request(
-            http,
-            "POST",
-            activities_url(visitor),
-            token=visitor.token,
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        for _ in range(2)
-    ]
+    answers = [await post_raw(http, visitor, body) for _ in range(2)]
     assert [status for status, _ in answers] == [200, 200]
     assert answers[0][1]["id"] == answers[1][1]["id"]  # the retry is the same activity
 
