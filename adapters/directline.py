@@ -113,6 +113,7 @@ def _is_loopback_origin(origin: str) -> bool:
 
 
 _CLOSED = -1  # queue sentinel: the socket closed
+_EPHEMERAL = -2  # a row that is shown, never stored: a visitor's typing (its id is its own)
 
 
 class _Subscriber:
@@ -196,6 +197,11 @@ class ConversationStreams:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
+
+    def echo(self, cid: str, activity: dict[str, Any]) -> None:
+        """Show an activity on the conversation's open sockets without storing it."""
+        for subscriber in self._subscribers.get(cid, ()):
+            subscriber.push((_EPHEMERAL, activity))
 
     def connected(self) -> frozenset[str]:
         """Conversations a widget has a socket open on."""
@@ -810,8 +816,10 @@ class DirectLineChannel:
             }
         )
         if kind == "typing":
-            # Ephemeral: acknowledged, never stored or replayed.
-            return jsonio.response({"id": f"{cid}|typing-{secrets.token_hex(4)}"})
+            # Ephemeral: echoed to the conversation's open sockets, never stored or replayed.
+            activity["id"] = f"{cid}|typing-{secrets.token_hex(4)}"
+            self._streams.echo(cid, activity)
+            return jsonio.response({"id": activity["id"]})
         key = f"client:{client_id}" if client_id else ""
         activity_id, seq = await self._streams.append(cid, activity, key)
         if seq is None:
@@ -882,8 +890,7 @@ class DirectLineChannel:
                 if not rows:
                     break
                 await self._log.flush()  # never show a row a failed commit could take back
-                await self._send(ws, cid, rows)
-                sent = rows[-1][0]
+                sent = await self._send(ws, cid, rows, sent)
             while not ws.closed:
                 batch = await subscriber.next()
                 if not batch:
@@ -891,10 +898,9 @@ class DirectLineChannel:
                     continue
                 if any(seq == _CLOSED for seq, _ in batch):
                     break
-                batch = [row for row in batch if row[0] > sent]
+                batch = [row for row in batch if row[0] > sent or row[0] == _EPHEMERAL]
                 if batch:
-                    await self._send(ws, cid, batch)
-                    sent = batch[-1][0]
+                    sent = await self._send(ws, cid, batch, sent)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the widget went away, or stopped reading and was dropped: it reconnects
         finally:
@@ -905,13 +911,22 @@ class DirectLineChannel:
         return ws
 
     async def _send(
-        self, ws: web.WebSocketResponse, cid: str, rows: list[tuple[int, dict[str, Any]]]
-    ) -> None:
-        frame = {
-            "activities": [_with_id(cid, seq, a) for seq, a in rows],
-            "watermark": str(rows[-1][0]),
-        }
-        await ws.send_str(jsonio.dumps(frame))
+        self,
+        ws: web.WebSocketResponse,
+        cid: str,
+        rows: list[tuple[int, dict[str, Any]]],
+        watermark: int,
+    ) -> int:
+        """One frame; returns the watermark it carries (ephemeral rows do not move it)."""
+        activities = []
+        for seq, activity in rows:
+            if seq == _EPHEMERAL:
+                activities.append(activity)
+            else:
+                activities.append(_with_id(cid, seq, activity))
+                watermark = seq
+        await ws.send_str(jsonio.dumps({"activities": activities, "watermark": str(watermark)}))
+        return watermark
 
     async def _read_client(self, ws: web.WebSocketResponse, subscriber: _Subscriber) -> None:
         """Clients only send pings; reading notices the close, which then stops the writer."""

@@ -323,13 +323,26 @@ async def test_echo_carries_id_client_id_and_timestamp(visitor: DirectLineClient
     assert echo["from"]["role"] == "user" and echo["timestamp"].endswith("Z")
 
 
-async def test_typing_is_acknowledged_but_never_stored(
+async def test_typing_is_echoed_but_never_stored(
     http: aiohttp.ClientSession, visitor: DirectLineClient
 ) -> None:
-    before = await stored(http, visitor)
-    status, body = await visitor.post({"type": "typing"})
+    """Echoed like every posted activity (Direct Line), without moving the watermark: a
+    reconnect never replays it."""
+    await visitor.wait_text("virtual assistant")
+    before, watermark = await stored(http, visitor), visitor.watermark
+    status, body = await visitor.post({"type": "typing", "channelData": {"clientActivityID": "t1"}})
     assert status == 200 and body["id"]
+    echo = await visitor.wait_for(
+        lambda: next((a for a in visitor.activities if a["id"] == body["id"]), None)
+    )
+    assert echo["type"] == "typing" and echo["from"]["role"] == "user"
+    assert echo["channelData"]["clientActivityID"] == "t1" and echo["timestamp"]
+    assert visitor.watermark == watermark
     assert await stored(http, visitor) == before
+    # What comes next carries the watermark on as before.
+    said = await visitor.say("hello")
+    await visitor.wait_for(lambda: any(a["id"] == said for a in visitor.activities))
+    assert int(visitor.watermark) == int(watermark) + 1
 
 
 async def test_idle_sockets_get_keepalives_and_busy_ones_do_not(
