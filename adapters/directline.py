@@ -94,6 +94,9 @@ class DirectLineError(web.HTTPException):
         super().__init__(text=body, content_type="application/json")
 
 
+_AIOHTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "MessageSizeTooBig"}
+
+
 def _activity_id(conversation_id: str, seq: int) -> str:
     return f"{conversation_id}|{seq:07d}"
 
@@ -533,6 +536,14 @@ class DirectLineChannel:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
+                if not isinstance(exc, DirectLineError) and exc.status >= 400:
+                    # aiohttp's own (no such route, wrong method...): in the channel's shape.
+                    allow = exc.headers.get("Allow")
+                    exc = DirectLineError(
+                        exc.status, _AIOHTTP_CODES.get(exc.status, "BadArgument"), exc.reason
+                    )
+                    if allow:
+                        exc.headers["Allow"] = allow
                 # The path names the conversation; the body says why (never a secret).
                 log.info("%s %s refused: %d %s", request.method, request.path, exc.status, exc.text)
                 response = exc

@@ -496,3 +496,16 @@ async def test_a_socket_that_stops_reading_is_dropped_not_buffered(
         assert visitor.conversation_id not in channel.connected()
     finally:
         raw.close()
+
+
+async def test_unknown_paths_and_methods_answer_in_the_channels_shape(
+    http: aiohttp.ClientSession, bot: RunningBot
+) -> None:
+    for method, path, status in (
+        ("GET", "/no/such/thing", 404),
+        ("DELETE", "/tokens/generate", 405),
+        ("PUT", "/conversations", 405),
+    ):
+        got, body = await request(http, method, f"{bot.directline}{path}")
+        assert got == status, path
+        assert set(body["error"]) == {"code", "message"}, body
