@@ -547,9 +547,10 @@ class DirectLineChannel:
                 # The path names the conversation; the body says why (never a secret).
                 log.info("%s %s refused: %d %s", request.method, request.path, exc.status, exc.text)
                 response = exc
+        # Whether allowed or not, the answer depends on the Origin: caches must keep them apart.
+        response.headers["Vary"] = "Origin"
         if cors:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
             response.headers["Access-Control-Allow-Headers"] = (
                 "Authorization, Content-Type, x-ms-bot-agent, x-requested-with"
             )

@@ -288,6 +288,10 @@ async def test_token_needs_an_allowed_origin_or_the_secret(
     ) as r:
         assert r.status == 204
         assert r.headers["Access-Control-Allow-Origin"] == "https://www.contoso.example"
+    # A refused origin gets no CORS header, and no cache may hand that answer to another origin.
+    async with http.post(url, headers={"Origin": "https://evil.example"}) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers
+        assert r.headers["Vary"] == "Origin"
     # The widget secret can start a conversation directly (server-to-server use).
     status, body = await request(
         http, "POST", f"{bot.directline}/conversations", token="s3cret-widget"
