@@ -746,7 +746,7 @@ class DirectLineChannel:
         if not await self._service.conversation_exists(conversation_id=cid):
             raise DirectLineError(404, "BadArgument", "conversation not found")
         rows = await self._log.activities_after(conversation_id=cid, watermark=watermark)
-        last = rows[-1][0] if rows else watermark
+        last = rows[-1][0] if rows else await self._not_past_the_end(cid, watermark)
         return jsonio.response(
             {
                 "activities": [_with_id(cid, seq, a) for seq, a in rows],
@@ -900,6 +900,8 @@ class DirectLineChannel:
             while True:
                 rows = await self._log.activities_after(conversation_id=cid, watermark=sent)
                 if not rows:
+                    if sent == watermark and watermark:
+                        sent = await self._not_past_the_end(cid, watermark)
                     break
                 await self._log.flush()  # never show a row a failed commit could take back
                 sent = await self._send(ws, cid, rows, sent)
@@ -921,6 +923,11 @@ class DirectLineChannel:
             self._sockets.discard(ws)
             await ws.close()
         return ws
+
+    async def _not_past_the_end(self, cid: str, watermark: int) -> int:
+        """A watermark no further than the log goes: one from before the conversation was
+        deleted and started again (or made up) must not hide what comes next."""
+        return min(watermark, await self._log.last_watermark(conversation_id=cid))
 
     async def _send(
         self,

@@ -513,3 +513,19 @@ async def test_unknown_paths_and_methods_answer_in_the_channels_shape(
         got, body = await request(http, method, f"{bot.directline}{path}")
         assert got == status, path
         assert set(body["error"]) == {"code", "message"}, body
+
+
+async def test_a_watermark_past_the_end_does_not_hide_what_comes_next(
+    http: aiohttp.ClientSession, visitor: DirectLineClient
+) -> None:
+    """One the client kept from a conversation deleted and started again, or made up."""
+    await visitor.wait_text("virtual assistant")
+    status, body = await request(
+        http, "GET", activities_url(visitor) + "?watermark=999", token=visitor.token
+    )
+    assert status == 200 and body["activities"] == [] and int(body["watermark"]) < 999
+    await visitor.disconnect()
+    await visitor.connect(watermark="999")
+    said = await visitor.say("still there?")
+    echo = await visitor.wait_for(lambda: [a for a in visitor.activities if a["id"] == said])
+    assert echo
