@@ -205,6 +205,9 @@ class DeliveryQueue:
         # A post that may have arrived (its answer was lost) is sent again exactly as it was:
         # folding in what came since would show Teams the first lines twice.
         pinned: tuple[list[int], str, str, dict[str, Any]] | None = None
+        # After Teams refused a folded post for good: its messages go one by one, so only the
+        # one it cannot take is dropped.
+        alone_through = 0
         while True:
             rows = await self._queued(thread_id)
             if not rows:
@@ -216,7 +219,9 @@ class DeliveryQueue:
                 if pinned is not None and [s for s, _ in rows[: len(pinned[0])]] == pinned[0]:
                     seqs, method, url, body = pinned
                 else:
-                    seqs, method, url, body = self._next(thread_id, rows)
+                    seqs, method, url, body = self._next(
+                        thread_id, rows, fold=rows[0][0] > alone_through
+                    )
                 pinned = None
             except (KeyError, TypeError, ValueError) as exc:
                 # A row we cannot read can never be sent: drop it, keep the queue moving.
@@ -259,6 +264,10 @@ class DeliveryQueue:
                 await asyncio.sleep(wait)
                 continue
             except GatewayError as exc:
+                if len(seqs) > 1 and method == "POST":
+                    alone_through = seqs[-1]  # which of them? send them one at a time
+                    log.warning("thread %s: Teams refused a folded post (%s)", thread_id, exc)
+                    continue
                 # Teams will never take this one (400, 413...): say so loudly, keep the rest.
                 # (Only refusals with a status get here; token trouble is retryable.)
                 log.error(
@@ -307,9 +316,9 @@ class DeliveryQueue:
             await self.on_thread_gone(thread_id, reason)
 
     def _next(
-        self, thread_id: str, rows: list[tuple[int, dict[str, Any]]]
+        self, thread_id: str, rows: list[tuple[int, dict[str, Any]]], *, fold: bool = True
     ) -> tuple[list[int], str, str, dict[str, Any]]:
-        """The next request: the first row, with what may be folded into it."""
+        """The next request: the first row, with what may be folded into it (if ``fold``)."""
         seq, item = rows[0]
         kind = item.get("kind")
         connector = self._connector
@@ -329,7 +338,7 @@ class DeliveryQueue:
         url = connector.activity_url(thread_id)
         if kind == "relay":
             seqs, lines = [seq], [str(item["text"])]
-            for next_seq, other in rows[1:]:
+            for next_seq, other in rows[1:] if fold else ():
                 # Consecutive messages of the same author, whole, while they fit one post.
                 if other.get("kind") != "relay" or other.get("author") != item.get("author"):
                     break

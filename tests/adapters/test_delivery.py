@@ -462,3 +462,18 @@ async def test_a_worker_stopped_by_a_failed_commit_goes_round_again(
         store._db = real
         await delivery.close()
         await store.close()
+
+
+async def test_a_folded_post_teams_refuses_loses_only_the_message_it_cannot_take(
+    standin: Standin, connector: BotConnector
+) -> None:
+    delivery = queue(connector)
+    for text in ("first", "second", "third", "fourth"):  # queued before the worker runs
+        await delivery.post_message(thread_id=THREAD, author="Jane", text=text)
+    standin.failures = [(400, {}), (400, {})]  # the folded post, then "first" alone
+    await delivery.drain()
+    assert [c.body["text"] for c in standin.refused] == [
+        "**Jane:** first<br>second<br>third<br>fourth",
+        "**Jane:** first",
+    ]
+    assert delivered(standin) == ["**Jane:** second", "**Jane:** third", "**Jane:** fourth"]
