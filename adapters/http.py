@@ -277,14 +277,15 @@ async def purge_idle(store: Store, directline: DirectLineChannel, *, before: dat
     """Delete every conversation idle since before ``before`` that no widget has open, in
     small steps with live traffic in between; returns how many."""
     total = 0
-    while True:
+
+    async def step() -> bool:
+        nonlocal total
         purged, done = await store.purge(before=before, keep=directline.connected())
         directline.forget(purged)
-        await store.flush()
         total += len(purged)
-        if done:
-            break
-        await asyncio.sleep(PURGE_PAUSE)
+        return done
+
+    await _in_steps(store, step)
     if total:
         log.info(
             "retention: deleted %d conversation(s) idle since before %s",
