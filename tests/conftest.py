@@ -20,6 +20,7 @@ from adapters.config_file import load_settings
 from adapters.http import SERVICE, create_app
 from bot.config import Settings
 from tests.support.directline_client import DirectLineClient
+from tests.support.processes import BotProcess, free_port
 from tests.support.standin import Standin, build_standin_app
 from tests.support.teams import TENANT
 
@@ -167,3 +168,18 @@ async def visitor(
     await client.start()
     yield client
     await client.disconnect()
+
+
+@pytest.fixture
+async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
+    """``python app.py`` as ops run it: one route, to the stand-in, its own SQLite file."""
+    config = tmp_path / "handoff.yaml"
+    config.write_text(
+        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
+        f'routes:\n  - id: support\n    name: Customer support\n    channel: "{CHANNEL}"\n'
+        f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
+    )
+    process = BotProcess(config, free_port(), tmp_path / "bot.log")
+    await process.start()
+    yield process
+    process.stop()

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import pytest
 
-from tests.conftest import CHANNEL, BotFactory, RunningBot
+from tests.conftest import BotFactory, RunningBot
 from tests.e2e.test_handoff_story import open_handoff
 from tests.support.directline_client import DirectLineClient
-from tests.support.processes import BotProcess, free_port
+from tests.support.processes import BotProcess
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, TENANT, card_action, send, thread_edit, thread_message
-
-
-@pytest.fixture
-async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
-    config = tmp_path / "handoff.yaml"
-    config.write_text(
-        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
-        f'routes:\n  - id: support\n    channel: "{CHANNEL}"\n'
-        f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
-    )
-    process = BotProcess(config, free_port(), tmp_path / "bot.log")
-    await process.start()
-    yield process
-    process.stop()
+from tests.support.teams import ALEX, card_action, send, thread_edit, thread_message
 
 
 async def joined_handoff(

@@ -17,18 +17,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import need
+from tests.conftest import CHANNEL, need
 from tests.e2e.test_handoff_story import card_of, card_text, relayed_texts
 from tests.e2e.test_playground import BROWSER_ARGS, CHROMIUM
 from tests.support.processes import NODE_DIR, BotProcess, free_port
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, TENANT, card_action, send, thread_message
+from tests.support.teams import ALEX, card_action, send, thread_message
 
 pytestmark = pytest.mark.e2e
 
 WEBCHAT_JS = NODE_DIR / "node_modules" / "botframework-webchat" / "dist" / "webchat.js"
 PAGE = Path(__file__).parent / "webchat" / "index.html"
-CHANNEL = "19:support@thread.tacv2"
 
 
 @pytest.fixture
@@ -51,25 +50,13 @@ async def site() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-@pytest.fixture
-async def bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
-    need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
-    config = tmp_path / "handoff.yaml"
-    config.write_text(
-        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
-        f'routes:\n  - id: support\n    name: Customer support\n    channel: "{CHANNEL}"\n'
-        f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
-    )
-    process = BotProcess(config, free_port(), tmp_path / "bot.log")
-    await process.start()
-    yield process
-    process.stop()
-
-
 async def test_handoff_through_the_official_web_chat(
-    bot: BotProcess, site: str, standin: Standin, http: aiohttp.ClientSession
+    bot_process: BotProcess, site: str, standin: Standin, http: aiohttp.ClientSession
 ) -> None:
     from playwright.async_api import WebSocketRoute, async_playwright, expect
+
+    need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
+    bot = bot_process
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
