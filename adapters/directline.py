@@ -344,6 +344,14 @@ class ConversationStreams:
         await self.append(conversation_id, activity)
 
 
+def _drop_through(rows: list[tuple[int, dict[str, Any]]], position: int) -> int:
+    """Drop the rows up to ``position`` (they come in the log's order); returns how many are
+    left."""
+    while rows and rows[0][0] <= position:
+        del rows[0]
+    return len(rows)
+
+
 class Inbox:
     """Visitor activities are handled after they are stored, one conversation at a time, in order.
 
@@ -391,19 +399,15 @@ class Inbox:
     def _handled(self, cid: str, position: int) -> None:
         """Memory keeps no row once handled (an event can be large)."""
         fresh = self._fresh.get(cid)
-        if fresh is not None:
-            while fresh and fresh[0][0] <= position:
-                del fresh[0]
-            if not fresh:
-                del self._fresh[cid]
+        if fresh is not None and not _drop_through(fresh, position):
+            del self._fresh[cid]
 
     def _committed_rows(self, cid: str, position: int) -> list[tuple[int, dict[str, Any]]] | None:
         """The rows after ``position`` from memory, if memory has every one of them."""
         fresh = self._fresh.get(cid)
         if fresh is None:
             return None
-        while fresh and fresh[0][0] <= position:
-            del fresh[0]
+        _drop_through(fresh, position)
         expected = position + 1
         for seq, _ in fresh:
             if seq != expected:
