@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from adapters import jsonio
+from adapters import jsonio, meta_keys
 from adapters.clock import iso, utc_now
 from adapters.tokens import Grant, TokenError, TokenSigner
 from adapters.workers import KeyedWorkers
@@ -291,7 +291,7 @@ class ConversationStreams:
         if seq is not None:
             return _activity_id(cid, seq)
         # Relayed before keys were stored with activities.
-        return await self.store.get_meta(key=f"dl.ref:{cid}:{ref}")
+        return await self.store.get_meta(key=f"{meta_keys.REF}:{cid}:{ref}")
 
     async def amend(
         self, *, conversation_id: str, sender: Sender, ref: str, text: str | None
@@ -701,7 +701,7 @@ class DirectLineChannel:
         await self._service.start_conversation(
             conversation_id=cid, visitor_id=grant.user_id, now=self._clock()
         )
-        marker = f"dl.posted:{cid}"
+        marker = f"{meta_keys.POSTED}:{cid}"
         existed = await self._log.get_meta(key=marker) is not None
         await self._log.set_meta_once(key=marker, value=iso(self._clock()))
         body = {

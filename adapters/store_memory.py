@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.clock import parse_time
+from adapters.meta_keys import conversation_of
 from bot.errors import StaleWriteError
 from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
@@ -119,7 +120,7 @@ class MemoryStore:
                 table.pop(cid, None)
             del self._conversations[cid]
         self._handoffs = {k: h for k, h in self._handoffs.items() if h.conversation_id not in gone}
-        self._meta = {k: v for k, v in self._meta.items() if _conversation_of(k) not in gone}
+        self._meta = {k: v for k, v in self._meta.items() if conversation_of(k) not in gone}
         return purged, True
 
     async def forget_deliveries(self, *, before: datetime) -> bool:
@@ -201,9 +202,3 @@ class MemoryStore:
 
     async def inbox_backlog(self) -> list[str]:
         return [cid for cid, log in self._activities.items() if len(log) > self._inbox.get(cid, 0)]
-
-
-def _conversation_of(meta_key: str) -> str:
-    """The conversation a Direct Line meta key names (``dl.posted:{cid}``, ``dl.ref:{cid}:…``)."""
-    prefix, _, rest = meta_key.partition(":")
-    return rest.split(":", 1)[0] if prefix in ("dl.posted", "dl.ref") else ""

@@ -35,6 +35,7 @@ from typing import Any
 
 from adapters import jsonio
 from adapters.clock import parse_time
+from adapters.meta_keys import CONVERSATION_META
 from bot.errors import StaleWriteError, StoreError
 from bot.model import (
     Conversation,
@@ -112,8 +113,6 @@ _PURGED_TABLES = (
     ("handoffs", "conversation_id"),
     ("conversations", "id"),
 )
-# Meta keys that name a conversation (``dl.posted:{cid}``, ``dl.ref:{cid}:{ref}``: directline.py).
-_CONVERSATION_META = ("dl.posted", "dl.ref")
 _NO_CURSOR = ("", "")
 
 
@@ -634,7 +633,7 @@ class SqliteStore:
             for table, column in _PURGED_TABLES:
                 self._write(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
         for cid in purged:
-            for prefix in _CONVERSATION_META:
+            for prefix in CONVERSATION_META:
                 self._write(
                     "DELETE FROM meta WHERE key = ? OR (key >= ? AND key < ?)",
                     (f"{prefix}:{cid}", f"{prefix}:{cid}:", f"{prefix}:{cid};"),
