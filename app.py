@@ -18,8 +18,9 @@ from adapters.auth import BotCredentials
 from adapters.config_file import load_settings
 from adapters.eventloop import freeze_startup_heap, new_event_loop
 from adapters.http import create_app
+from adapters.store_sqlite import SqliteStore
 from bot.config import Settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 
 DEFAULT_CONFIG = Path("config/handoff.yaml")
 SCHEMA_PATH = Path(__file__).parent / "config" / "handoff.schema.json"
@@ -124,6 +125,11 @@ def main(argv: list[str]) -> int:
             credentials.app_type,
             credentials.tenant_id or settings.teams.tenant_id,
         )
+    try:
+        store = SqliteStore(settings.storage.sqlite_path)
+    except StoreError as exc:
+        print(f"storage: {exc}", file=sys.stderr)
+        return 2
     print(
         f"Handoff bot listening on http://{args.host}:{args.port} "
         f"(widget demo at /, Bot Framework endpoint at /api/messages)",
@@ -131,11 +137,20 @@ def main(argv: list[str]) -> int:
     )
 
     async def build() -> web.Application:
-        app = await create_app(settings, credentials, config_path=source)
+        app = await create_app(settings, credentials, store=store, config_path=source)
         app.on_startup.append(freeze_startup_heap)
         return app
 
-    web.run_app(build(), host=args.host, port=args.port, print=None, access_log=None, loop=loop)
+    try:
+        web.run_app(
+            build(), host=args.host, port=args.port, print=None, access_log=None, loop=loop
+        )
+    except StoreError as exc:  # at start: the store opened, but would not keep what it must
+        print(f"storage: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the port is taken, or not ours to listen on
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters import jsonio, meta_keys
 from adapters.clock import iso, utc_now
@@ -378,6 +378,10 @@ class Inbox:
 
     def kick(self, cid: str) -> None:
         self._workers.kick(cid)
+
+    def retry_now(self) -> None:
+        """The store works again: conversations waiting to retry go now."""
+        self._workers.retry_now()
 
     def forget(self, cids: Iterable[str]) -> None:
         """Retention deleted these conversations (each handled to its end, since idle)."""
@@ -750,6 +754,8 @@ class DirectLineChannel:
         if not await self._service.conversation_exists(conversation_id=cid):
             raise DirectLineError(404, "BadArgument", "conversation not found")
         rows = await self._log.activities_after(conversation_id=cid, watermark=watermark)
+        if rows:
+            await self._log.flush()  # never show a row a failed commit could take back
         last = rows[-1][0] if rows else await self._not_past_the_end(cid, watermark)
         return jsonio.response(
             {
@@ -899,6 +905,7 @@ class DirectLineChannel:
         if transport is not None:
             subscriber.on_overflow = transport.abort  # unblocks a send the reader never takes
         reader = asyncio.create_task(self._read_client(ws, subscriber))
+        close_code = WSCloseCode.OK
         try:
             sent = watermark
             while True:
@@ -921,11 +928,15 @@ class DirectLineChannel:
                     sent = await self._send(ws, cid, batch, sent)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the widget went away, or stopped reading and was dropped: it reconnects
+        except StoreError as exc:
+            # 1011: the server failed; the widget reconnects and replays from its watermark.
+            log.warning("conversation %s: stream closed, the store failed: %s", cid, exc)
+            close_code = WSCloseCode.INTERNAL_ERROR
         finally:
             reader.cancel()
             self._streams.unsubscribe(cid, subscriber)
             self._sockets.discard(ws)
-            await ws.close()
+            await ws.close(code=close_code)
         return ws
 
     async def _not_past_the_end(self, cid: str, watermark: int) -> int:

@@ -16,9 +16,11 @@ from typing import Protocol
 
 from aiohttp import web
 
+from adapters import jsonio
 from adapters.auth import BotCredentials, ConnectorTokens
 from adapters.clock import utc_now
 from adapters.directline import ActivityLog, ConversationStreams, DirectLineChannel
+from adapters.failures import FAILURES, bounded
 from adapters.httpclient import HttpClient
 from adapters.reload import ConfigReloader
 from adapters.store_sqlite import SqliteStore
@@ -27,6 +29,7 @@ from adapters.teams_connector import BotConnector
 from adapters.teams_delivery import DeliveryQueue, OutboundStore
 from adapters.tokens import TokenSigner
 from bot.config import Settings
+from bot.errors import StoreError
 from bot.ports import HandoffStore
 from bot.service import HandoffService
 
@@ -44,7 +47,14 @@ DELIVERY_KEYS_KEPT = timedelta(days=1)
 class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
     """What the app needs from its storage: the domain store plus the activity log."""
 
+    on_recovered: list[Callable[[], None]]
+
     async def close(self) -> None: ...
+
+    async def flush(self, *, reads: bool = True) -> None: ...
+
+    async def health(self) -> str | None:
+        """None when the store works, else why not."""
 
     async def purge(
         self, *, before: datetime, keep: Container[str] = ...
@@ -62,39 +72,57 @@ TEAMS = web.AppKey("teams", TeamsEndpoint)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+RETRY_AFTER = "2"  # seconds, on a 503 for a storage fault
+
+
+def _service_error(status: int, code: str, message: str) -> web.Response:
+    """The error shape of both channels (Direct Line's; the Bot Framework reads the status)."""
+    headers = {"Retry-After": RETRY_AFTER} if status == 503 else None
+    return jsonio.response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
 def _guarded(store: Store) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Answer only once the request's writes are committed; log unexpected errors in full and
-    answer them without internals (a failed commit is one: the client may safely retry)."""
+    """Answer only once the request's writes are committed. A storage fault answers 503 with
+    Retry-After (nothing of the request was kept: retrying is safe); anything else unexpected
+    is logged (its traceback once a minute) and answered 500, without internals."""
 
     @web.middleware
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response: web.StreamResponse | None = None
         try:
             response = await handler(request)
-            await store.flush()
+            # Only this request's own writes: another's failed commit is not its failure.
+            await store.flush(reads=False)
             return response
         except web.HTTPException:
             raise
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return web.json_response(
-                {
-                    "error": {
-                        "code": "ServiceError",
-                        "message": "something went wrong; it has been logged",
-                    }
-                },
-                status=500,
+        except StoreError as exc:
+            log.warning("%s %s answered 503: %s", request.method, request.path, bounded(exc))
+            if response is not None and response.prepared:
+                return response  # a stream, already under way: it ends as it can
+            return _service_error(
+                503, "ServiceUnavailable", "storage is unavailable; nothing was kept, try again"
             )
+        except Exception as exc:
+            FAILURES.failed(log, exc, "unhandled error on %s %s", request.method, request.path)
+            if response is not None and response.prepared:
+                return response
+            return _service_error(500, "ServiceError", "something went wrong; it has been logged")
 
     return guarded
 
 
 async def _token_key(store: Store, env: Mapping[str, str]) -> bytes:
-    """Direct Line tokens must outlive a restart: the key comes from env or is kept in the store."""
+    """Direct Line tokens must outlive a restart: the key comes from env or is kept in the store
+    (committed before any token is signed with it)."""
     from_env = env.get("DIRECTLINE_TOKEN_KEY", "")
     if from_env:
         return from_env.encode()
-    return (await store.set_meta_once(key=TOKEN_KEY_META, value=secrets.token_urlsafe(32))).encode()
+    key = await store.set_meta_once(key=TOKEN_KEY_META, value=secrets.token_urlsafe(32))
+    await store.flush()
+    return key.encode()
 
 
 async def create_app(
@@ -142,6 +170,8 @@ async def create_app(
         local_mode=credentials.local_mode,
         clock=clock,
     )
+    # Workers waiting out a backoff after a storage fault go again as soon as commits work.
+    store.on_recovered.append(directline.inbox.retry_now)
     teams_endpoint = TeamsEndpoint(
         credentials=credentials,
         bot=TeamsHandoffBot(
@@ -223,8 +253,8 @@ async def _sweep(service: HandoffService, clock: Callable[[], datetime], every: 
         await asyncio.sleep(every)
         try:
             await service.sweep(now=clock())
-        except Exception:  # the sweeper must outlive any one bad handoff
-            log.exception("sweep failed")
+        except Exception as exc:  # the sweeper must outlive any one bad handoff
+            FAILURES.failed(log, exc, "sweep failed")
 
 
 async def _retain(
@@ -259,8 +289,8 @@ async def _retain(
             await _in_steps(store, old_keys)
             if days is not None:
                 await purge_idle(store, directline, before=clock() - timedelta(days=days))
-        except Exception:  # the next pass tries again; nothing is deleted half-way
-            log.exception("retention pass failed")
+        except Exception as exc:  # the next pass tries again; nothing is deleted half-way
+            FAILURES.failed(log, exc, "retention pass failed")
 
 
 async def _in_steps(store: Store, step: Callable[[], Awaitable[bool]]) -> None:
@@ -300,4 +330,12 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Alive, and whether the store works (a failing one is named, with a 503)."""
+    problem = await request.app[STORE].health()
+    if problem is None:
+        return jsonio.response({"status": "ok", "store": "ok"})
+    return jsonio.response(
+        {"status": "failing", "store": problem},
+        status=503,
+        headers={"Retry-After": RETRY_AFTER},
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,14 +27,20 @@ class MemoryStore:
         self._inbox: dict[str, int] = {}
         self._outbound: dict[int, tuple[str, dict[str, Any]]] = {}
         self._outbound_seq = 0
+        self.on_recovered: list[Callable[[], None]] = []  # never called: nothing fails here
 
     async def close(self) -> None:
         """Nothing to release."""
 
     failed_commits = 0  # nothing here commits, so nothing fails to
+    failing = None
 
-    async def flush(self) -> None:
+    async def flush(self, *, reads: bool = True) -> None:
         """Every write is already as durable as this store gets."""
+
+    async def health(self) -> str | None:
+        """Memory always answers."""
+        return None
 
     # HandoffStore
     async def get_conversation(self, *, conversation_id: str) -> Conversation | None:

@@ -26,7 +26,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,9 +76,24 @@ CREATE INDEX IF NOT EXISTS outbound_by_thread ON outbound (thread_id, seq);
 
 log = logging.getLogger(__name__)
 
-# (store, transaction) of the current task's first write since its last flush, so its flush can
-# tell whether any of them was rolled back.
-_WRITTEN: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+
+
+class _Written:
+    """The transactions a task wrote into since its last flush (first and last), so its flush
+    can tell whether any of them was rolled back, and whether it must wait for the pending one.
+
+    Kept in a context variable, which child tasks (and, through aiohttp, later connections)
+    inherit: it counts only for the task and store that made it."""
+
+    __slots__ = ("first", "last", "store", "task")
+
+    def __init__(self, store: int, task: object, txn: int) -> None:
+        self.store = store
+        self.task = task
+        self.first = self.last = txn
+
+
+_WRITTEN: contextvars.ContextVar[_Written | None] = contextvars.ContextVar(
     "sqlite_written", default=None
 )
 _FAILED_KEPT = 1024
@@ -281,8 +296,17 @@ class SqliteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise StoreError(
+                f"cannot open the SQLite store at {path}: {exc.filename} is not a directory"
+            ) from exc
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the SQLite store at {path}: {exc.strerror or exc}"
+            ) from exc
         self._commit_handle: asyncio.Handle | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._txn = 0  # transactions begun
@@ -291,7 +315,11 @@ class SqliteStore:
         # conversation -> highest activity seq handed out: a rolled-back one is never reused
         self._last_seq: dict[str, int] = {}
         self._failed: dict[int, StoreError] = {}  # the latest failed commits, by transaction
+        self._latest_failed = 0  # the newest transaction in _failed
         self.failed_commits = 0  # since the store opened: what memory mirrors check against
+        self.failing: StoreError | None = None  # the last commit failed, and none worked since
+        # Called once a commit works again after failures (workers waiting out a backoff).
+        self.on_recovered: list[Callable[[], None]] = []
         self._conversations: dict[str, Conversation] = {}
         self._handoffs: dict[str, Handoff] = {}
         self._open_by_conversation: dict[str, str | None] = {}  # -> open handoff id, or none
@@ -306,6 +334,12 @@ class SqliteStore:
             self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             self._db.executescript(SCHEMA)
             self._migrate()
+            # A store that opens but cannot be written (read-only, full) is found now, not by
+            # the first visitor.
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('store.opened', ?)",
+                (datetime.now(UTC).isoformat(),),
+            )
             self._checkpointer = None if str(path) == ":memory:" else _Checkpointer(str(path))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
@@ -330,8 +364,18 @@ class SqliteStore:
         self._db.close()
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+        try:
+            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "read") from exc
         return row
+
+    def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        try:
+            rows: list[sqlite3.Row] = self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "read") from exc
+        return rows
 
     def _begin(self) -> None:
         """Open this turn's transaction if need be, and schedule its commit."""
@@ -339,7 +383,10 @@ class SqliteStore:
             self._commit_handle.cancel()  # scheduled on a loop that is gone (tools, tests)
             self._commit()
         if not self._db.in_transaction:
-            self._db.execute("BEGIN")
+            try:
+                self._db.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise self._failure(exc, "write") from exc
             self._txn += 1
         if self._commit_handle is None:
             loop = asyncio.get_running_loop()
@@ -349,46 +396,88 @@ class SqliteStore:
             )
             self._commit_loop = loop
         written = _WRITTEN.get()
-        if written is None or written[0] != id(self):
-            _WRITTEN.set((id(self), self._txn))
+        task = asyncio.current_task()
+        if written is None or written.store != id(self) or written.task is not task:
+            _WRITTEN.set(_Written(id(self), task, self._txn))
+        else:
+            written.last = self._txn
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """A write in this turn's transaction. A constraint refusal (``IntegrityError``) fails
+        only the statement; any other error loses the whole transaction (``StoreError``)."""
         self._begin()
-        return self._db.execute(sql, args)
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "write") from exc
+
+    def _write_one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._write(sql, args).fetchone()
+        return row
+
+    def _write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._begin()
+        try:
+            self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "write") from exc
+
+    def _failure(self, exc: sqlite3.Error, what: str) -> StoreError:
+        """A statement failed. Outside a transaction that is all; inside one, SQLite may have
+        rolled back part or all of it (a full disk, an I/O error): the whole transaction is
+        given up now, so that what it held is neither committed later nor promised."""
+        if self._db.in_transaction or self._commit_handle is not None:
+            return self._lose(f"the SQLite store could not {what}: {exc}")
+        return StoreError(f"the SQLite store could not {what}: {exc}")
 
     def _commit(self) -> None:
         self._commit_handle = None
         with contextlib.suppress(RuntimeError):  # no loop: close() after the loop ended
             self._committed_at = asyncio.get_running_loop().time()
-        waiters, self._waiters = self._waiters, []
-        failure: StoreError | None = None
-        try:
-            if self._db.in_transaction:
+        if self._db.in_transaction:
+            try:
                 self._db.execute("COMMIT")
-                if self._checkpointer is not None:
-                    self._checkpointer.committed()
-                    if self._checkpointer.restart_wanted:
-                        self._restart_log()
-        except sqlite3.Error as exc:
-            log.error("SQLite commit failed; this turn's writes are rolled back: %s", exc)
-            failure = StoreError(f"the SQLite store could not commit: {exc}")
-            self._forget()
-            self._purge_cursor = _NO_CURSOR  # what a purge step deleted is back: look again
-            self._failed[self._txn] = failure
-            self.failed_commits += 1
-            while len(self._failed) > _FAILED_KEPT:
-                del self._failed[next(iter(self._failed))]
+            except sqlite3.Error as exc:
+                self._lose(f"the SQLite store could not commit: {exc}")
+                return
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
+                if self._checkpointer.restart_wanted:
+                    self._restart_log()
+            if self.failing is not None:
+                self.failing = None
+                log.warning("SQLite store: commits work again")
+                for recovered in self.on_recovered:
+                    recovered()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _lose(self, reason: str) -> StoreError:
+        """Roll back the open transaction and fail everyone waiting for it: their writes (and
+        whatever they read of it) are gone. One log line; the next write starts afresh."""
+        failure = self.failing = StoreError(reason)
+        log.error("%s; the writes of transaction %d are rolled back", reason, self._txn)
+        self._forget()
+        self._purge_cursor = _NO_CURSOR  # what a purge step deleted is back: look again
+        self._failed[self._txn] = failure
+        self._latest_failed = self._txn
+        self.failed_commits += 1
+        while len(self._failed) > _FAILED_KEPT:
+            del self._failed[next(iter(self._failed))]
+        if self._db.in_transaction:
             try:
                 self._db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # SQLite already rolled back
+        waiters, self._waiters = self._waiters, []
         for waiter in waiters:
-            if waiter.done():
-                continue
-            if failure is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(failure)
+            if not waiter.done():
+                waiter.set_exception(StoreError(reason))
+        return StoreError(reason)
 
     def _restart_log(self) -> None:
         """Copy what the checkpoint thread has not (it has just run), so the next write starts
@@ -422,22 +511,52 @@ class SqliteStore:
         elif self._open_by_conversation.get(handoff.conversation_id) == handoff.id:
             self._open_by_conversation[handoff.conversation_id] = None
 
-    async def flush(self) -> None:
-        """Return once every write made so far is committed; raise ``StoreError`` if this
-        task's writes were rolled back (even by a commit that failed before this call)."""
+    async def flush(self, *, reads: bool = True) -> None:
+        """Return once this task's writes so far are committed; raise ``StoreError`` if any
+        of them was rolled back (even by a commit that failed before this call).
+
+        ``reads``: also wait for (and fail with) the pending transaction when this task wrote
+        nothing to it, since what it read may come from it. An HTTP answer that only promises
+        its own writes passes False: another request's failed commit is not its failure."""
         written = _WRITTEN.get()
-        if written is not None and written[0] == id(self):
+        mine = (
+            written is not None
+            and written.store == id(self)
+            and written.task is asyncio.current_task()
+        )
+        if mine:
+            assert written is not None
             _WRITTEN.set(None)
-            if self._failed:
-                lost = [txn for txn in self._failed if txn >= written[1]]
-                if lost:
-                    raise self._failed[lost[0]]
+            self._raise_if_lost(written.first, written.last)
         if self._commit_handle is None:
             return
-        # Whoever wrote it: what this task read may come from the pending transaction too.
+        if not reads and not (mine and written is not None and written.last == self._txn):
+            return  # nothing of ours is pending
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
+
+    def _raise_if_lost(self, first: int, last: int) -> None:
+        if self._latest_failed < first:
+            return
+        lost = [txn for txn in self._failed if first <= txn <= last]
+        if lost:
+            raise StoreError(str(self._failed[lost[0]]))
+
+    async def health(self) -> str | None:
+        """None when the store works, else why not. While commits fail, a small write tells
+        whether they work again (nothing else may be writing, when the disk was freed)."""
+        try:
+            if self.failing is None:
+                self._one("SELECT 1 FROM meta LIMIT 1")
+                return None
+            self._write(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('store.probe', ?)", (self._txn,)
+            )
+            await self.flush()
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     # HandoffStore
     async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
@@ -505,9 +624,9 @@ class SqliteStore:
         )
 
     async def turns(self, *, conversation_id: str) -> list[Turn]:
-        rows = self._db.execute(
-            "SELECT * FROM turns WHERE conversation_id = ? ORDER BY rowid", (conversation_id,)
-        ).fetchall()
+        rows = self._rows(
+            "SELECT * FROM turns WHERE conversation_id = ? ORDER BY rowid", conversation_id
+        )
         return [
             Turn(
                 r["conversation_id"],
@@ -560,9 +679,7 @@ class SqliteStore:
         )
 
     async def open_handoffs(self) -> list[Handoff]:
-        rows = self._db.execute(
-            "SELECT * FROM handoffs WHERE state IN (?, ?)", _OPEN_STATES
-        ).fetchall()
+        rows = self._rows("SELECT * FROM handoffs WHERE state IN (?, ?)", *_OPEN_STATES)
         return [_handoff(row) for row in rows]
 
     async def last_human_turn_at(self, *, conversation_id: str) -> datetime | None:
@@ -599,10 +716,9 @@ class SqliteStore:
         return saved
 
     async def unopened_handoffs(self) -> list[Handoff]:
-        rows = self._db.execute(
-            "SELECT * FROM handoffs WHERE state = ? AND thread_id = ''",
-            (HandoffState.QUEUED.value,),
-        ).fetchall()
+        rows = self._rows(
+            "SELECT * FROM handoffs WHERE state = ? AND thread_id = ''", HandoffState.QUEUED.value
+        )
         return [_handoff(row) for row in rows]
 
     async def seen(self, *, key: str) -> bool:
@@ -619,11 +735,13 @@ class SqliteStore:
         since (no activity or transcript line since either), with no open handoff and not in
         ``keep``, with everything of theirs. Returns the deleted conversations, and whether
         this pass has looked at all of them."""
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT id, created_at FROM conversations WHERE created_at < ?"
             " AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
-            (before.astimezone(UTC).isoformat(), *self._purge_cursor, PURGE_SCAN),
-        ).fetchall()
+            before.astimezone(UTC).isoformat(),
+            *self._purge_cursor,
+            PURGE_SCAN,
+        )
         done = len(rows) < PURGE_SCAN
         self._purge_cursor = _NO_CURSOR if done else (rows[-1]["created_at"], rows[-1]["id"])
         purged = [r["id"] for r in rows if r["id"] not in keep and self._idle(r, before)]
@@ -645,9 +763,7 @@ class SqliteStore:
     async def forget_deliveries(self, *, before: datetime) -> bool:
         """One step: delete inbound delivery keys (``remember``) older than ``before``, oldest
         first (rowids grow with time). Returns whether none older is left."""
-        oldest = self._db.execute(
-            "SELECT rowid, at FROM seen ORDER BY rowid LIMIT ?", (SEEN_BATCH,)
-        ).fetchall()
+        oldest = self._rows("SELECT rowid, at FROM seen ORDER BY rowid LIMIT ?", SEEN_BATCH)
         expired = list(itertools.takewhile(lambda r: _before(r["at"], before), oldest))
         if expired:
             self._write("DELETE FROM seen WHERE rowid <= ?", (expired[-1]["rowid"],))
@@ -691,8 +807,7 @@ class SqliteStore:
     async def append_activity(
         self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
     ) -> int:
-        self._begin()
-        row = self._one(
+        row = self._write_one(
             "INSERT INTO activities (conversation_id, seq, body, key) VALUES (?, MAX(?, "
             "COALESCE((SELECT MAX(seq) FROM activities WHERE conversation_id = ?), 0)) + 1, ?, ?)"
             " RETURNING seq",
@@ -708,11 +823,12 @@ class SqliteStore:
         return seq
 
     async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT seq, key FROM activities WHERE conversation_id = ? AND key IS NOT NULL"
             " ORDER BY seq DESC LIMIT ?",
-            (conversation_id, limit),
-        ).fetchall()
+            conversation_id,
+            limit,
+        )
         return [(int(r["seq"]), str(r["key"])) for r in reversed(rows)]
 
     async def keyed_activity(self, *, conversation_id: str, key: str) -> int | None:
@@ -726,11 +842,13 @@ class SqliteStore:
     async def activities_after(
         self, *, conversation_id: str, watermark: int, limit: int = 500
     ) -> list[tuple[int, dict[str, Any]]]:
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT seq, body FROM activities WHERE conversation_id = ? AND seq > ?"
             " ORDER BY seq LIMIT ?",
-            (conversation_id, watermark, limit),
-        ).fetchall()
+            conversation_id,
+            watermark,
+            limit,
+        )
         return [(r["seq"], jsonio.loads(r["body"])) for r in rows]
 
     async def last_watermark(self, *, conversation_id: str) -> int:
@@ -756,10 +874,10 @@ class SqliteStore:
         )
 
     async def inbox_backlog(self) -> list[str]:
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT a.conversation_id FROM activities a LEFT JOIN inbox i USING (conversation_id)"
             " GROUP BY a.conversation_id HAVING MAX(a.seq) > COALESCE(MAX(i.processed), 0)"
-        ).fetchall()
+        )
         return [str(r["conversation_id"]) for r in rows]
 
     async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
@@ -771,19 +889,19 @@ class SqliteStore:
     async def outbound(
         self, *, thread_id: str, limit: int = 50
     ) -> list[tuple[int, dict[str, Any]]]:
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT seq, item FROM outbound WHERE thread_id = ? ORDER BY seq LIMIT ?",
-            (thread_id, limit),
-        ).fetchall()
+            thread_id,
+            limit,
+        )
         return [(int(r["seq"]), jsonio.loads(r["item"])) for r in rows]
 
     async def outbound_threads(self) -> list[str]:
-        rows = self._db.execute("SELECT DISTINCT thread_id FROM outbound").fetchall()
+        rows = self._rows("SELECT DISTINCT thread_id FROM outbound")
         return [str(r["thread_id"]) for r in rows]
 
     async def drop_outbound(self, *, seqs: list[int]) -> None:
-        self._begin()
-        self._db.executemany("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in seqs])
+        self._write_many("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in seqs])
 
     async def set_meta_once(self, *, key: str, value: str) -> str:
         self._write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))

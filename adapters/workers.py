@@ -12,6 +12,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from adapters.failures import FAILURES
+
 log = logging.getLogger(__name__)
 
 RETRY_FIRST = 1.0  # seconds before a failed worker goes round again, doubling while it fails
@@ -51,12 +53,15 @@ class KeyedWorkers:
                     return
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # The work stays in the store (a failed commit, say): go round again after a
-            # while, sooner if new work comes, rather than leave it for a restart.
+            # while, sooner if new work comes or the store recovers, rather than leave it for a
+            # restart.
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
-            log.exception("%s worker for %s failed; again in %.0f s", self._name, key, delay)
+            FAILURES.failed(
+                log, exc, "%s worker for %s failed; again in %.0f s", self._name, key, delay
+            )
             self._retries[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
         finally:
             del self._running[key]
@@ -64,6 +69,11 @@ class KeyedWorkers:
     def _retry(self, key: str) -> None:
         self._retries.pop(key, None)
         self.kick(key)
+
+    def retry_now(self) -> None:
+        """What failed (the store, say) works again: every worker waiting to retry goes now."""
+        for key in list(self._retries):
+            self.kick(key)
 
     async def drain(self) -> None:
         """Wait until every worker has finished (tests, benchmarks, shutdown)."""

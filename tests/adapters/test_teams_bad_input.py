@@ -128,7 +128,7 @@ async def test_connector_clients_are_built_once_not_per_turn(
 
 @pytest.mark.parametrize(
     ("error", "status"),
-    [(RuntimeError("a bug"), 201), (StoreError("disk full"), 500)],
+    [(RuntimeError("a bug"), 201), (StoreError("disk full"), 503)],
     ids=["bug-logged-not-redelivered", "not-stored-so-redelivered"],
 )
 async def test_a_failing_thread_message_is_redelivered_only_if_nothing_was_kept(

@@ -1,0 +1,74 @@
+"""Failure logging that stays readable under a storm: one bounded line per failure, and the
+traceback only once per distinct cause and minute.
+
+A full disk or a dead dependency makes the same error on every request; a traceback each time
+buries the log (and fills the disk that is already full). The cause is the exception's type
+and the place it was raised, not its message, which carries ids and so differs every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+MAX_LINE = 500  # characters of an exception's message kept in a log line
+WINDOW = 60.0  # seconds: a cause's traceback is logged at most once per window
+_CAUSES_KEPT = 1024
+
+
+def bounded(exc: BaseException, limit: int = MAX_LINE) -> str:
+    """``Type: message`` on one line, at most ``limit`` characters of the message."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _cause(exc: BaseException) -> tuple[str, str, int]:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ("", 0)
+    return (type(exc).__qualname__, *where)
+
+
+class FailureLog:
+    """Logs failures: always one line, the traceback once per cause per ``window`` seconds."""
+
+    def __init__(
+        self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._window = window
+        self._clock = clock
+        self._last: dict[tuple[str, str, int], float] = {}
+
+    def failed(
+        self,
+        logger: logging.Logger,
+        exc: BaseException,
+        message: str,
+        *args: object,
+        level: int = logging.ERROR,
+    ) -> None:
+        """``message % args``, then the bounded exception; with its traceback if this cause's
+        was not logged within the window."""
+        cause = _cause(exc)
+        now = self._clock()
+        last = self._last.get(cause)
+        with_traceback = last is None or now - last >= self._window
+        if with_traceback:
+            if len(self._last) >= _CAUSES_KEPT:
+                self._last.clear()
+            self._last[cause] = now
+        logger.log(
+            level,
+            message + ": %s",
+            *args,
+            bounded(exc),
+            exc_info=exc if with_traceback else None,
+        )
+
+
+# Logging is process-wide, and so is its budget: one instance for every caller.
+FAILURES = FailureLog()

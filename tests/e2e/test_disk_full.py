@@ -1,0 +1,119 @@
+"""A real full disk under the real process: ``python app.py`` with its SQLite file on a tiny
+tmpfs that a ballast file fills, then frees. Nothing is answered 500, nothing answered 503 is
+kept, everything answered 200 is, the log stays small, and no restart is needed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import CHANNEL, need
+from tests.support.directline_client import DirectLineClient
+from tests.support.processes import BotProcess, free_port
+from tests.support.standin import Standin
+from tests.support.teams import TENANT
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB filesystem of its own (tmpfs), unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    need(done.returncode == 0, f"cannot mount a tmpfs here (root is needed): {done.stderr}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Write a ballast file until the filesystem is full."""
+    ballast = disk / "ballast"
+    with ballast.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 4096)
+    return ballast
+
+
+async def test_a_full_disk_under_the_real_process(
+    tiny_disk: Path, tmp_path: Path, standin: Standin
+) -> None:
+    config = tmp_path / "handoff.yaml"
+    config.write_text(
+        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
+        f'routes:\n  - id: support\n    channel: "{CHANNEL}"\n'
+        f"storage:\n  sqlite_path: {tiny_disk / 'handoff.db'}\n"
+    )
+    bot = BotProcess(config, free_port(), tmp_path / "bot.log")
+    await bot.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            visitor = DirectLineClient(http, f"{bot.url}/v3/directline", origin=bot.url)
+            await visitor.start()
+            await visitor.wait_text("virtual assistant")
+            ballast = _fill(tiny_disk)
+            answered: dict[str, int] = {}
+
+            async def post(text: str) -> int:
+                async with http.post(
+                    f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
+                    json={
+                        "type": "message",
+                        "text": text,
+                        "channelData": {"clientActivityID": uuid.uuid4().hex},
+                    },
+                    headers={"Authorization": f"Bearer {visitor.token}"},
+                ) as r:
+                    if r.status == 503:
+                        assert r.headers["Retry-After"]
+                    answered[text] = r.status
+                    return r.status
+
+            # Big messages: the log must grow, and the disk has no room for it.
+            statuses = [await post(f"{n} " + "x" * 3_800) for n in range(40)]
+            assert 503 in statuses and set(statuses) <= {200, 503}, statuses
+            async with http.get(f"{bot.url}/healthz") as r:
+                health = await r.json()
+                assert r.status in (200, 503), health
+                if r.status == 503:
+                    assert "full" in health["store"]
+            ballast.unlink()
+            # Room again: writes succeed without a restart (Retry-After is 2 s).
+            for _ in range(50):
+                if await post(f"after {uuid.uuid4().hex}") == 200:
+                    break
+                await asyncio.sleep(0.2)
+            assert list(answered.values())[-1] == 200
+            async with http.get(f"{bot.url}/healthz") as r:
+                assert r.status == 200, await r.text()
+            async with http.get(
+                f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
+                headers={"Authorization": f"Bearer {visitor.token}"},
+            ) as r:
+                kept = [
+                    a["text"]
+                    for a in (await r.json())["activities"]
+                    if a["type"] == "message" and a["from"]["role"] == "user"
+                ]
+            assert sorted(kept) == sorted(t for t, s in answered.items() if s == 200)
+            await visitor.disconnect()
+    finally:
+        bot.stop()
+    log = bot.log.read_text()
+    assert len(log) < 100_000, f"{len(log)} bytes of log"
+    assert log.count("Traceback") <= 2, log[-3000:]
+    assert " 500" not in log
