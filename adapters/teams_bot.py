@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import re
+import reprlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CARD_VERBS = frozenset({JOIN_VERB, END_VERB})
 MAX_BODY_BYTES = 1024 * 1024
+MAX_CONNECTOR_CLIENTS = 64  # one per service URL and audience; Teams uses a handful
 
 
 SETUP_COMMANDS = frozenset({"setup", "/setup"})
@@ -369,11 +371,13 @@ class TeamsHandoffBot(ActivityHandler):
         """The service URL the tenant's latest activity came from; None before the first one."""
         return self._service_urls.get(tenant_id)
 
-    def observe(self, activity: dict[str, Any]) -> None:
-        """Every authenticated activity: learn channel names and the tenant's service URL."""
+    def observe(self, activity: dict[str, Any], *, authenticated: bool = True) -> None:
+        """Every accepted activity: learn channel names and, when it was authenticated (not in
+        local mode), the tenant's service URL: nothing unauthenticated moves where we send."""
         info = ChannelInfo.of(activity)
         self._remember_names(info)
-        self._remember_service_url(info)
+        if authenticated:
+            self._remember_service_url(info)
 
     def _remember_names(self, info: ChannelInfo) -> None:
         for key, name in ((info.channel_id, info.channel_name), (info.team_id, info.team_name)):
@@ -442,7 +446,7 @@ class TeamsHandoffBot(ActivityHandler):
         verb = str(action.get("verb") or data.get("verb") or "")
         handoff_id = str(data.get("handoffId") or "")
         if verb not in CARD_VERBS or not handoff_id:
-            log.warning("card action without a known verb/handoff id: %r", action)
+            log.warning("card action without a known verb/handoff id: %s", _brief(action))
             return _invoke_error("BadRequest", "This card action is not one I know.")
         raw = _raw(turn_context)
         result = await self._service.card_action(
@@ -613,6 +617,8 @@ class _CachedConnectorFactory:
         key = (service_url, audience or "")
         cache = self._owner._connectors
         if key not in cache:
+            if len(cache) >= MAX_CONNECTOR_CLIENTS:
+                cache.clear()  # local mode takes any serviceUrl: keep the cache bounded
             self._owner.built += 1
             cache[key] = await self._inner.create(service_url, audience)
         return cache[key]
@@ -647,6 +653,9 @@ class TeamsEndpoint:
                 )
 
     async def _on_turn_error(self, turn_context: TurnContext, error: Exception) -> None:
+        if isinstance(error, StoreError):
+            # Nothing was kept: a 5xx as for a message, not botbuilder's 501 for no answer.
+            raise error
         conversation = turn_context.activity.conversation
         log.error(
             "turn failed in conversation %s: %s",
@@ -656,28 +665,40 @@ class TeamsEndpoint:
         )
 
     async def _authenticate(self, activity: Activity, header: str) -> AuthenticateRequestResult:
-        if not self._local_mode:
-            # Only Bot Framework channel tokens reach botbuilder: its Emulator and skill paths
-            # would fetch other keys with blocking I/O on the event loop, and Teams sends
-            # neither. botbuilder then checks signature, expiry, audience, issuer, serviceurl.
-            scheme, _, token = header.partition(" ")
-            if scheme != "Bearer" or not token:
-                raise PermissionError("no Bearer token")
-            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-            if issuer != self._issuer:
-                raise PermissionError(f"token issuer {issuer!r} is not {self._issuer!r}")
+        if self._local_mode:
+            # Auth is off: a header would only make botbuilder fetch Microsoft's keys with
+            # blocking I/O on the event loop before failing or passing to no effect.
+            return await self._auth.authenticate_request(activity, "")
+        # Only Bot Framework channel tokens reach botbuilder: its Emulator and skill paths
+        # would fetch other keys with blocking I/O on the event loop, and Teams sends
+        # neither. botbuilder then checks signature, expiry, audience, issuer, serviceurl.
+        scheme, _, token = header.partition(" ")
+        if scheme != "Bearer" or not token:
+            raise PermissionError("no Bearer token")
+        claims = jwt.decode(token, options={"verify_signature": False})
+        issuer = claims.get("iss")
+        if issuer != self._issuer:
+            raise PermissionError(f"token issuer {issuer!r} is not {self._issuer!r}")
+        # PyJWT checks exp only when present, and botbuilder does not require it: a token
+        # without one would be good forever.
+        expires = claims.get("exp")
+        if not isinstance(expires, int | float) or isinstance(expires, bool):
+            raise PermissionError("token has no exp claim")
         return await self._auth.authenticate_request(activity, header)
 
     async def handle(self, request: web.Request) -> web.Response:
         if "json" not in request.content_type:
             return _error(415, "send the activity as application/json")
-        raw = await request.read()
-        if len(raw) > MAX_BODY_BYTES:
-            return _error(413, f"the activity is over {MAX_BODY_BYTES} bytes")
+        raw = await _read_at_most(request, MAX_BODY_BYTES)
+        if raw is None:
+            response = _error(413, f"the activity is over {MAX_BODY_BYTES} bytes")
+            response.force_close()  # the rest of the body is not read
+            return response
         try:
-            body = jsonio.loads(raw)
+            body = jsonio.loads_text(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"the body is not valid JSON: {exc}")
+            log.warning("activity refused, not valid JSON: %s", _brief(exc))
+            return _error(400, "the body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return _error(400, "the body must be an activity object with a type")
         conversation_id = _field(body, "conversation", "id")
@@ -687,15 +708,15 @@ class TeamsEndpoint:
             header = request.headers.get("Authorization", "")
             auth = await self._authenticate(_for_auth(body), header)
         except SigningKeysUnavailableError as exc:
-            log.error("activity %s not checked: %s", body.get("id"), exc)
+            log.error("activity %s not checked: %s", _brief(body.get("id")), exc)
             return _error(503, "the Bot Framework signing keys are unavailable; try again")
         except Exception as exc:  # PyJWT, botbuilder and PermissionError all mean the same
             log.warning(
                 "activity %s in conversation %s refused: %s: %s",
-                body.get("id"),
-                conversation_id,
+                _brief(body.get("id")),
+                _brief(conversation_id),
                 type(exc).__name__,
-                exc,
+                _brief(exc),
             )
             return _error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
         if not self._local_mode and body.get("channelId") != "msteams":
@@ -703,9 +724,14 @@ class TeamsEndpoint:
             return _error(403, "this bot serves Microsoft Teams only")
         tenant = self._tenant_id()
         if tenant and body.get("channelId") == "msteams" and _tenant_of(body) != tenant:
-            log.warning("activity %s from tenant %r refused", body.get("id"), _tenant_of(body))
+            log.warning(
+                "activity %s from tenant %s refused",
+                _brief(body.get("id")),
+                _brief(_tenant_of(body)),
+            )
             return _error(403, "this bot serves one tenant only")
-        self._bot.observe(body)
+        # Local mode authenticates nothing: what it is told must not move where the bot sends.
+        self._bot.observe(body, authenticated=not self._local_mode)
         if body["type"] in MESSAGE_TYPES:
             try:
                 await self._bot.on_message(body)
@@ -713,12 +739,18 @@ class TeamsEndpoint:
                 raise  # nothing was kept: a 500, and Teams' redelivery is the retry
             except Exception:
                 # A bug: redelivering would only repeat whatever ran before it. Log it whole.
-                log.exception("%s %s in %s failed", body["type"], body.get("id"), conversation_id)
+                log.exception(
+                    "%s %s in %s failed",
+                    _brief(body["type"]),
+                    _brief(body.get("id")),
+                    _brief(conversation_id),
+                )
             return web.Response(status=201)
         try:
             activity = Activity().deserialize(body)
         except Exception as exc:  # msrest raises several types for shape errors
-            return _error(400, f"the activity does not deserialize: {exc}")
+            log.warning("activity %s refused: %s", _brief(body.get("id")), _brief(exc))
+            return _error(400, "the activity does not match the Bot Framework schema")
 
         async def turn(turn_context: TurnContext) -> None:
             turn_context.turn_state[RAW_ACTIVITY] = body
@@ -736,6 +768,33 @@ def _for_auth(body: dict[str, Any]) -> Activity:
     """What botbuilder's authentication reads of an activity (channel and service URL), without
     deserializing all of it."""
     return Activity(channel_id=_str(body, "channelId"), service_url=_str(body, "serviceUrl"))
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None once it is over ``limit`` bytes: by its Content-Length before reading
+    anything, else (chunked) as soon as what was read passes the limit."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxstring = _BRIEF.maxother = 200
+
+
+def _brief(value: object) -> str:
+    """Something from outside (an id, an exception's message) as one log line of bounded
+    length: never the whole of a hostile body, never a line break."""
+    if isinstance(value, BaseException):
+        text = str(value)
+    else:
+        text = value if isinstance(value, str) else _BRIEF.repr(value)
+    return "".join(ch if ch.isprintable() else " " for ch in text[:200])
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

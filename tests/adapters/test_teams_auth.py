@@ -112,9 +112,11 @@ def token(
     key: str = "channel",
     kid: str = "channel-key",
     algorithm: str = "RS256",
+    without: tuple[str, ...] = (),
     **claims: Any,
 ) -> str:
-    """A Bot Framework channel token as Teams sends it, changed by ``claims``."""
+    """A Bot Framework channel token as Teams sends it, changed by ``claims``, with the claims
+    named in ``without`` left out."""
     now = int(time.time())
     payload = {
         "serviceurl": service_url,
@@ -124,6 +126,8 @@ def token(
         "aud": APP_ID,
         **claims,
     }
+    for name in without:
+        del payload[name]
     if algorithm == "none":
         return jwt.encode(payload, None, algorithm="none", headers={"kid": kid})
     return jwt.encode(payload, rsa_key(key), algorithm=algorithm, headers={"kid": kid})
@@ -284,6 +288,12 @@ BAD_AUTHORIZATION: dict[str, tuple[Callable[[str], str | None], str]] = {
     "expired": (
         lambda url: f"Bearer {token(url, exp=int(time.time()) - 3600)}",
         "ExpiredSignatureError",
+    ),
+    # PyJWT checks exp only when present and botbuilder does not require it.
+    "no-exp": (lambda url: f"Bearer {token(url, without=('exp',))}", "token has no exp claim"),
+    "exp-not-a-number": (
+        lambda url: f"Bearer {token(url, exp='never')}",
+        "token has no exp claim",
     ),
     "not-yet-valid": (
         lambda url: f"Bearer {token(url, nbf=int(time.time()) + 3600)}",
