@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters import jsonio, meta_keys
 from adapters.clock import iso, utc_now
+from adapters.failures import FAILURES, bounded
 from adapters.tokens import Grant, TokenError, TokenSigner
 from adapters.workers import KeyedWorkers
 from bot.errors import (
@@ -44,6 +45,10 @@ MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_SECONDS = 20.0
 RECENT_KEYS = 64  # per conversation: client retries and Teams edits are looked up in memory
 INBOX_BATCH = 500  # activities read at a time
+# Attempts at handling one visitor activity (failed ones, or process crashes during it) before
+# it is quarantined; failed attempts are this many seconds apart, times the attempt.
+MAX_ATTEMPTS = 3
+RETRY_PAUSE = 0.5
 # Rows waiting for a socket whose reader has stopped reading: past this, the socket is dropped
 # (the widget reconnects and replays from its watermark) instead of buffering without end.
 MAX_PENDING_ROWS = 1_000
@@ -72,6 +77,8 @@ class ActivityLog(Protocol):
     async def last_watermark(self, *, conversation_id: str) -> int: ...
 
     async def get_meta(self, *, key: str) -> str | None: ...
+
+    async def set_meta(self, *, key: str, value: str) -> None: ...
 
     async def set_meta_once(self, *, key: str, value: str) -> str: ...
 
@@ -344,6 +351,11 @@ class ConversationStreams:
         await self.append(conversation_id, activity)
 
 
+def _from_visitor(activity: dict[str, Any]) -> bool:
+    sender = activity.get("from")
+    return isinstance(sender, dict) and sender.get("role") == "user"
+
+
 def _drop_through(rows: list[tuple[int, dict[str, Any]]], position: int) -> int:
     """Drop the rows up to ``position`` (they come in the log's order); returns how many are
     left."""
@@ -367,9 +379,13 @@ class Inbox:
         self,
         store: ActivityLog,
         handle: Callable[[str, dict[str, Any]], Awaitable[None]],
+        quarantined: Callable[[str], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._handle = handle
+        self._quarantined = quarantined  # tells the visitor that a message of theirs failed
+        self._clock = clock
         self._workers = KeyedWorkers(self._drain_once, "inbox")
         # conversation -> how far it was handled, as last written: only the inbox writes it
         self._positions: dict[str, int] = {}
@@ -442,14 +458,8 @@ class Inbox:
                 if not rows:
                     return
                 for seq, activity in rows:
-                    if activity.get("from", {}).get("role") == "user":
-                        try:
-                            await self._handle(cid, activity)
-                        except StoreError:
-                            raise  # its writes were rolled back: handle it again, never skip it
-                        except Exception:
-                            # A bug must not wedge the conversation: log it and move on.
-                            log.exception("conversation %s: activity %d failed", cid, seq)
+                    if _from_visitor(activity):
+                        await self._handle_once(cid, seq, activity)
                     await self._store.set_inbox_position(conversation_id=cid, seq=seq)
                     self._positions[cid] = seq
                 # A failed commit raises here: the worker stops and the rows are handled again.
@@ -461,10 +471,71 @@ class Inbox:
             self._positions.pop(cid, None)  # what was written may have been rolled back
             raise
 
+    async def _handle_once(self, cid: str, seq: int, activity: dict[str, Any]) -> None:
+        """Handle one activity: a few attempts, then it is set aside (a poison message must not
+        wedge its conversation). A store failure is not the activity's fault: it raises, and
+        the activity is handled again once the store works."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                await self._handle(cid, activity)
+                return
+            except StoreError:
+                raise  # its writes were rolled back: handle it again, never skip it
+            except Exception as exc:
+                if attempt == MAX_ATTEMPTS:
+                    await self._quarantine(cid, seq, f"{attempt} failed attempts: {bounded(exc)}")
+                    FAILURES.failed(log, exc, "conversation %s: activity %d set aside", cid, seq)
+                    return
+                FAILURES.failed(
+                    log, exc, "conversation %s: activity %d failed (attempt %d)", cid, seq, attempt
+                )
+                await asyncio.sleep(RETRY_PAUSE * attempt)
+
+    async def _quarantine(self, cid: str, seq: int, why: str) -> None:
+        """Set an activity aside for good: kept in the log, recorded with why, never handled
+        again; the visitor hears that it went wrong."""
+        log.error("conversation %s: activity %d quarantined (%s)", cid, seq, why)
+        record = jsonio.dumps({"at": iso(self._clock()), "why": why})
+        await self._store.set_meta(key=f"{meta_keys.QUARANTINED}:{cid}:{seq}", value=record)
+        if self._quarantined is not None:
+            await self._quarantined(cid)
+
     async def resume(self) -> None:
-        """After a restart: pick up what was stored but not handled."""
+        """After a restart: pick up what was stored but not handled.
+
+        What a conversation was handling when the process went down may be what took it down
+        (a crash in an extension, say): before handling it again, the attempt is recorded (and
+        committed), and an activity that went down with the process ``MAX_ATTEMPTS`` times is
+        quarantined instead of crashing it once more."""
         for cid in await self._store.inbox_backlog():
+            position = await self._store.inbox_position(conversation_id=cid)
+            rows = await self._store.activities_after(
+                conversation_id=cid, watermark=position, limit=INBOX_BATCH
+            )
+            head = next((seq for seq, a in rows if _from_visitor(a)), None)
+            if head is not None:
+                await self._count_attempt(cid, head)
             self.kick(cid)
+
+    async def _count_attempt(self, cid: str, seq: int) -> None:
+        key = f"{meta_keys.ATTEMPT}:{cid}"
+        recorded = await self._store.get_meta(key=key) or ""
+        last, _, count = recorded.partition(":")
+        downs = int(count) + 1 if last == str(seq) and count.isdigit() else 1
+        if downs >= MAX_ATTEMPTS:
+            why = f"the process went down {downs} times while handling it"
+            await self._quarantine(cid, seq, why)
+            await self._store.set_inbox_position(conversation_id=cid, seq=seq)
+        else:
+            log.warning(
+                "conversation %s: activity %d was being handled when the process went down"
+                " (%d time(s)); handling it again",
+                cid,
+                seq,
+                downs,
+            )
+            await self._store.set_meta(key=key, value=f"{seq}:{downs}")
+        await self._store.flush()
 
     async def drain(self) -> None:
         await self._workers.drain()
@@ -491,7 +562,7 @@ class DirectLineChannel:
         self._local = local_mode
         self._clock = clock
         self._sockets: set[web.WebSocketResponse] = set()
-        self.inbox = Inbox(streams.store, self.dispatch)
+        self.inbox = Inbox(streams.store, self.dispatch, self._message_failed, clock)
         streams.on_committed = self.inbox.appended
 
     # ---- wiring ----------------------------------------------------------------------------
@@ -649,8 +720,13 @@ class DirectLineChannel:
             return {}
         try:
             body = jsonio.loads_text(raw)
+        except jsonio.NestingError as exc:
+            raise DirectLineError(
+                400, "BadArgument", f"the body nests deeper than {jsonio.MAX_DEPTH} levels"
+            ) from exc
         except (ValueError, UnicodeDecodeError) as exc:
-            raise DirectLineError(400, "BadArgument", f"the body is not valid JSON: {exc}") from exc
+            # The parser's own words name offsets and internals: the client gets a plain answer.
+            raise DirectLineError(400, "BadArgument", "the body is not valid JSON") from exc
         if not isinstance(body, dict):
             raise DirectLineError(400, "BadArgument", "the body must be a JSON object")
         return body
@@ -850,6 +926,9 @@ class DirectLineChannel:
         # Stored and echoed: acknowledge now; the inbox handles it in order, even after a crash.
         self.inbox.kick(cid)
         return jsonio.response({"id": activity_id})
+
+    async def _message_failed(self, cid: str) -> None:
+        await self._service.message_failed(conversation_id=cid, now=self._clock())
 
     async def dispatch(self, cid: str, activity: dict[str, Any]) -> None:
         """Hand one stored visitor activity to the domain."""

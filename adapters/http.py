@@ -39,6 +39,9 @@ WIDGET_DIR = Path(__file__).parent / "widget"
 LOCAL_BOT_ID = "local-handoff-bot"
 TOKEN_KEY_META = "directline.token_key"
 PURGE_PAUSE = 0.01  # seconds between retention steps, for live traffic
+# Seconds the start waits for recovery's first attempt (should it fail or take longer, it goes
+# on in the background while the service serves).
+STARTUP_RECOVERY = 0.5
 FIRST_RETENTION_PASS = 60.0  # seconds after start
 # Teams redelivers an activity within minutes when a turn failed; its key is kept this long.
 DELIVERY_KEYS_KEPT = timedelta(days=1)
@@ -198,10 +201,15 @@ async def create_app(
         client = HttpClient(timeout=30, connect_timeout=10, limit_per_host=100)
         connector.use_client(client)
         try:
-            # Finish what a crash interrupted: threads never opened, activities never handled.
-            await service.recover(now=clock())
-            await delivery.resume()
-            await directline.inbox.resume()
+            async def recover() -> None:
+                # What a crash interrupted: activities never handled (first: quick, and before
+                # new traffic wakes their conversations), posts never sent, threads never opened.
+                await directline.inbox.resume()
+                await delivery.resume()
+                await service.recover(now=clock())
+
+            recovering = asyncio.create_task(_until_done(recover), name="recovery")
+            await asyncio.wait([recovering], timeout=STARTUP_RECOVERY)  # a first attempt
             sweeper = asyncio.create_task(_sweep(service, clock, sweep_interval), name="sweeper")
             retention = asyncio.create_task(
                 _retain(service, store, directline, clock, retention_interval), name="retention"
@@ -214,6 +222,7 @@ async def create_app(
                         signal.SIGHUP, reloader.reload, "on SIGHUP"
                     )
             yield
+            recovering.cancel()
             sweeper.cancel()
             retention.cancel()
             if watcher is not None:
@@ -245,6 +254,20 @@ async def create_app(
     app.router.add_get("/healthz", _health)
     app.router.add_static("/widget/", WIDGET_DIR, show_index=False)
     return app
+
+
+async def _until_done(job: Callable[[], Awaitable[None]], first_retry: float = 1.0) -> None:
+    """Run ``job`` until it succeeds once: a store fault at start must neither keep the
+    service down nor leave what a crash interrupted for the next restart."""
+    delay = first_retry
+    while True:
+        try:
+            await job()
+            return
+        except Exception as exc:
+            FAILURES.failed(log, exc, "recovery after the restart failed; again in %.0f s", delay)
+        await asyncio.sleep(delay)
+        delay = min(60.0, delay * 2)
 
 
 async def _sweep(service: HandoffService, clock: Callable[[], datetime], every: float) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 POSTED = "dl.posted"  # POST /conversations was answered for it (201 once, then 200)
 REF = "dl.ref"  # a Teams message id relayed before keys were stored with activities
-CONVERSATION_META = (POSTED, REF)
+# "{seq}:{n}": the inbox was handling activity seq when the process went down, n times so far
+ATTEMPT = "dl.attempt"
+QUARANTINED = "dl.quarantined"  # {prefix}:{cid}:{seq}: an activity set aside, and why
+CONVERSATION_META = (POSTED, REF, ATTEMPT, QUARANTINED)
 
 
 def conversation_of(key: str) -> str:

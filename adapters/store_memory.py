@@ -197,6 +197,9 @@ class MemoryStore:
         for seq in seqs:
             self._outbound.pop(seq, None)
 
+    async def set_meta(self, *, key: str, value: str) -> None:
+        self._meta[key] = value
+
     async def set_meta_once(self, *, key: str, value: str) -> str:
         return self._meta.setdefault(key, value)
 

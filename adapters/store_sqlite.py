@@ -903,6 +903,9 @@ class SqliteStore:
     async def drop_outbound(self, *, seqs: list[int]) -> None:
         self._write_many("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in seqs])
 
+    async def set_meta(self, *, key: str, value: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     async def set_meta_once(self, *, key: str, value: str) -> str:
         self._write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
         stored = await self.get_meta(key=key)

@@ -282,6 +282,12 @@ class HandoffService:
         # The human is first responder: the bot stays silent and the message goes to the thread.
         await self._relay_to_thread(handoff, visitor, text)
 
+    async def message_failed(self, *, conversation_id: str, now: datetime) -> None:
+        """A message of the visitor's was set aside after failing again and again: say so."""
+        async with self._locks.hold(conversation_id):
+            conversation = await self._conversation(conversation_id)
+            await self._bot_says(conversation, "message_failed", now)
+
     async def request_handoff(self, *, conversation_id: str, category: str, now: datetime) -> None:
         """The widget's "talk to a person" button (``handoff.request``)."""
         async with self._locks.hold(conversation_id):

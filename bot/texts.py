@@ -55,6 +55,11 @@ class _TextsBase(BaseModel):
     cancelled_by_visitor: str = (
         "OK, I've cancelled the request for a specialist. I'm here if you need anything else."
     )
+    # A message of the visitor's could not be handled, after several attempts.
+    message_failed: str = (
+        "Sorry, something went wrong with your last message and I could not handle it. "
+        "Our team has been told. Could you send it again, perhaps in other words?"
+    )
     declined: str = (
         "Our team can't take this chat right now, sorry. I'm here to help in the meantime."
     )

@@ -97,6 +97,52 @@ async def test_bad_activities_are_refused_and_change_nothing(
     assert await stored(http, visitor) == before
 
 
+DEEP = b'{"type": "message", "text": "hi", "value": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+HOSTILE_BODIES = [
+    b"{not json",
+    b"",
+    b"null",
+    b"\xff\xfe{}",
+    b'{"type": "message", "text": "\xc3\x28"}',
+    b'{"type": "message", "text": NaN}',
+    b'{"type": "message", "text": "hi", "value": ' + b"9" * 5000 + b"}",
+    b'{"type": "message", "text": "hi", "value": ' + b"[" * 129 + b"]" * 129 + b"}",
+    b'{"type": "message", "text": "hi", "value": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+    DEEP,
+    b'{"type": "message", "text": "hi", "from": ' + b'{"a":' * 2000 + b"1" + b"}" * 2000 + b"}",
+    b'{"user": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+    b'"' + b"\\u" * 10 + b'"',
+]
+
+
+@pytest.mark.parametrize("payload", HOSTILE_BODIES, ids=range(len(HOSTILE_BODIES)))
+@pytest.mark.parametrize("where", ["tokens/generate", "conversations", "activities"])
+async def test_hostile_bodies_get_a_plain_4xx_everywhere(
+    http: aiohttp.ClientSession,
+    bot: RunningBot,
+    visitor: DirectLineClient,
+    payload: bytes,
+    where: str,
+) -> None:
+    """Malformed, deeply nested or oversize bodies: a 4xx in the channel's shape whose message
+    carries none of the parser's internals, and nothing stored."""
+    before = await stored(http, visitor)
+    if where == "activities":
+        url, headers = activities_url(visitor), {"Authorization": f"Bearer {visitor.token}"}
+    else:
+        # With the widget secret, these endpoints read a body (the user's id and name).
+        url, headers = f"{visitor.base}/{where}", {"Origin": bot.url}
+    status, body = await request(
+        http, "POST", url, data=payload, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert 400 <= status < 500 or (status == 200 and where != "activities"), (status, body)
+    if status >= 400:
+        message = body["error"]["message"]
+        for internal in ("line 1", "column", "char ", "Traceback", "Error", "orjson"):
+            assert internal not in message, message
+    assert await stored(http, visitor) == before
+
+
 async def test_another_visitors_conversation_is_forbidden(
     http: aiohttp.ClientSession, bot: RunningBot, visitor_factory: Any, visitor: DirectLineClient
 ) -> None:
