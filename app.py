@@ -6,6 +6,7 @@ python app.py [--config PATH] [--host H] [--port P]
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -17,7 +18,10 @@ from aiohttp import web
 from adapters.auth import BotCredentials
 from adapters.config_file import load_settings
 from adapters.eventloop import freeze_startup_heap, new_event_loop
-from adapters.http import create_app
+from adapters.http import SERVICE, create_app
+from adapters.proxies import Proxies
+from adapters.server import raise_open_files_limit
+from adapters.server import run as serve
 from adapters.store_sqlite import SqliteStore
 from bot.config import Settings
 from bot.errors import ConfigError, StoreError
@@ -37,7 +41,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3978")))
+    parser.add_argument(
+        "--insecure-local-mode",
+        action="store_true",
+        default=os.environ.get("HANDOFF_INSECURE_LOCAL_MODE", "") == "1",
+        help="without MicrosoftAppId, listen on --host even if it is not loopback (unsafe)",
+    )
     return parser.parse_args(argv)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def settings_from(path: Path | None) -> tuple[Settings, Path | None]:
@@ -113,11 +132,27 @@ def main(argv: list[str]) -> int:
         settings.storage.sqlite_path,
         type(loop).__module__.split(".")[0],
     )
+    host = args.host
     if credentials.local_mode:
         log.warning(
             "LOCAL MODE: MicrosoftAppId is not set, so inbound requests are NOT authenticated and "
             "outbound calls carry no token. Use this only with the Agents Playground and tests."
         )
+        if not _is_loopback(host) and not args.insecure_local_mode:
+            log.warning(
+                "LOCAL MODE listens on loopback only: %s would let anyone on the network reach "
+                "an unauthenticated bot. Listening on 127.0.0.1 instead (set MicrosoftAppId, or "
+                "pass --insecure-local-mode to listen on %s anyway).",
+                host,
+                host,
+            )
+            host = "127.0.0.1"
+        elif not _is_loopback(host):
+            log.warning(
+                "INSECURE: LOCAL MODE on %s: anyone who reaches this address can act as Teams "
+                "and as any visitor. Never do this on a network you do not control.",
+                host,
+            )
     else:
         log.info(
             "bot %s (%s), tenant %s",
@@ -130,20 +165,42 @@ def main(argv: list[str]) -> int:
     except StoreError as exc:
         print(f"storage: {exc}", file=sys.stderr)
         return 2
+    limits = settings.limits
+    open_files = raise_open_files_limit()
+    log.info("open files: up to %d (the connection cap is %d)", open_files, limits.connections)
+    if open_files < limits.connections + 64:  # a store, logs and outbound calls need some too
+        log.warning(
+            "limits.connections (%d) is not below the open-files limit (%d): raise the limit "
+            "(ulimit -n) or lower limits.connections",
+            limits.connections,
+            open_files,
+        )
     print(
-        f"Handoff bot listening on http://{args.host}:{args.port} "
+        f"Handoff bot listening on http://{host}:{args.port} "
         f"(widget demo at /, Bot Framework endpoint at /api/messages)",
         flush=True,
     )
+    app: web.Application | None = None
 
     async def build() -> web.Application:
+        nonlocal app
         app = await create_app(settings, credentials, store=store, config_path=source)
         app.on_startup.append(freeze_startup_heap)
         return app
 
+    def live() -> Settings:
+        """The settings in force (a reload replaces them)."""
+        return app[SERVICE].settings if app is not None else settings
+
     try:
-        web.run_app(
-            build(), host=args.host, port=args.port, print=None, access_log=None, loop=loop
+        serve(
+            build,
+            host,
+            args.port,
+            loop=loop,
+            limits=lambda: live().limits,
+            proxies=Proxies(lambda: live().server.trusted_proxies),
+            header_timeout=limits.header_timeout_seconds,
         )
     except StoreError as exc:  # at start: the store opened, but would not keep what it must
         print(f"storage: {exc}", file=sys.stderr)

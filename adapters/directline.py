@@ -15,7 +15,8 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -24,8 +25,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from adapters import jsonio, meta_keys
 from adapters.clock import iso, utc_now
 from adapters.failures import FAILURES, bounded
+from adapters.proxies import Proxies
+from adapters.ratelimit import TokenBuckets, retry_after
 from adapters.tokens import Grant, TokenError, TokenSigner
 from adapters.workers import KeyedWorkers
+from bot.config import Rate
 from bot.errors import (
     HandoffError,
     StaleWriteError,
@@ -53,6 +57,15 @@ RETRY_PAUSE = 0.5
 # (the widget reconnects and replays from its watermark) instead of buffering without end.
 MAX_PENDING_ROWS = 1_000
 MAX_WATERMARK_DIGITS = 18  # fits SQLite's 64-bit integers
+# Stream URLs carry a token that only opens that conversation's stream, for this long (a client
+# asks for a fresh stream URL on every reconnect).
+STREAM_TOKEN_SECONDS = 300
+# Pings when the client has been silent this long; no pong within half of it closes the socket.
+HEARTBEAT_SECONDS = 30.0
+SEND_TIMEOUT = 30.0  # a frame the client does not take within this drops the socket
+TYPING_RATE = Rate(per_minute=60, burst=10)  # per conversation; typing is shown, never stored
+TEAMS_PER_SECOND = 2.0  # what one Teams thread takes, sustained (60 in 30 s)
+SLOW_DOWN_AGAIN = timedelta(minutes=1)  # a visitor told to slow down is told again after this
 RECENT_CONVERSATIONS = 10_000  # conversations whose recent keys are kept (then started over)
 ACCEPTED_TYPES = frozenset({"message", "typing", "event", "endOfConversation"})
 
@@ -95,10 +108,18 @@ class ActivityLog(Protocol):
 class DirectLineError(web.HTTPException):
     """A Direct Line error response: ``{"error": {"code", "message"}}`` with a 4xx status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.status_code = status
         body = json.dumps({"error": {"code": code, "message": message}})
-        super().__init__(text=body, content_type="application/json")
+        super().__init__(text=body, content_type="application/json", headers=headers)
+
+
+def _too_many(wait: float, message: str) -> DirectLineError:
+    return DirectLineError(
+        429, "TooManyRequests", message, headers={"Retry-After": retry_after(wait)}
+    )
 
 
 _AIOHTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "MessageSizeTooBig"}
@@ -131,12 +152,13 @@ class _Subscriber:
 
     No task or timer per wait: keep-alives come from one ticker for every socket."""
 
-    __slots__ = ("_rows", "_waiter", "busy", "on_overflow")
+    __slots__ = ("_rows", "_waiter", "busy", "idle_ticks", "on_overflow")
 
     def __init__(self) -> None:
         self._rows: list[tuple[int, dict[str, Any]]] = []
         self._waiter: asyncio.Future[None] | None = None
         self.busy = False  # something was sent since the last keep-alive tick
+        self.idle_ticks = 0  # keep-alive ticks in a row with nothing sent
         self.on_overflow: Callable[[], None] | None = None
 
     def _wake(self) -> None:
@@ -153,7 +175,10 @@ class _Subscriber:
 
     def tick(self) -> None:
         """A keep-alive period passed: an idle socket's writer wakes with nothing to send."""
-        if not self.busy:
+        if self.busy:
+            self.idle_ticks = 0
+        else:
+            self.idle_ticks += 1
             self._wake()
         self.busy = False
 
@@ -553,9 +578,16 @@ class DirectLineChannel:
         widget_secret: str,
         local_mode: bool,
         clock: Callable[[], datetime] = utc_now,
+        proxies: Proxies | None = None,
+        teams_backlog: Callable[[str], int] | None = None,
     ) -> None:
         self._service = service
         self._streams = streams
+        self._proxies = proxies or Proxies(lambda: service.settings.server.trusted_proxies)
+        self._buckets = TokenBuckets()
+        self._told_to_slow_down: dict[str, datetime] = {}  # conversation -> when
+        # thread id -> messages waiting for it (the Teams delivery queue)
+        self._teams_backlog = teams_backlog
         self._log = streams.store
         self._signer = signer
         self._widget_secret = widget_secret
@@ -655,25 +687,35 @@ class DirectLineChannel:
             value.encode(), self._widget_secret.encode()
         )
 
-    def _grant(self, request: web.Request, token: str | None = None) -> Grant:
+    def _grant(
+        self, request: web.Request, token: str | None = None, *, stream: bool = False
+    ) -> Grant:
         token = token if token is not None else self._bearer(request)
         if not token:
             raise DirectLineError(401, "Unauthorized", "send 'Authorization: Bearer <token>'")
         if self._is_widget_secret(token):
+            if stream:
+                raise DirectLineError(403, "BadToken", "the secret does not go in a stream URL")
             # Direct Line lets the secret do anything a token can, for any conversation.
             cid = request.match_info.get("cid", "")
             return Grant(cid, "", "", int(self._clock().timestamp()) + 3600, trusted=True)
         try:
-            return self._signer.check(token, self._clock().timestamp())
+            grant = self._signer.check(token, self._clock().timestamp())
         except TokenError as exc:
             if exc.expired:
                 raise DirectLineError(
                     403, "TokenExpired", "the token has expired; get a new one"
                 ) from exc
             raise DirectLineError(403, "BadToken", f"the token is not valid ({exc})") from exc
+        if grant.stream != stream:
+            what = "only opens a stream" if grant.stream else "does not go in a stream URL"
+            raise DirectLineError(403, "BadToken", f"this token {what}")
+        return grant
 
-    def _conversation_grant(self, request: web.Request, token: str | None = None) -> Grant:
-        grant = self._grant(request, token)
+    def _conversation_grant(
+        self, request: web.Request, token: str | None = None, *, stream: bool = False
+    ) -> Grant:
+        grant = self._grant(request, token, stream=stream)
         if grant.conversation_id != request.match_info["cid"]:
             log.warning(
                 "token for %s used on conversation %s",
@@ -689,15 +731,24 @@ class DirectLineChannel:
         token = self._signer.issue(Grant(conversation_id, user_id, user_name, expires))
         return {"conversationId": conversation_id, "token": token, "expires_in": ttl}
 
-    def _stream_url(
-        self, request: web.Request, conversation_id: str, token: str, watermark: str = ""
-    ) -> str:
-        scheme = (
-            "wss" if request.secure or request.headers.get("X-Forwarded-Proto") == "https" else "ws"
+    def _stream_url(self, request: web.Request, grant: Grant, watermark: str = "") -> str:
+        """The conversation's stream, with a short-lived token that opens only that stream
+        (never the conversation's token or the secret: URLs end up in logs)."""
+        scheme = "wss" if self._proxies.scheme(request) == "https" else "ws"
+        stream = self._signer.issue(
+            Grant(
+                grant.conversation_id,
+                grant.user_id,
+                grant.user_name,
+                int(self._clock().timestamp()) + STREAM_TOKEN_SECONDS,
+                stream=True,
+            )
         )
-        host = request.headers.get("X-Forwarded-Host") or request.host
-        query = f"t={token}" + (f"&watermark={watermark}" if watermark else "")
-        return f"{scheme}://{host}{PREFIX}/conversations/{conversation_id}/stream?{query}"
+        query = f"t={stream}" + (f"&watermark={watermark}" if watermark else "")
+        return (
+            f"{scheme}://{self._proxies.host(request)}{PREFIX}/conversations/"
+            f"{grant.conversation_id}/stream?{query}"
+        )
 
     # ---- tokens and conversations ------------------------------------------------------------
 
@@ -707,7 +758,10 @@ class DirectLineChannel:
                 413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
             )
         try:
-            raw = await request.read()
+            async with asyncio.timeout(self._service.settings.limits.body_timeout_seconds):
+                raw = await request.read()
+        except TimeoutError as exc:
+            raise DirectLineError(408, "Timeout", "the body did not arrive in time") from exc
         except web.HTTPRequestEntityTooLarge as exc:
             raise DirectLineError(
                 413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
@@ -731,6 +785,52 @@ class DirectLineChannel:
             raise DirectLineError(400, "BadArgument", "the body must be a JSON object")
         return body
 
+    def _limit_new_conversations(self, request: web.Request, origin: str) -> None:
+        """Conversations started by browsers, per client address and per website (a site's
+        own server, with the secret, speaks for many visitors and is not counted)."""
+        limits = self._service.settings.limits
+        client = self._proxies.client(request)
+        wait = self._buckets.take(f"ip:{client}", limits.conversations_per_ip)
+        if not wait:
+            wait = self._buckets.take(f"origin:{origin}", limits.conversations_per_origin)
+        if wait:
+            log.warning("new conversations refused for %s (origin %r): too many", client, origin)
+            raise _too_many(wait, "too many new conversations; try again shortly")
+
+    def _limit_posts(self, cid: str, kind: str) -> None:
+        if kind == "typing":
+            wait = self._buckets.take(f"typing:{cid}", TYPING_RATE)
+        else:
+            rate = self._service.settings.limits.messages_per_conversation
+            wait = self._buckets.take(f"conversation:{cid}", rate)
+        if wait:
+            log.info("conversation %s: a %s refused, too many", cid, kind)
+            raise _too_many(wait, "too many messages at once; wait a moment")
+
+    async def _limit_teams_backlog(self, cid: str) -> None:
+        """A visitor who writes faster than Teams takes messages is asked to slow down (once a
+        spell, on the stream) and refused until the thread's queue drains: never accepted and
+        then left to wait for minutes, or dropped."""
+        if self._teams_backlog is None:
+            return
+        thread = await self._service.open_thread(conversation_id=cid)
+        if not thread:
+            return
+        waiting, cap = self._teams_backlog(thread), self._service.settings.limits.teams_backlog
+        if waiting < cap:
+            return
+        now = self._clock()
+        told = self._told_to_slow_down.get(cid)
+        text = await self._service.too_fast(
+            conversation_id=cid, now=now, tell=told is None or now - told > SLOW_DOWN_AGAIN
+        )
+        if told is None or now - told > SLOW_DOWN_AGAIN:
+            if len(self._told_to_slow_down) >= RECENT_CONVERSATIONS:
+                self._told_to_slow_down.clear()
+            self._told_to_slow_down[cid] = now
+        log.warning("conversation %s: %d message(s) wait for Teams; refused", cid, waiting)
+        raise _too_many((waiting - cap + 1) / TEAMS_PER_SECOND, text)
+
     def _new_user(self, body: dict[str, Any]) -> tuple[str, str]:
         user = body.get("user") if isinstance(body.get("user"), dict) else {}
         assert isinstance(user, dict)
@@ -745,6 +845,8 @@ class DirectLineChannel:
             raise DirectLineError(
                 403, "Forbidden", "token requests need an allowed Origin or the widget secret"
             )
+        if not self._is_widget_secret(secret):
+            self._limit_new_conversations(request, origin)
         body = await self._json_body(request, optional=True)
         user_id, user_name = self._new_user(body)
         conversation_id = secrets.token_urlsafe(16)
@@ -788,7 +890,7 @@ class DirectLineChannel:
             "conversationId": cid,
             "token": token,
             "expires_in": max(0, grant.expires - int(self._clock().timestamp())),
-            "streamUrl": self._stream_url(request, cid, token),
+            "streamUrl": self._stream_url(request, replace(grant, conversation_id=cid)),
             "referenceGrammarId": "",
         }
         return jsonio.response(body, status=200 if existed else 201)
@@ -811,7 +913,9 @@ class DirectLineChannel:
                 "conversationId": cid,
                 "token": token,
                 "expires_in": max(0, grant.expires - int(self._clock().timestamp())),
-                "streamUrl": self._stream_url(request, cid, token, watermark),
+                "streamUrl": self._stream_url(
+                    request, replace(grant, conversation_id=cid), watermark
+                ),
             }
         )
 
@@ -878,8 +982,11 @@ class DirectLineChannel:
             raise DirectLineError(
                 403, "Forbidden", "handoff.initiate must be sent with the widget secret"
             )
+        self._limit_posts(cid, kind)
         if not await self._service.conversation_exists(conversation_id=cid):
             raise DirectLineError(404, "BadArgument", "conversation not found; start it first")
+        if kind == "message":
+            await self._limit_teams_backlog(cid)
         now = self._clock()
         channel_data = body.get("channelData") if isinstance(body.get("channelData"), dict) else {}
         assert isinstance(channel_data, dict)
@@ -971,12 +1078,19 @@ class DirectLineChannel:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         cid = request.match_info["cid"]
-        token = request.query.get("t") or self._bearer(request)
-        self._conversation_grant(request, token)
+        in_url = request.query.get("t")
+        if in_url is not None:
+            self._conversation_grant(request, in_url, stream=True)  # a stream token only
+        else:
+            self._conversation_grant(request)  # a header may carry the conversation's token
         watermark = self._watermark(request)
         if not await self._service.conversation_exists(conversation_id=cid):
             raise DirectLineError(404, "BadArgument", "conversation not found")
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=64 * 1024)
+        idle_ticks = (
+            self._service.settings.limits.websocket_idle_minutes * 60 / (KEEPALIVE_SECONDS / 2)
+        )
+        # Pings find a peer that is gone or no longer reads (a browser answers them itself).
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=64 * 1024)
         await ws.prepare(request)
         self._sockets.add(ws)
         subscriber = self._streams.subscribe(cid)
@@ -998,7 +1112,13 @@ class DirectLineChannel:
             while not ws.closed:
                 batch = await subscriber.next()
                 if not batch:
-                    await ws.send_str("")  # keep-alive, as Direct Line does
+                    if subscriber.idle_ticks >= idle_ticks:
+                        # Nothing either way for long: the widget reconnects when next used.
+                        close_code = WSCloseCode.OK
+                        await ws.close(code=close_code, message=b"idle")
+                        break
+                    async with asyncio.timeout(SEND_TIMEOUT):
+                        await ws.send_str("")  # keep-alive, as Direct Line does
                     continue
                 if any(seq == _CLOSED for seq, _ in batch):
                     break
@@ -1007,6 +1127,9 @@ class DirectLineChannel:
                     sent = await self._send(ws, cid, batch, sent)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the widget went away, or stopped reading and was dropped: it reconnects
+        except TimeoutError:
+            if transport is not None:
+                transport.abort()  # a frame it would not take: it stopped reading
         except StoreError as exc:
             # 1011: the server failed; the widget reconnects and replays from its watermark.
             log.warning("conversation %s: stream closed, the store failed: %s", cid, exc)
@@ -1038,7 +1161,9 @@ class DirectLineChannel:
             else:
                 activities.append(_with_id(cid, seq, activity))
                 watermark = seq
-        await ws.send_str(jsonio.dumps({"activities": activities, "watermark": str(watermark)}))
+        frame = jsonio.dumps({"activities": activities, "watermark": str(watermark)})
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await ws.send_str(frame)
         return watermark
 
     async def _read_client(self, ws: web.WebSocketResponse, subscriber: _Subscriber) -> None:

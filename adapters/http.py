@@ -172,6 +172,7 @@ async def create_app(
         widget_secret=env.get("DIRECTLINE_SECRET", ""),
         local_mode=credentials.local_mode,
         clock=clock,
+        teams_backlog=delivery.backlog,
     )
     # Workers waiting out a backoff after a storage fault go again as soon as commits work.
     store.on_recovered.append(directline.inbox.retry_now)
@@ -252,7 +253,7 @@ async def create_app(
     directline.add_routes(app)
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _health)
-    app.router.add_static("/widget/", WIDGET_DIR, show_index=False)
+    app.router.add_get("/widget/{name}", _widget_file)
     return app
 
 
@@ -350,6 +351,17 @@ async def purge_idle(store: Store, directline: DirectLineChannel, *, before: dat
 
 async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WIDGET_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+# The widget's files, known by name: a request path never reaches the filesystem.
+WIDGET_FILES = {p.name: p for p in WIDGET_DIR.iterdir() if p.is_file()}
+
+
+async def _widget_file(request: web.Request) -> web.StreamResponse:
+    path = WIDGET_FILES.get(request.match_info["name"])
+    if path is None:
+        return _service_error(404, "NotFound", "no such file")
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
 async def _health(request: web.Request) -> web.Response:

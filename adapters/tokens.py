@@ -27,6 +27,9 @@ class Grant:
     expires: int
     # A server holding the widget secret (an upstream agent), not a browser.
     trusted: bool = False
+    # Only opens the conversation's stream, briefly: what goes in a stream URL, where a
+    # conversation token or the secret would be written down by proxies and browsers.
+    stream: bool = False
 
 
 def _b64(data: bytes) -> str:
@@ -62,6 +65,7 @@ class TokenSigner:
                     "u": grant.user_id,
                     "n": grant.user_name,
                     "e": grant.expires,
+                    **({"k": "stream"} if grant.stream else {}),
                 },
                 separators=(",", ":"),
             ).encode()
@@ -88,7 +92,13 @@ class TokenSigner:
             raise TokenError("invalid token signature")
         try:
             data = json.loads(_unb64(parts[1]))
-            grant = Grant(str(data["c"]), str(data["u"]), str(data.get("n", "")), int(data["e"]))
+            grant = Grant(
+                str(data["c"]),
+                str(data["u"]),
+                str(data.get("n", "")),
+                int(data["e"]),  # no expiry, no token
+                stream=data.get("k") == "stream",
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise TokenError("malformed token") from exc
         return grant

@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     StringConstraints,
     field_validator,
     model_validator,
@@ -256,6 +257,50 @@ class WidgetSettings(_Model):
     max_message_chars: int = Field(default=4000, ge=1, le=28000)
 
 
+class Rate(_Model):
+    """A token bucket: at most ``burst`` at once, refilled at ``per_minute``."""
+
+    per_minute: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(ge=1, le=1_000_000)
+
+
+class LimitsSettings(_Model):
+    """Abuse limits. Past a rate the answer is 429 with Retry-After; ``null`` turns a rate off."""
+
+    # New conversations (tokens) from one client address, and for one website (Origin).
+    # Requests with the widget secret (a website's own server) are not counted.
+    conversations_per_ip: Rate | None = Field(
+        default_factory=lambda: Rate(per_minute=30, burst=30)
+    )
+    conversations_per_origin: Rate | None = Field(
+        default_factory=lambda: Rate(per_minute=600, burst=300)
+    )
+    # Activities one conversation may post (messages, events; typing has its own small rate).
+    messages_per_conversation: Rate | None = Field(
+        default_factory=lambda: Rate(per_minute=60, burst=30)
+    )
+    # Messages waiting for one Teams thread (Teams takes about 2 a second): past this, the
+    # visitor is asked to slow down and their messages are refused until it drains.
+    teams_backlog: int = Field(default=30, ge=1, le=10_000)
+    # Open connections (HTTP and WebSocket), in all and from one client address.
+    connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    connections_per_ip: int = Field(default=256, ge=1, le=1_000_000)
+    # A widget socket with nothing sent either way (keep-alives aside) this long is closed.
+    websocket_idle_minutes: float = Field(default=60, gt=0, le=24 * 60)
+    # A request's headers must arrive within this many seconds of the connection (or of the
+    # previous answer on it), its body within ``body_timeout_seconds``.
+    header_timeout_seconds: float = Field(default=15, gt=0, le=600)
+    body_timeout_seconds: float = Field(default=30, gt=0, le=600)
+
+
+class ServerSettings(_Model):
+    """The HTTP server."""
+
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For, -Proto and -Host are
+    # believed; from anyone else those headers are ignored.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+
+
 class Settings(_Model):
     """The whole file; every section has defaults, so an empty file is a working local setup."""
 
@@ -275,6 +320,8 @@ class Settings(_Model):
     escalation: Escalation = Field(default_factory=Escalation)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     texts: Texts = Field(default_factory=Texts)
 
     @field_validator("routes")

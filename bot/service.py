@@ -282,6 +282,23 @@ class HandoffService:
         # The human is first responder: the bot stays silent and the message goes to the thread.
         await self._relay_to_thread(handoff, visitor, text)
 
+    async def open_thread(self, *, conversation_id: str) -> str:
+        """The Teams thread of the conversation's open handoff ("" when there is none)."""
+        handoff = await self._store.open_handoff(conversation_id=conversation_id)
+        return handoff.thread_id if handoff is not None else ""
+
+    async def too_fast(self, *, conversation_id: str, now: datetime, tell: bool) -> str:
+        """The visitor writes faster than the thread takes messages: the text that asks them to
+        slow down, said on the conversation too when ``tell``."""
+        conversation = await self._conversation(conversation_id)
+        handoff = await self._store.open_handoff(conversation_id=conversation_id)
+        values = self._names(handoff) if handoff is not None else {}
+        visitor = conversation.visitor
+        text = self._text("slow_down", {"visitor": visitor.name, **values}, visitor.locale)
+        if tell:
+            await self._visitors.say(conversation_id=conversation_id, sender=self._bot, text=text)
+        return text
+
     async def message_failed(self, *, conversation_id: str, now: datetime) -> None:
         """A message of the visitor's was set aside after failing again and again: say so."""
         async with self._locks.hold(conversation_id):

@@ -55,6 +55,11 @@ class _TextsBase(BaseModel):
     cancelled_by_visitor: str = (
         "OK, I've cancelled the request for a specialist. I'm here if you need anything else."
     )
+    # The visitor writes faster than Teams takes messages; what they send is refused a while.
+    slow_down: str = (
+        "You're sending messages faster than I can pass them on to {route}. "
+        "Please wait a moment, then send the rest."
+    )
     # A message of the visitor's could not be handled, after several attempts.
     message_failed: str = (
         "Sorry, something went wrong with your last message and I could not handle it. "

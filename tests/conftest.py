@@ -18,6 +18,8 @@ from adapters.auth import BotCredentials
 from adapters.clock import utc_now
 from adapters.config_file import load_settings
 from adapters.http import SERVICE, create_app
+from adapters.proxies import Proxies
+from adapters.server import start as start_server
 from bot.config import Settings
 from tests.support.directline_client import DirectLineClient
 from tests.support.processes import BotProcess, free_port
@@ -102,6 +104,20 @@ class RunningBot:
     def set_settings(self, settings: Settings) -> None:
         self.app[SERVICE].settings = settings
 
+    def without_rate_limits(self) -> None:
+        """For tests that post in bulk on purpose: no per-client or per-conversation rates, and
+        no cap on what may wait for a Teams thread."""
+        settings = self.app[SERVICE].settings
+        off = settings.limits.model_copy(
+            update={
+                "conversations_per_ip": None,
+                "conversations_per_origin": None,
+                "messages_per_conversation": None,
+                "teams_backlog": 10_000,
+            }
+        )
+        self.set_settings(settings.model_copy(update={"limits": off}))
+
 
 BotFactory = Callable[..., Awaitable[RunningBot]]
 
@@ -131,8 +147,18 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
             reload_interval=0.05,
             retention_interval=retention_interval,
         )
-        runner, url = await _serve(app)
-        bot = RunningBot(url, app, runner)
+        runner, site, _caps = await start_server(
+            app,
+            "127.0.0.1",
+            0,
+            limits=lambda: app[SERVICE].settings.limits,
+            proxies=Proxies(lambda: app[SERVICE].settings.server.trusted_proxies),
+            header_timeout=settings.limits.header_timeout_seconds,
+        )
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bot = RunningBot(f"http://127.0.0.1:{port}", app, runner)
         running.append(bot)
         return bot
 

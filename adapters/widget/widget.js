@@ -205,10 +205,11 @@
   }
 
   class ApiError extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, retryAfter = 0) {
       super(message);
       this.status = status;
       this.code = code;
+      this.retryAfter = retryAfter; // seconds the server asked us to wait (429, 503)
     }
   }
 
@@ -249,7 +250,8 @@
       const message = typeof err.message === 'string' && err.message
         ? err.message
         : `The chat service answered ${response.status}.`;
-      throw new ApiError(response.status, String(err.code || 'HttpError'), message);
+      const retryAfter = Number(response.headers.get('Retry-After')) || 0;
+      throw new ApiError(response.status, String(err.code || 'HttpError'), message, retryAfter);
     }
     if (!data || typeof data !== 'object') {
       throw new ApiError(response.status, 'BadResponse', 'The chat service sent an unreadable answer.');
@@ -739,20 +741,24 @@
   function handleActivity(activity, { lastInFrame, replayFrame }) {
     if (!activity || typeof activity !== 'object') return;
     const id = typeof activity.id === 'string' && activity.id ? activity.id : null;
-    if (id && seen.has(id)) return;
     const role = roleOf(activity);
     const fromVisitor = role === 'user';
+    if (activity.type === 'message' && fromVisitor) {
+      // Our own message's echo: it confirms delivery even when the POST's answer came first
+      // (and already registered the id).
+      const clientId = activity.channelData && typeof activity.channelData === 'object'
+        ? activity.channelData.clientActivityID
+        : null;
+      const entry = typeof clientId === 'string' ? outbox.get(clientId) : null;
+      if (entry) {
+        confirmEntry(entry, id, activity.timestamp);
+        return;
+      }
+    }
+    if (id && seen.has(id)) return;
 
     if (activity.type === 'message') {
       if (fromVisitor) {
-        const clientId = activity.channelData && typeof activity.channelData === 'object'
-          ? activity.channelData.clientActivityID
-          : null;
-        const entry = typeof clientId === 'string' ? outbox.get(clientId) : null;
-        if (entry) {
-          confirmEntry(entry, id, activity.timestamp);
-          return;
-        }
         clearChoices();
         const node = renderIncoming(activity, 'user');
         if (id) seen.set(id, node || true);
@@ -874,11 +880,18 @@
         saveSession();
       }
     });
-    ws.addEventListener('close', () => {
+    ws.addEventListener('close', (event) => {
       if (mySeq !== socketSeq) return; // replaced on purpose
       socket = null;
       clearTimeout(healthyTimer);
       if (unloading || epoch !== S.epoch) return;
+      if (event.code === 1000 && event.reason === 'idle') {
+        // Nothing happened for long: reconnect (and replay) when the visitor comes back.
+        dormant = true;
+        S.ready = false;
+        clearInterval(pingTimer);
+        return;
+      }
       if (!opened) failures += 1;
       onSocketLost();
     });
@@ -913,6 +926,14 @@
       }
     }
     socket = null;
+  }
+
+  let dormant = false; // closed for idleness: no socket until the visitor is back
+
+  function wake() {
+    if (!dormant) return;
+    dormant = false;
+    scheduleConnect(0);
   }
 
   function onSocketLost() {
@@ -1048,6 +1069,7 @@
 
   function waitReady(timeoutMs = READY_TIMEOUT_MS) {
     if (S.ready) return Promise.resolve();
+    dormant = false;
     if (!connectRun) scheduleConnect(0);
     return new Promise((resolve, reject) => {
       const waiter = {
@@ -1252,19 +1274,37 @@
     sendChain = sendChain.then(() => deliver(entry));
   }
 
+  // Asked to wait (429: too fast, 503: the service is briefly unable to keep messages): the
+  // message waits as long as the server says and goes again, in order (later ones wait behind
+  // it), a few times before it counts as not sent.
+  const WAIT_RETRIES = 6;
+
   async function deliver(entry) {
     const current = () => outbox.get(entry.clientId) === entry && entry.status === 'sending';
     if (!current()) return;
     try {
       await waitReady();
       if (!current()) return; // "New conversation" discarded it meanwhile
-      const result = await postActivity({
-        type: 'message',
-        text: entry.text,
-        textFormat: 'plain',
-        clientActivityID: entry.clientId,
-        ...(entry.value === undefined ? {} : { value: entry.value }),
-      });
+      let result;
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          result = await postActivity({
+            type: 'message',
+            text: entry.text,
+            textFormat: 'plain',
+            clientActivityID: entry.clientId,
+            ...(entry.value === undefined ? {} : { value: entry.value }),
+          });
+          break;
+        } catch (err) {
+          const asked = (err.status === 429 || err.status === 503) && err.retryAfter > 0;
+          if (!asked || attempt >= WAIT_RETRIES || !current()) throw err;
+          entry.el.querySelector('.msg-status').replaceChildren(h('span', { text: err.message }));
+          await new Promise((r) => setTimeout(r, Math.min(60, err.retryAfter) * 1000));
+          if (!current()) return;
+          renderEntryStatus(entry);
+        }
+      }
       if (!current()) return;
       if (typeof result.id === 'string' && result.id) {
         entry.el.dataset.id = result.id;
@@ -1501,8 +1541,12 @@
         scheduleConnect(0);
       }
     });
+    window.addEventListener('focus', wake);
+    document.addEventListener('pointerdown', wake);
+    document.addEventListener('keydown', wake);
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState !== 'visible' || !S.token) return;
+      wake();
       if (S.refreshAt && Date.now() >= S.refreshAt) refreshToken();
       if (socket && Date.now() - lastFrameAt > STALE_MS) {
         closeSocket();

@@ -159,7 +159,8 @@ async def test_another_visitors_conversation_is_forbidden(
         assert status == 403, (method, url)
         assert body["error"]["code"] == "Forbidden"
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await http.ws_connect(visitor.stream_url.replace(visitor.token, other.token))
+        # The other visitor's stream URL, pointed at this conversation.
+        await http.ws_connect(other.stream_url.replace(other.conversation_id, visitor.conversation_id))
     assert refused.value.status == 403
     await other.disconnect()
 
@@ -523,6 +524,7 @@ async def test_a_socket_that_stops_reading_is_dropped_not_buffered(
     from adapters.http import DIRECTLINE
 
     monkeypatch.setattr("adapters.directline.MAX_PENDING_ROWS", 20)
+    bot.without_rate_limits()
     where = urlsplit(visitor.stream_url)
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -122,6 +122,7 @@ async def test_2xx_means_committed_and_5xx_means_not_while_commits_fail_at_rando
     await visitor.wait_text("virtual assistant")
     store = bot.app[STORE]
     assert isinstance(store, SqliteStore)
+    bot.without_rate_limits()
     rng = random.Random(12)
     answered: dict[str, int] = {}
     with faulty(store) as disk:
@@ -191,6 +192,7 @@ async def test_a_storm_of_failures_logs_one_bounded_line_each_and_few_tracebacks
     await visitor.wait_text("virtual assistant")
     store = bot.app[STORE]
     assert isinstance(store, SqliteStore)
+    bot.without_rate_limits()
     caplog.set_level(logging.INFO)
     caplog.clear()
     with faulty(store) as disk:

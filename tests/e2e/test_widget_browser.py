@@ -128,3 +128,45 @@ async def test_choose_a_team_then_talk_and_stay_safe(
             assert dialogs == []
         finally:
             await browser.close()
+
+
+async def test_the_widget_waits_as_asked_and_sends_everything_in_order(
+    standin: Standin, tmp_path: Path
+) -> None:
+    """Typed faster than the conversation's rate: the widget waits as long as each 429 says,
+    then sends again, in order; nothing is lost and nothing is left marked "not sent"."""
+    need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
+    from playwright.async_api import async_playwright, expect
+
+    config = tmp_path / "handoff.yaml"
+    config.write_text(
+        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
+        'routes:\n  - id: support\n    channel: "19:s@thread.tacv2"\n'
+        f"storage:\n  sqlite_path: {tmp_path / 'h.db'}\n"
+        "limits:\n  messages_per_conversation: {per_minute: 120, burst: 3}\n"
+    )
+    bot = BotProcess(config, free_port(), tmp_path / "bot.log")
+    await bot.start()
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(bot.url + "/")
+                await page.click("#chat-launcher")
+                log = page.locator("#chat-log")
+                await expect(log).to_contain_text("virtual assistant", timeout=15_000)
+                texts = [f"quick note {n}" for n in range(7)]
+                for text in texts:
+                    await page.fill("#chat-input", text)
+                    await page.keyboard.press("Enter")
+                delivered = page.locator('.msg[data-role="user"][data-status="delivered"]')
+                await expect(delivered).to_have_count(len(texts), timeout=30_000)
+                shown = await page.locator('.msg[data-role="user"] .msg-text').all_inner_texts()
+                assert shown == texts
+                assert await page.locator(".msg-failed").count() == 0
+            finally:
+                await browser.close()
+    finally:
+        bot.stop()
+    assert "refused, too many" in bot.log.read_text()  # the limit was met, and waited out

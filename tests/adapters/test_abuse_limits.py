@@ -1,0 +1,236 @@
+"""Abuse is bounded: rates per client, site and conversation, a capped Teams backlog, capped
+connections, read deadlines, and sockets that are dropped when abandoned. Each refusal is a
+429 (or 503/408) with Retry-After where it applies, in the channel's error shape. Loops here are
+bounded in count and time; all traffic is on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.http import DIRECTLINE
+from tests.conftest import BotFactory, RunningBot
+from tests.e2e.test_handoff_story import open_handoff, relayed_texts
+from tests.support.directline_client import DirectLineClient
+from tests.support.standin import Standin
+from tests.support.teams import ALEX, card_action, send
+
+
+async def _generate(
+    http: aiohttp.ClientSession, bot: RunningBot, headers: dict[str, str]
+) -> tuple[int, dict[str, Any], str]:
+    async with http.post(f"{bot.directline}/tokens/generate", headers=headers) as r:
+        return r.status, await r.json(), r.headers.get("Retry-After", "")
+
+
+async def test_new_conversations_are_limited_per_client_address(
+    http: aiohttp.ClientSession, start_bot: BotFactory
+) -> None:
+    bot = await start_bot(limits={"conversations_per_ip": {"per_minute": 6, "burst": 3}})
+    answers = [await _generate(http, bot, {"Origin": bot.url}) for _ in range(6)]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 429, 429, 429]
+    status, body, retry_after = answers[-1]
+    assert body["error"]["code"] == "TooManyRequests"
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 10
+    # A website's own server, with the secret, speaks for many visitors: not counted.
+    bot2 = await start_bot(
+        env={"DIRECTLINE_SECRET": "s3cret"},
+        limits={"conversations_per_ip": {"per_minute": 6, "burst": 1}},
+    )
+    for _ in range(5):
+        assert (await _generate(http, bot2, {"Authorization": "Bearer s3cret"}))[0] == 200
+
+
+async def test_new_conversations_are_limited_per_website(
+    http: aiohttp.ClientSession, start_bot: BotFactory
+) -> None:
+    bot = await start_bot(
+        limits={
+            "conversations_per_ip": None,
+            "conversations_per_origin": {"per_minute": 60, "burst": 2},
+        },
+        widget={"allowed_origins": ["https://shop.example", "https://other.example"]},
+    )
+    shop = [await _generate(http, bot, {"Origin": "https://shop.example"}) for _ in range(3)]
+    assert [s for s, _, _ in shop] == [200, 200, 429]
+    # Another site has its own budget.
+    assert (await _generate(http, bot, {"Origin": "https://other.example"}))[0] == 200
+
+
+async def test_a_conversation_posting_too_fast_gets_429(
+    http: aiohttp.ClientSession, start_bot: BotFactory, visitor_factory: Any
+) -> None:
+    bot = await start_bot(limits={"messages_per_conversation": {"per_minute": 60, "burst": 5}})
+    visitor = visitor_factory(bot)
+    await visitor.start()
+    statuses = [(await visitor.post({"type": "message", "text": f"m{n}"}))[0] for n in range(8)]
+    assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+    status, body = await visitor.post({"type": "message", "text": "more"})
+    assert status == 429 and body["error"]["code"] == "TooManyRequests"
+    # Typing has a budget of its own, and is refused past it too.
+    typing = [(await visitor.post({"type": "typing"}))[0] for _ in range(15)]
+    assert typing[0] == 200 and typing[-1] == 429
+    await visitor.disconnect()
+
+
+async def test_a_visitor_faster_than_teams_is_told_to_slow_down_and_nothing_is_lost(
+    http: aiohttp.ClientSession,
+    start_bot: BotFactory,
+    visitor_factory: Any,
+    standin: Standin,
+) -> None:
+    bot = await start_bot(limits={"messages_per_conversation": None, "teams_backlog": 5})
+    visitor: DirectLineClient = visitor_factory(bot)
+    await visitor.start()
+    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    await visitor.wait_for(lambda: "accepted" in visitor.statuses())
+    standin.gate = asyncio.Event()  # Teams stops answering: the thread's queue fills
+    accepted: list[str] = []
+    refused: list[tuple[dict[str, Any], str]] = []
+    for n in range(40):
+        text = f"line {n}"
+        async with http.post(
+            f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
+            json={"type": "message", "text": text},
+            headers={"Authorization": f"Bearer {visitor.token}"},
+        ) as r:
+            if r.status == 200:
+                accepted.append(text)
+            else:
+                assert r.status == 429
+                refused.append((await r.json(), r.headers["Retry-After"]))
+        await asyncio.sleep(0.01)  # let the inbox queue each for Teams
+    assert refused and len(accepted) < 12, (len(accepted), len(refused))
+    body, retry_after = refused[0]
+    assert "faster than I can pass them on" in body["error"]["message"]
+    assert int(retry_after) >= 1
+    # Told once on the conversation, not once per refusal.
+    await visitor.wait_text("faster than I can pass them on")
+    assert sum("faster than" in t for t in visitor.texts()) == 1
+    standin.gate.set()
+    standin.gate = None
+    # Everything acknowledged reaches the thread; once it drained, the visitor may write again.
+    await standin.wait_for(
+        lambda: all(any(t in r for r in relayed_texts(standin, thread_id)) for t in accepted),
+        timeout=30,
+    )
+    for _ in range(100):
+        status, _ = await visitor.post({"type": "message", "text": "after the queue drained"})
+        if status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200
+    await visitor.disconnect()
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+async def test_connections_are_capped_per_client_address(start_bot: BotFactory) -> None:
+    bot = await start_bot(limits={"connections_per_ip": 4})
+    held = [await asyncio.to_thread(_connect, bot.url) for _ in range(4)]
+    try:
+        extra = await asyncio.to_thread(_connect, bot.url)
+        answer = await asyncio.to_thread(extra.recv, 4096)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After" in answer
+        assert await asyncio.to_thread(extra.recv, 4096) == b""  # and closed
+        extra.close()
+        held.pop().close()
+        await asyncio.sleep(0.1)
+        async with aiohttp.ClientSession() as http, http.get(f"{bot.url}/healthz") as r:
+            assert r.status == 200
+    finally:
+        for s in held:
+            s.close()
+
+
+async def test_headers_that_trickle_in_are_cut_off(start_bot: BotFactory) -> None:
+    """Slowloris: a byte of headers now and then keeps no connection open for long."""
+    bot = await start_bot(limits={"header_timeout_seconds": 1})
+
+    def trickle() -> bool:
+        """Send a header a byte at a time; True once the server has closed the connection."""
+        conn = _connect(bot.url)
+        conn.settimeout(0.2)
+        started = time.monotonic()
+        try:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                try:
+                    conn.sendall(bytes([byte]))
+                    if conn.recv(1) == b"":
+                        return True
+                except TimeoutError:
+                    pass
+                except OSError:
+                    return True
+                if time.monotonic() - started > 10:
+                    return False
+            return False
+        finally:
+            conn.close()
+
+    assert await asyncio.to_thread(trickle), "the trickling connection stayed open"
+
+
+async def test_a_body_that_never_arrives_gets_408(
+    start_bot: BotFactory, visitor_factory: Any
+) -> None:
+    bot = await start_bot(limits={"body_timeout_seconds": 0.5})
+    visitor: DirectLineClient = visitor_factory(bot)
+    await visitor.start()
+    conn = await asyncio.to_thread(_connect, bot.url)
+    path = f"/v3/directline/conversations/{visitor.conversation_id}/activities"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {visitor.token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"type\": "
+    )
+    conn.sendall(head.encode())
+    answer = await asyncio.to_thread(conn.recv, 4096)
+    conn.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    await visitor.disconnect()
+
+
+async def test_an_idle_socket_is_closed_and_a_silent_peer_dropped(
+    start_bot: BotFactory, visitor_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("adapters.directline.KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr("adapters.directline.HEARTBEAT_SECONDS", 0.4)
+    bot = await start_bot(limits={"websocket_idle_minutes": 1 / 60})  # one second
+    visitor: DirectLineClient = visitor_factory(bot)
+    await visitor.start()
+    channel = bot.app[DIRECTLINE]
+    async with aiohttp.ClientSession() as http:
+        # Idle: nothing either way for the limit; the socket is closed with "idle".
+        ws = await http.ws_connect(visitor.stream_url)
+        message = await asyncio.wait_for(_until_closed(ws), 10)
+        assert message.extra == "idle"
+        # A peer that answers no ping (gone, or no longer reading) is dropped by the heartbeat.
+        await visitor.disconnect()
+        async with http.get(
+            f"{visitor.base}/conversations/{visitor.conversation_id}",
+            headers={"Authorization": f"Bearer {visitor.token}"},
+        ) as r:
+            url = (await r.json())["streamUrl"]
+        silent = await http.ws_connect(url, autoping=False)
+        for _ in range(100):
+            if visitor.conversation_id not in channel.connected():
+                break
+            await asyncio.sleep(0.05)
+        assert visitor.conversation_id not in channel.connected()
+        await silent.close()
+
+
+async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    while True:
+        message = await ws.receive()
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            return message

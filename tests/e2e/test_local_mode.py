@@ -1,0 +1,64 @@
+"""Local mode (no MicrosoftAppId: nothing inbound is authenticated) stays on loopback unless the
+operator insists, loudly; the process raises its open-files limit and says so."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ROOT, free_port, wait_http
+
+pytestmark = pytest.mark.e2e
+
+
+def _own_address() -> str | None:
+    """An address of this machine that is not loopback (None if it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def _reachable(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("insist", [False, True], ids=["default", "insecure-local-mode"])
+async def test_local_mode_listens_on_loopback_unless_told_otherwise(
+    tmp_path: Path, insist: bool
+) -> None:
+    config = tmp_path / "handoff.yaml"
+    config.write_text(f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n")
+    port, log = free_port(), tmp_path / "bot.log"
+    args = [sys.executable, "app.py", "--config", str(config), "--host", "0.0.0.0"]
+    args += ["--port", str(port), *(["--insecure-local-mode"] if insist else [])]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("Microsoft")}
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
+        text = log.read_text()
+        assert "open files: up to" in text
+        address = _own_address()
+        if insist:
+            assert "INSECURE: LOCAL MODE on 0.0.0.0" in text
+            assert address is None or _reachable(address, port)
+        else:
+            assert "Listening on 127.0.0.1 instead" in text
+            assert f"listening on http://127.0.0.1:{port}" in text
+            assert address is None or not _reachable(address, port)
+    finally:
+        process.terminate()
+        process.wait(10)
