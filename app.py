@@ -20,7 +20,7 @@ from adapters.config_file import load_settings
 from adapters.eventloop import freeze_startup_heap, new_event_loop
 from adapters.http import SERVICE, create_app
 from adapters.proxies import Proxies
-from adapters.server import raise_open_files_limit
+from adapters.server import FILES_KEPT, raise_open_files_limit
 from adapters.server import run as serve
 from adapters.store_sqlite import SqliteStore
 from bot.config import Settings
@@ -168,12 +168,13 @@ def main(argv: list[str]) -> int:
     limits = settings.limits
     open_files = raise_open_files_limit()
     log.info("open files: up to %d (the connection cap is %d)", open_files, limits.connections)
-    if open_files < limits.connections + 64:  # a store, logs and outbound calls need some too
+    if open_files < limits.connections + FILES_KEPT:
         log.warning(
-            "limits.connections (%d) is not below the open-files limit (%d): raise the limit "
-            "(ulimit -n) or lower limits.connections",
+            "limits.connections (%d) is above what the open-files limit (%d) allows: at most "
+            "%d connections are taken (raise the hard limit, ulimit -Hn, for more)",
             limits.connections,
             open_files,
+            max(1, open_files - FILES_KEPT),
         )
     print(
         f"Handoff bot listening on http://{host}:{args.port} "

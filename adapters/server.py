@@ -18,7 +18,7 @@ import resource
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import cast
 
 from aiohttp import web
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 30.0  # seconds running requests get to finish on a stop
 REFUSALS_LOGGED_EVERY = 10.0  # seconds: refused connections are logged as a count, not each
+FILES_KEPT = 64  # open files kept for the store, logs and outbound calls
 _BUSY_BODY = b'{"error": {"code": "ServiceUnavailable", "message": "too many connections"}}'
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -53,57 +54,52 @@ class ConnectionCaps:
     many clients, so only the total applies to it). Caps are read live: a reload applies."""
 
     def __init__(
-        self, limits: Callable[[], LimitsSettings], proxies: Proxies, clock: Callable[[], float]
+        self,
+        limits: Callable[[], LimitsSettings],
+        proxies: Proxies,
+        clock: Callable[[], float],
+        open_files: int | None = None,
     ) -> None:
         self._limits = limits
         self._proxies = proxies
         self._clock = clock
-        self._open: dict[object, str] = {}  # handler -> client address
+        # Never more connections than the process may open files (the store, the log and
+        # outbound calls need some too): past that, accept() itself would fail.
+        self._fd_room = None if open_files is None else max(1, open_files - FILES_KEPT)
         self._per_ip: dict[str, int] = {}
+        self.open = 0
         self.refused = 0
         self._unlogged = 0
         self._logged_at = float("-inf")
 
-    @property
-    def open(self) -> int:
-        return len(self._open)
+    def protocols(self, make: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory for ``create_server``: each connection is counted, and one past
+        a cap is answered 503 and closed before aiohttp sees it."""
+        return lambda: _Counted(self, make)
 
-    def install(self, server: web.Server) -> None:
-        """Stand between aiohttp's server and its connections (its own bookkeeping hooks)."""
-        made, lost = server.connection_made, server.connection_lost
-
-        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-            made(handler, transport)
-            peer = transport.get_extra_info("peername")
-            address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-            if self._over(address):
-                self._refuse(address, transport)
-                return
-            self._open[handler] = address
-            self._per_ip[address] = self._per_ip.get(address, 0) + 1
-
-        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-            address = self._open.pop(handler, None)
-            if address is not None:
-                left = self._per_ip[address] - 1
-                if left:
-                    self._per_ip[address] = left
-                else:
-                    del self._per_ip[address]
-            lost(handler, exc)
-
-        server.connection_made = connection_made  # type: ignore[method-assign]
-        server.connection_lost = connection_lost  # type: ignore[method-assign]
-
-    def _over(self, address: str) -> bool:
+    def admit(self, address: str) -> bool:
         limits = self._limits()
-        if len(self._open) >= limits.connections:
-            return True
-        if self._proxies.trusted(address):
+        cap = limits.connections
+        if self._fd_room is not None:
+            cap = min(cap, self._fd_room)
+        if self.open >= cap or (
+            not self._proxies.trusted(address)
+            and self._per_ip.get(address, 0) >= limits.connections_per_ip
+        ):
             return False
-        return self._per_ip.get(address, 0) >= limits.connections_per_ip
+        self.open += 1
+        self._per_ip[address] = self._per_ip.get(address, 0) + 1
+        return True
 
-    def _refuse(self, address: str, transport: asyncio.Transport) -> None:
+    def release(self, address: str) -> None:
+        self.open -= 1
+        left = self._per_ip[address] - 1
+        if left:
+            self._per_ip[address] = left
+        else:
+            del self._per_ip[address]
+
+    def refuse(self, address: str, transport: asyncio.BaseTransport) -> None:
         self.refused += 1
         self._unlogged += 1
         now = self._clock()
@@ -111,13 +107,56 @@ class ConnectionCaps:
             log.warning(
                 "%d connection(s) refused: too many open (%d open, %d from %s)",
                 self._unlogged,
-                len(self._open),
+                self.open,
                 self._per_ip.get(address, 0),
                 address or "?",
             )
             self._logged_at, self._unlogged = now, 0
-        transport.write(_BUSY)
+        cast(asyncio.WriteTransport, transport).write(_BUSY)
         transport.close()
+
+
+class _Counted(asyncio.Protocol):
+    """One connection: admitted, it is aiohttp's (every call passed on); refused, it is
+    answered and closed here."""
+
+    __slots__ = ("_address", "_caps", "_inner", "_make")
+
+    def __init__(self, caps: ConnectionCaps, make: Callable[[], asyncio.Protocol]) -> None:
+        self._caps = caps
+        self._make = make
+        self._inner: asyncio.Protocol | None = None
+        self._address = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._caps.admit(self._address):
+            self._caps.refuse(self._address, transport)
+            return
+        self._inner = self._make()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None:
+            self._caps.release(self._address)
+            self._inner.connection_lost(exc)
+            self._inner = None
 
 
 async def start(
@@ -128,8 +167,9 @@ async def start(
     limits: Callable[[], LimitsSettings],
     proxies: Proxies,
     header_timeout: float,
-) -> tuple[web.AppRunner, web.TCPSite, ConnectionCaps]:
-    """Start serving ``app`` (its startup runs now); stop with ``runner.cleanup()``."""
+) -> tuple[web.AppRunner, asyncio.Server, ConnectionCaps]:
+    """Start serving ``app`` (its startup runs now). To stop: close the server, then
+    ``runner.cleanup()``."""
     runner = web.AppRunner(
         app,
         access_log=None,  # URLs carry tokens; requests are logged by the app where it matters
@@ -137,12 +177,21 @@ async def start(
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
     await runner.setup()
-    caps = ConnectionCaps(limits, proxies, time.monotonic)
-    assert runner.server is not None
-    caps.install(runner.server)
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    return runner, site, caps
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_files = None if soft == resource.RLIM_INFINITY else soft
+    caps = ConnectionCaps(limits, proxies, time.monotonic, open_files)
+    handlers = runner.server
+    assert handlers is not None
+    server = await asyncio.get_running_loop().create_server(
+        caps.protocols(handlers), host, port, backlog=1024, reuse_address=True
+    )
+    return runner, server, caps
+
+
+async def stop(runner: web.AppRunner, server: asyncio.Server) -> None:
+    """Stop accepting, then let aiohttp finish what is under way and clean up the app."""
+    server.close()
+    await runner.cleanup()
 
 
 def run(
@@ -159,19 +208,19 @@ def run(
     widget sockets so visitors reconnect elsewhere; running requests finish)."""
 
     async def serve() -> None:
-        stop = asyncio.Event()
+        stopping = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, stop.set)
+                loop.add_signal_handler(signum, stopping.set)
         app = await build()
-        runner, _site, _caps = await start(
+        runner, server, _caps = await start(
             app, host, port, limits=limits, proxies=proxies, header_timeout=header_timeout
         )
         try:
-            await stop.wait()
+            await stopping.wait()
             log.info("stopping: finishing what is under way")
         finally:
-            await runner.cleanup()
+            await stop(runner, server)
 
     asyncio.set_event_loop(loop)
     try:

@@ -92,12 +92,15 @@ class RunningBot:
     url: str
     app: web.Application
     runner: web.AppRunner
+    server: asyncio.Server | None = None
 
     @property
     def directline(self) -> str:
         return f"{self.url}/v3/directline"
 
     async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
         if self.runner.server is not None:
             await self.runner.cleanup()
 
@@ -147,7 +150,7 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
             reload_interval=0.05,
             retention_interval=retention_interval,
         )
-        runner, site, _caps = await start_server(
+        runner, server, _caps = await start_server(
             app,
             "127.0.0.1",
             0,
@@ -155,10 +158,8 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
             proxies=Proxies(lambda: app[SERVICE].settings.server.trusted_proxies),
             header_timeout=settings.limits.header_timeout_seconds,
         )
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        bot = RunningBot(f"http://127.0.0.1:{port}", app, runner)
+        port = server.sockets[0].getsockname()[1]
+        bot = RunningBot(f"http://127.0.0.1:{port}", app, runner, server)
         running.append(bot)
         return bot
 
