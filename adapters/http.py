@@ -176,6 +176,7 @@ async def create_app(
     )
     # Workers waiting out a backoff after a storage fault go again as soon as commits work.
     store.on_recovered.append(directline.inbox.retry_now)
+    store.on_recovered.append(delivery.retry_now)
     teams_endpoint = TeamsEndpoint(
         credentials=credentials,
         bot=TeamsHandoffBot(

@@ -3,7 +3,9 @@
 Every post or card update for a thread is written to the store first and then sent by that
 thread's worker, oldest first:
 
-- pacing: the per-thread and per-tenant Teams limits are waited out before each send;
+- pacing: the per-thread and per-tenant Teams limits are waited out before each send, and each
+  send counts in the windows until its answer is back, so the limits hold where Teams counts
+  them, at arrival (see ``adapters.pacing``);
 - 429 waits for ``Retry-After``; 412/502/503/504 and network failures back off with jitter and
   retry, without end, so nothing is dropped (a restart resumes from the store);
 - 403/404 (bot removed, thread deleted) drops the thread's queue and reports it, once;
@@ -12,6 +14,7 @@ thread's worker, oldest first:
 - a message over Teams' size limit is split cleanly into numbered parts.
 
 Thread creation is not queued: the handoff needs the new thread's id before anything else.
+``backlog(thread_id)``: what a thread's queue holds, in O(1) from memory (for the backlog cap).
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import contextlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
+from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows, Turnstile
 from adapters.teams_connector import BotConnector, card_attachment
 from adapters.teams_text import relay_markdown
 from adapters.workers import KeyedWorkers
-from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
+from bot.errors import GatewayError, RetryableGatewayError, StoreError, ThreadGoneError
 from bot.ports import Card, ThreadRef
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,9 @@ MIRRORED = 10_000  # threads whose queue is mirrored in memory (then started ove
 # Items made fresh from text for each call: safe to keep as they are (nobody else holds them).
 _MIRRORED_KINDS = frozenset({"relay", "text"})
 MAX_BACKOFF = 60.0
+# Rows read to count a thread's queue that memory does not know (a restart, a failed commit):
+# beyond, a lower bound (far above any sensible cap: 5+ hours of what Teams takes in a thread).
+COUNT_LIMIT = 10_000
 
 
 class OutboundStore(Protocol):
@@ -117,12 +125,21 @@ class DeliveryQueue:
         self._windows: dict[str, SlidingWindows] = {}  # per thread; idle ones are pruned
         self._windows_pruned_at = 1024
         self._workers = KeyedWorkers(self._drain_once, "deliver")
+        self._recounts = KeyedWorkers(self._recount, "count")  # backlog figures to read back
         self.on_thread_gone: ThreadGone | None = None
         # thread -> its whole queue as stored, kept in step with every enqueue and drop, so a
         # send needs no read; valid while no commit failed since (a failed one may have taken
         # back rows it holds). No entry: read the store.
         self._mirror: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        self._mirrored_at = 0  # the store's failed commits when the mirror was started
+        self._failures_seen = 0  # the store's failed commits when memory was last in step
+        self._turns = Turnstile(clock)  # the tenant's windows, taken in turn
+        # thread -> rows queued and not yet delivered, kept in step with every enqueue and drop
+        # (no entry: none). The writes not yet known committed, by thread (-> the latest one's
+        # number): a failed commit may have taken them back, so those threads are counted again.
+        self._backlog: dict[str, int] = {}
+        self._writes = 0  # store writes begun
+        self._writing = 0  # store writes under way
+        self._uncommitted: OrderedDict[str, int] = OrderedDict()
 
     # ---- TeamsGateway --------------------------------------------------------------------
 
@@ -130,8 +147,11 @@ class DeliveryQueue:
         # A new thread is a request to the tenant too: it takes its place in the tenant window.
         with contextlib.suppress(GatewayError):
             await self._connector.prepare()  # if it fails, open_thread's own retries fetch it
-        await self._pace_windows(self._tenant)
-        return await self._connector.open_thread(channel_id=channel_id, card=card, text=text)
+        async with self._slot():
+            ref = await self._connector.open_thread(channel_id=channel_id, card=card, text=text)
+        # The root is the thread's first message: Teams may count it in the thread's windows.
+        self._thread_slots(ref.thread_id).record(self._clock())
+        return ref
 
     async def post_message(self, *, thread_id: str, author: str, text: str) -> None:
         for number, piece in enumerate(pieces := split_text(text, author), start=1):
@@ -152,7 +172,14 @@ class DeliveryQueue:
     # ---- workers -------------------------------------------------------------------------
 
     async def _enqueue(self, thread_id: str, item: dict[str, Any]) -> None:
-        seq = await self._store.enqueue_outbound(thread_id=thread_id, item=item)
+        self._in_step()
+        self._writing += 1
+        self._wrote(thread_id)
+        try:
+            seq = await self._store.enqueue_outbound(thread_id=thread_id, item=item)
+        finally:
+            self._writing -= 1
+        self._count(thread_id, 1)
         mirrored = self._mirror.get(thread_id)
         if mirrored is not None:
             if item.get("kind") in _MIRRORED_KINDS:
@@ -164,13 +191,14 @@ class DeliveryQueue:
 
     async def _queued(self, thread_id: str) -> list[tuple[int, dict[str, Any]]]:
         """The thread's next rows, from the mirror if it is in step, else from the store."""
-        if self._store.failed_commits != self._mirrored_at:
-            self._mirror.clear()
-            self._mirrored_at = self._store.failed_commits
+        self._in_step()
         mirrored = self._mirror.get(thread_id)
         if mirrored is not None:
             return mirrored[:BATCH]
+        mark = self._quiet()
         rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
+        if len(rows) < BATCH:
+            self._counted(thread_id, len(rows), mark)  # the whole queue: its figure for free
         if len(rows) < BATCH and all(item.get("kind") in _MIRRORED_KINDS for _, item in rows):
             if len(self._mirror) >= MIRRORED:
                 self._mirror.clear()
@@ -178,7 +206,16 @@ class DeliveryQueue:
         return rows
 
     async def _drop(self, thread_id: str, seqs: list[int]) -> None:
-        await self._store.drop_outbound(seqs=seqs)
+        self._writing += 1
+        self._wrote(thread_id)
+        try:
+            await self._store.drop_outbound(seqs=seqs)
+        except BaseException:
+            self._recounts.kick(thread_id)  # some of them may be gone
+            raise
+        finally:
+            self._writing -= 1
+        self._count(thread_id, -len(seqs))
         mirrored = self._mirror.get(thread_id)
         if mirrored is not None:
             gone = set(seqs)
@@ -188,17 +225,27 @@ class DeliveryQueue:
         self._workers.kick(thread_id)
 
     async def resume(self) -> None:
-        """After a restart: send what was queued and not yet delivered."""
+        """After a restart: count and send what was queued and not yet delivered."""
         for thread_id in await self._store.outbound_threads():
+            try:
+                await self._recount(thread_id)
+            except StoreError as exc:
+                log.warning("thread %s: queue not counted (%s); its worker will", thread_id, exc)
             self._kick(thread_id)
+
+    def retry_now(self) -> None:
+        """The store works again: threads waiting to retry after its failure go now."""
+        self._workers.retry_now()
 
     async def drain(self) -> None:
         """Wait until every queue is empty (tests, benchmarks)."""
         await self._workers.drain()
+        await self._recounts.drain()
 
     async def close(self) -> None:
         """Stop sending; what is queued stays in the store for the next start."""
         await self._workers.close()
+        await self._recounts.close()
 
     async def _drain_once(self, thread_id: str) -> None:
         attempt = 0
@@ -212,9 +259,11 @@ class DeliveryQueue:
             rows = await self._queued(thread_id)
             if not rows:
                 return
+            mark = self._quiet()
             await self._store.flush()  # send only what is committed: no duplicate on a retry
-            if self._store.failed_commits != self._mirrored_at:
+            if self._store.failed_commits != self._failures_seen:
                 continue  # a commit failed: what was read may be gone, read again
+            self._committed(mark)
             try:
                 if pinned is not None and [s for s, _ in rows[: len(pinned[0])]] == pinned[0]:
                     seqs, method, url, body = pinned
@@ -233,8 +282,8 @@ class DeliveryQueue:
             try:
                 # The token first: a refresh must not hold back sends whose slots were taken.
                 await self._connector.prepare()
-                await self._pace(thread_id)
-                await self._connector.send_once(method, url, body)
+                async with self._slot(self._thread_slots(thread_id)):
+                    await self._connector.send_once(method, url, body)
             except ThreadGoneError as exc:
                 if method == "PUT":
                     # That one message cannot be updated (deleted, say): the thread may be
@@ -278,13 +327,13 @@ class DeliveryQueue:
             if len(rows) < BATCH and len(seqs) == len(rows):
                 return  # all there was; what came since came with a kick (a new round)
 
-    async def _pace(self, thread_id: str) -> None:
+    def _thread_slots(self, thread_id: str) -> SlidingWindows:
         windows = self._windows.get(thread_id)
         if windows is None:
             if len(self._windows) >= self._windows_pruned_at:
                 self._prune_windows()
             windows = self._windows[thread_id] = SlidingWindows(self._thread_windows)
-        await self._pace_windows(windows, self._tenant)
+        return windows
 
     def _prune_windows(self) -> None:
         """Forget the windows of threads with no send in the last hour (they would be empty)."""
@@ -293,27 +342,94 @@ class DeliveryQueue:
             del self._windows[thread_id]
         self._windows_pruned_at = max(1024, 2 * len(self._windows))
 
-    async def _pace_windows(self, *windows: SlidingWindows) -> None:
-        """Wait until a send fits every window, then take the slot in all of them at once
-        (no await between the check and the record: no other worker can take it meanwhile)."""
-        while True:
-            now = self._clock()
-            at = max(w.earliest(now) for w in windows)
-            if at <= now:
-                break
-            await asyncio.sleep(at - now)
-        for w in windows:
-            w.record(now)
+    def _slot(self, thread: SlidingWindows | None = None) -> AbstractAsyncContextManager[None]:
+        """Room in the thread's windows and then, in line, the tenant's, taken with no await
+        before the request, and counted until its answer is back (see ``adapters.pacing``)."""
+        return self._turns.slot(self._tenant, thread)
 
     async def _gone(self, thread_id: str, reason: str) -> None:
+        mark = self._quiet()
         rows = await self._store.outbound(thread_id=thread_id, limit=1_000_000)
-        await self._store.drop_outbound(seqs=[seq for seq, _ in rows])
+        self._counted(thread_id, len(rows), mark)
+        await self._drop(thread_id, [seq for seq, _ in rows])
         self._mirror.pop(thread_id, None)
         log.error(
             "thread %s is gone (%s); %d queued message(s) dropped", thread_id, reason, len(rows)
         )
         if self.on_thread_gone is not None:
             await self.on_thread_gone(thread_id, reason)
+
+    # ---- backlog -------------------------------------------------------------------------
+
+    def backlog(self, thread_id: str) -> int:
+        """Items queued for the thread and not yet delivered (O(1), no store read).
+
+        Every enqueue and drop (delivered, refused for good, folded, thread gone) moves it as it
+        happens; ``resume()`` counts what the store held. After a failed commit, the threads
+        written since the last commit known good are counted again from the store at once (in
+        the background); until then (ms) their figures may be off by that transaction's writes.
+        Above ``COUNT_LIMIT`` after a restart or a failed commit: a lower bound. Counts this
+        process's writes only."""
+        self._in_step()
+        return self._backlog.get(thread_id, 0)
+
+    def _in_step(self) -> None:
+        """Memory follows the store; if a commit failed since, forget what it may have undone."""
+        failed = self._store.failed_commits
+        if failed == self._failures_seen:
+            return
+        self._failures_seen = failed
+        self._mirror.clear()
+        self._writes += 1  # a count read before now may predate the rollback: not in step
+        for thread_id in self._uncommitted:
+            self._recounts.kick(thread_id)
+            self._kick(thread_id)  # a drop taken back: what came back is sent (again)
+
+    def _wrote(self, thread_id: str) -> None:
+        self._writes += 1
+        self._uncommitted[thread_id] = self._writes
+        self._uncommitted.move_to_end(thread_id)
+
+    def _quiet(self) -> int | None:
+        """A mark for ``_counted``/``_committed``: none while a write is under way."""
+        return None if self._writing else self._writes
+
+    def _committed(self, mark: int | None) -> None:
+        """Everything written before ``mark`` is committed: no failure can take it back now."""
+        uncommitted = self._uncommitted
+        while mark is not None and uncommitted and next(iter(uncommitted.values())) <= mark:
+            uncommitted.popitem(last=False)
+
+    def _count(self, thread_id: str, delta: int) -> None:
+        n = self._backlog.get(thread_id, 0) + delta
+        if n > 0:
+            self._backlog[thread_id] = n
+            return
+        self._backlog.pop(thread_id, None)
+        if n < 0:  # dropped more than it knew of: the figure was off
+            self._recounts.kick(thread_id)
+
+    def _counted(self, thread_id: str, n: int, mark: int | None) -> bool:
+        """The store held ``n`` rows for the thread when a read began at ``mark``: that is its
+        figure, if nothing was written since. (A lower bound at ``COUNT_LIMIT``: made exact by
+        the worker's reads once fewer than ``BATCH`` rows are left.)"""
+        if mark is None or mark != self._writes:
+            return False  # a write of ours may or may not be in what was read
+        if n:
+            self._backlog[thread_id] = n
+        else:
+            self._backlog.pop(thread_id, None)
+        return True
+
+    async def _recount(self, thread_id: str) -> None:
+        """Read the thread's figure from the store, up to ``COUNT_LIMIT`` rows (off the hot
+        path: a restart, a failed commit); again while writes of ours ran meanwhile (only a
+        store that awaits lets them). A store count would spare reading the rows."""
+        for _ in range(3):
+            mark = self._quiet()
+            rows = await self._store.outbound(thread_id=thread_id, limit=COUNT_LIMIT)
+            if self._counted(thread_id, len(rows), mark):
+                return
 
     def _next(
         self, thread_id: str, rows: list[tuple[int, dict[str, Any]]], *, fold: bool = True

@@ -304,7 +304,7 @@ async def test_no_slot_is_taken_while_the_token_is_fetched(standin: Standin) -> 
         for n in range(3):
             await delivery.post_text(thread_id=f"{THREAD}{n}", text=f"message {n}")
         await asyncio.sleep(0.05)
-        assert delivery._tenant._sent == []  # no slot taken yet
+        assert delivery._tenant._sent == [] and delivery._tenant.in_flight == 0  # no slot yet
         assert delivered(standin) == []
         tokens.ready.set()
         await delivery.drain()
@@ -317,12 +317,14 @@ async def test_pacing_history_of_quiet_threads_is_forgotten(connector: BotConnec
     delivery = DeliveryQueue(connector=connector, store=MemoryStore(), clock=lambda: now[0])
     for n in range(1500):
         now[0] += 0.1  # slower than any limit: no waiting
-        await delivery._pace(f"19:t{n}@thread.tacv2;messageid=1")
+        async with delivery._slot(delivery._thread_slots(f"19:t{n}@thread.tacv2;messageid=1")):
+            pass
     assert len(delivery._windows) == 1500  # all within the hour: all kept
     now[0] += 3600.0
     for n in range(600):
         now[0] += 0.1
-        await delivery._pace(f"19:later{n}@thread.tacv2;messageid=1")
+        async with delivery._slot(delivery._thread_slots(f"19:later{n}@thread.tacv2;messageid=1")):
+            pass
     assert not any(t.startswith("19:t") for t in delivery._windows)
     assert len(delivery._windows) == 600
 
