@@ -32,6 +32,8 @@ from typing import Annotated, Any
 import cel
 from pydantic import AfterValidator
 
+from bot import cel_check, cel_cost, fact_bounds
+
 log = logging.getLogger(__name__)
 
 VARIABLES = ("visitor", "conversation", "context", "now")
@@ -76,19 +78,39 @@ _PROGRAMS: dict[str, Compiled] = {}
 
 
 def compile_rule(source: str) -> str:
-    """Compile (and cache) a rule; raise ValueError with the CEL error for ops to read."""
+    """Compile (and cache) a rule; raise ValueError with the CEL error for ops to read.
+
+    Nothing reaches the CEL extension before ``bot.cel_check`` has parsed the rule: it is
+    short, shallow (deep trees crash the extension), reads only the documented variables,
+    and ``bot.cel_cost`` finds it cheap enough for facts as large as ``facts_for`` allows.
+    """
     text = source.strip()
     if not text:
         raise ValueError("the rule is empty")
     if text in _PROGRAMS:
         return text
+    if len(text) > MAX_RULE_CHARS:
+        raise ValueError(
+            f"CEL: the rule is {len(text):,} characters long, more than the {MAX_RULE_CHARS:,} "
+            "allowed"
+        )
+    try:
+        checked = cel_check.parse(text)
+    except cel_check.CelTooDeepError as exc:
+        raise ValueError(f"CEL: {exc}") from exc
+    except cel_check.CelSyntaxError as exc:
+        raise ValueError(f"CEL: {_syntax_message(text, exc)}") from exc
+    unknown = sorted(cel_check.free_variables(checked) - set(VARIABLES))
+    if unknown:
+        raise ValueError(f"CEL: unknown variable {', '.join(unknown)} (use {', '.join(VARIABLES)})")
+    try:
+        cel_cost.check(checked, text)
+    except cel_cost.CelTooCostlyError as exc:
+        raise ValueError(f"CEL: {exc}") from exc
     try:
         program = cel.compile(text)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"CEL: {' '.join(str(exc).split())}") from exc
-    unknown = sorted(set(program.references()["variables"]) - set(VARIABLES))
-    if unknown:
-        raise ValueError(f"CEL: unknown variable {', '.join(unknown)} (use {', '.join(VARIABLES)})")
     tree = _parse(text)
     _PROGRAMS[text] = Compiled(
         text,
@@ -98,6 +120,21 @@ def compile_rule(source: str) -> str:
         _index(tree) if tree is not None else None,
     )
     return text
+
+
+# Real rules are a line or two; a list of a hundred names fits. The limit also bounds what
+# the extension's own parser sees when it describes a syntax error (its recursion grows with
+# the operators, one level each: a few thousand stay far from the ~30,000 where it crashes).
+MAX_RULE_CHARS = 4096
+
+
+def _syntax_message(text: str, problem: cel_check.CelSyntaxError) -> str:
+    """CEL's own description of a syntax error (what ops see in CEL docs), else ours."""
+    try:
+        cel.compile(text)
+    except (ValueError, RuntimeError) as exc:
+        return " ".join(str(exc).split())
+    return f"{problem} (the CEL extension would accept it; this check does not)"
 
 
 Rule = Annotated[str, AfterValidator(compile_rule)]
@@ -406,7 +443,7 @@ def _celsafe(value: Any) -> Any:
         return [_celsafe(v) for v in value]
     if isinstance(value, datetime):
         return value
-    return str(value)
+    return str(value)[: fact_bounds.STRING]
 
 
 # ---- the common shapes, in Python -----------------------------------------------------------

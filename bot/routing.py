@@ -10,6 +10,7 @@ from typing import Any
 from bot.config import DEFAULT_PHRASES, OutOfHours, Route, Settings
 from bot.escalation import intents
 from bot.expressions import Facts, FirstMatch, RuleSet
+from bot.fact_bounds import STRING, bounded
 from bot.model import Conversation, Role, Turn
 
 # Per configuration (Settings are immutable; a reload makes new ones), a few kept.
@@ -41,29 +42,40 @@ def facts_for(
     now: datetime,
     context: Mapping[str, Any] | None = None,
 ) -> Facts:
-    """The documented rule variables: ``visitor``, ``conversation``, ``context``, ``now``."""
+    """The documented rule variables: ``visitor``, ``conversation``, ``context``, ``now``.
+
+    Each is cut to ``bot.fact_bounds`` (lists, maps and strings kept up to a size), the sizes
+    the rules' cost was checked for at load: a visitor's context cannot make a rule slow.
+    ``context`` is cut as one variable, and the visitor's ``tags`` and ``account`` come from
+    it; the visitor's other fields are cut when the context is merged (``merge_context``:
+    500 or 2,000 characters, 20 extras), all but the id, cut here like the latest message.
+    """
     visitor = conversation.visitor
     raw = dict(conversation.context)
     if context:
         raw.update(context)
+    raw = bounded(raw)
     said = [t for t in turns if t.role is Role.VISITOR]
     text = said[-1].text if said else ""
     escalation = settings.escalation
     phrases = (*DEFAULT_PHRASES, *escalation.phrases.extra)
     tags = raw.get("tags")
     account = raw.get("account")
+    own = visitor.fields()
+    if len(visitor.id) > STRING:
+        own["id"] = visitor.id[:STRING]
     return Facts(
         {
             "visitor": {
-                **visitor.fields(),
-                "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+                **own,
+                "tags": [str(t)[:STRING] for t in tags] if isinstance(tags, list) else [],
                 "account": dict(account) if isinstance(account, Mapping) else {},
             },
             "conversation": {
                 "turns": len(said),
                 "messages": len(turns),
                 "duration": int((now - turns[0].at).total_seconds()) if turns else 0,
-                "text": text,
+                "text": text[:STRING],
                 "intents": intents(text, phrases, escalation.frustration.extra_negative_words),
                 "fallbacks": conversation.fallbacks_in_row,
             },

@@ -175,7 +175,7 @@ def test_check_command(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("teams:\n  tenant_id: a\x01b\n", "handoff.yaml:2: (yaml): unacceptable character #x0001"),
-        ("a: &a [*a]\nroutes: *a\n", "handoff.yaml:1: (yaml): an alias refers to itself"),
+        ("a: &a [*a]\nroutes: *a\n", "handoff.yaml:1: a[0]: an alias refers to itself"),
     ],
 )
 def test_unreadable_yaml_is_a_config_error(text: str, expected: str) -> None:
