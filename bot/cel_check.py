@@ -523,6 +523,77 @@ def free_variables(tree: Node) -> set[str]:
     return found
 
 
+# What the CEL runtime (common-expression-language 0.10) can call, by form and argument count;
+# anything else compiles there but fails on every evaluation, so the rule would never match.
+FUNCTIONS: dict[str, frozenset[int]] = {
+    "size": frozenset({1}),
+    "int": frozenset({1}),
+    "uint": frozenset({1}),
+    "double": frozenset({1}),
+    "string": frozenset({1}),
+    "bytes": frozenset({1}),
+    "duration": frozenset({1}),
+    "timestamp": frozenset({1}),
+    "type": frozenset({1}),
+    "dyn": frozenset({1}),
+}
+METHODS: dict[str, frozenset[int]] = {
+    "size": frozenset({0}),
+    "contains": frozenset({1}),
+    "startsWith": frozenset({1}),
+    "endsWith": frozenset({1}),
+    "matches": frozenset({1}),
+    **{
+        name: frozenset({0})  # in UTC: the runtime has no time-zone overloads
+        for name in (
+            "getFullYear",
+            "getMonth",
+            "getDayOfYear",
+            "getDayOfMonth",
+            "getDate",
+            "getDayOfWeek",
+            "getHours",
+            "getMinutes",
+            "getSeconds",
+            "getMilliseconds",
+        )
+    },
+}
+
+
+def unknown_function(tree: Node) -> str | None:
+    """The first call the CEL runtime cannot make (a name it lacks, or the wrong number of
+    arguments), described for ops; None when there is none."""
+    for node in _walk(tree):
+        if node.kind == "call":
+            name, arity, known = str(node.value).lstrip("."), len(node.args), FUNCTIONS
+        elif node.kind == "method":
+            name, arity, known = str(node.value), len(node.args) - 1, METHODS
+        else:
+            continue
+        allowed = known.get(name)
+        if allowed is None and node.kind == "call" and name in METHODS:
+            return f"{name}() is called on a value: x.{name}(...)"
+        if allowed is None and node.kind == "method" and name in FUNCTIONS:
+            return f"{name}() is called as a function: {name}(x)"
+        if allowed is None:
+            offered = ", ".join(sorted({*FUNCTIONS, *METHODS}))
+            return f"unknown function {name}() (the CEL runtime has: {offered})"
+        if arity not in allowed:
+            counts = " or ".join(str(n) for n in sorted(allowed))
+            return f"{name}() takes {counts} argument(s), not {arity}"
+    return None
+
+
+def _walk(tree: Node) -> list[Node]:
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(reversed(node.args))
+    return found
+
+
 def snippet(text: str, node: Node, limit: int = 60) -> str:
     """The source of a node, shortened for a message."""
     part = " ".join(text[node.start : node.end].split())

@@ -103,6 +103,9 @@ def compile_rule(source: str) -> str:
     unknown = sorted(cel_check.free_variables(checked) - set(VARIABLES))
     if unknown:
         raise ValueError(f"CEL: unknown variable {', '.join(unknown)} (use {', '.join(VARIABLES)})")
+    missing = cel_check.unknown_function(checked)
+    if missing is not None:
+        raise ValueError(f"CEL: {missing}")
     try:
         cel_cost.check(checked, text)
     except cel_cost.CelTooCostlyError as exc:

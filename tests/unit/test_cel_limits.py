@@ -28,6 +28,11 @@ REFUSED = [
         "CEL: too expensive to evaluate: `context.a.map(x, x + x + x + x)` may take up to",
     ),
     ("  ", "the rule is empty"),
+    # The extension compiles these, then fails on every message: the rule would never match.
+    ('visitor.name.lowerAscii() == "jane"', "CEL: unknown function lowerAscii() (the CEL runtime has:"),
+    ('now.getHours("Europe/Berlin") >= 9', "CEL: getHours() takes 0 argument(s), not 1"),
+    ('matches(visitor.email, "@contoso")', "CEL: matches() is called on a value: x.matches(...)"),
+    ("context.n.int() > 1", "CEL: int() is called as a function: int(x)"),
 ]
 
 
