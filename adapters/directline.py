@@ -24,7 +24,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters import jsonio, meta_keys
 from adapters.clock import iso, utc_now
-from adapters.failures import FAILURES, bounded
+from adapters.failures import FAILURES, REFUSALS, bounded, clip
 from adapters.proxies import Proxies
 from adapters.ratelimit import TokenBuckets, retry_after
 from adapters.tokens import Grant, TokenError, TokenSigner
@@ -656,7 +656,16 @@ class DirectLineChannel:
                     if allow:
                         exc.headers["Allow"] = allow
                 # The path names the conversation; the body says why (never a secret).
-                log.info("%s %s refused: %d %s", request.method, request.path, exc.status, exc.text)
+                REFUSALS.log(
+                    log,
+                    logging.INFO,
+                    ("refused", request.method, exc.status, exc.text),
+                    "%s %s refused: %d %s",
+                    request.method,
+                    clip(request.path),
+                    exc.status,
+                    exc.text,
+                )
                 response = exc
         # Whether allowed or not, the answer depends on the Origin: caches must keep them apart.
         response.headers["Vary"] = "Origin"
@@ -717,10 +726,13 @@ class DirectLineChannel:
     ) -> Grant:
         grant = self._grant(request, token, stream=stream)
         if grant.conversation_id != request.match_info["cid"]:
-            log.warning(
+            REFUSALS.log(
+                log,
+                logging.WARNING,
+                ("foreign token", grant.conversation_id),
                 "token for %s used on conversation %s",
                 grant.conversation_id,
-                request.match_info["cid"],
+                clip(request.match_info["cid"]),
             )
             raise DirectLineError(403, "Forbidden", "the token is not valid for this conversation")
         return grant
@@ -794,7 +806,14 @@ class DirectLineChannel:
         if not wait:
             wait = self._buckets.take(f"origin:{origin}", limits.conversations_per_origin)
         if wait:
-            log.warning("new conversations refused for %s (origin %r): too many", client, origin)
+            REFUSALS.log(
+                log,
+                logging.WARNING,
+                ("new conversations", client, origin),
+                "new conversations refused for %s (origin %r): too many",
+                client,
+                clip(origin),
+            )
             raise _too_many(wait, "too many new conversations; try again shortly")
 
     def _limit_posts(self, cid: str, kind: str) -> None:
@@ -804,7 +823,14 @@ class DirectLineChannel:
             rate = self._service.settings.limits.messages_per_conversation
             wait = self._buckets.take(f"conversation:{cid}", rate)
         if wait:
-            log.info("conversation %s: a %s refused, too many", cid, kind)
+            REFUSALS.log(
+                log,
+                logging.INFO,
+                ("posts", cid, kind),
+                "conversation %s: a %s refused, too many",
+                clip(cid),
+                kind,
+            )
             raise _too_many(wait, "too many messages at once; wait a moment")
 
     async def _limit_teams_backlog(self, cid: str) -> None:
@@ -828,7 +854,14 @@ class DirectLineChannel:
             if len(self._told_to_slow_down) >= RECENT_CONVERSATIONS:
                 self._told_to_slow_down.clear()
             self._told_to_slow_down[cid] = now
-        log.warning("conversation %s: %d message(s) wait for Teams; refused", cid, waiting)
+        REFUSALS.log(
+            log,
+            logging.WARNING,
+            ("backlog", cid),
+            "conversation %s: %d message(s) wait for Teams; refused",
+            cid,
+            waiting,
+        )
         raise _too_many((waiting - cap + 1) / TEAMS_PER_SECOND, text)
 
     def _new_user(self, body: dict[str, Any]) -> tuple[str, str]:
@@ -841,7 +874,13 @@ class DirectLineChannel:
         secret = self._bearer(request)
         origin = request.headers.get("Origin", "")
         if not (self._is_widget_secret(secret) or self.origin_allowed(origin)):
-            log.warning("token request refused (origin %r)", origin)
+            REFUSALS.log(
+                log,
+                logging.WARNING,
+                ("origin", origin),
+                "token request refused (origin %r)",
+                clip(origin),
+            )
             raise DirectLineError(
                 403, "Forbidden", "token requests need an allowed Origin or the widget secret"
             )

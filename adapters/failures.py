@@ -70,5 +70,38 @@ class FailureLog:
         )
 
 
+class Sampled:
+    """A line that a flood repeats (a refused request, say): logged at most once per key and
+    ``every`` seconds, with the count of those left out since."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[object, tuple[float, int]] = {}  # key -> (logged at, left out since)
+
+    def log(
+        self, logger: logging.Logger, level: int, key: object, message: str, *args: object
+    ) -> None:
+        now = self._clock()
+        at, left_out = self._last.get(key, (float("-inf"), 0))
+        if now - at < self._every:
+            self._last[key] = (at, left_out + 1)
+            return
+        if len(self._last) >= _CAUSES_KEPT:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        if left_out:
+            logger.log(level, message + " (and %d more like it)", *args, left_out)
+        else:
+            logger.log(level, message, *args)
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """Client-supplied text (a path, an id) for a log line: bounded, on one line."""
+    text = text.replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 # Logging is process-wide, and so is its budget: one instance for every caller.
 FAILURES = FailureLog()
+REFUSALS = Sampled()
