@@ -1,9 +1,11 @@
 """The bot as `python app.py` runs it (create_app, local mode, SQLite), for the benchmarks.
 
-Same event loop as app.py (uvloop unless HANDOFF_EVENT_LOOP=asyncio). Differences from
-app.py, both bench-only: the Teams rate limits of the DeliveryQueue are lifted
-(unless --real-limits), so the relay's own cost is measured; and the open-files limit is raised
-to the hard limit (idle-capacity test). Prints READY when listening; stops on SIGTERM/SIGINT.
+Same event loop and server as app.py (uvloop unless HANDOFF_EVENT_LOOP=asyncio; connections
+counted and capped). Differences from app.py, both bench-only: the Teams rate limits of the
+DeliveryQueue are lifted (unless --real-limits), so the relay's own cost is measured; and the
+bench's config sets its abuse limits far above the load it makes (they are still checked on
+every request, so their cost is measured, but one load generator on one address never meets
+them). Prints READY when listening; stops on SIGTERM/SIGINT.
 Run: python bench/botproc.py CONFIG PORT [--real-limits]
 """
 
@@ -20,13 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiohttp import web  # noqa: E402
-
 from adapters.auth import BotCredentials  # noqa: E402
 from adapters.config_file import load_settings  # noqa: E402
 from adapters.eventloop import freeze_startup_heap, new_event_loop  # noqa: E402
 from adapters.http import SERVICE, create_app  # noqa: E402
 from adapters.pacing import SlidingWindows  # noqa: E402
+from adapters.proxies import Proxies  # noqa: E402
+from adapters.server import start, stop  # noqa: E402
 from adapters.store_memory import MemoryStore  # noqa: E402
 
 UNLIMITED = ((10**9, 1.0),)
@@ -45,17 +47,22 @@ async def main(config: str, port: int, real_limits: bool) -> None:
         delivery._thread_windows = UNLIMITED
         delivery._tenant = SlidingWindows(UNLIMITED)
     app.on_startup.append(freeze_startup_heap)  # as app.py does
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
-    await site.start()
+    # The server as app.py runs it: connections counted and capped, header deadlines.
+    runner, server, _caps = await start(
+        app,
+        "127.0.0.1",
+        port,
+        limits=lambda: app[SERVICE].settings.limits,
+        proxies=Proxies(lambda: app[SERVICE].settings.server.trusted_proxies),
+        header_timeout=settings.limits.header_timeout_seconds,
+    )
     print("READY", flush=True)
-    stop = asyncio.Event()
+    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await stop(runner, server)
 
 
 if __name__ == "__main__":

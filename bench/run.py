@@ -155,6 +155,16 @@ def write_config(tmp: Path, sink_url: str, routes: int = 1) -> Path:
         "teams": {"service_url": sink_url, "tenant_id": TENANT},
         "routes": [{"id": "bench", "name": "Bench", "channel": CHANNEL}],
         "storage": {"sqlite_path": str(tmp / "handoff.db")},
+        # One load generator on one address plays thousands of visitors: the limits are
+        # checked on every request (their cost is in the figures) but never met.
+        "limits": {
+            "conversations_per_ip": {"per_minute": 1_000_000, "burst": 1_000_000},
+            "conversations_per_origin": {"per_minute": 1_000_000, "burst": 1_000_000},
+            "messages_per_conversation": {"per_minute": 1_000_000, "burst": 1_000_000},
+            "teams_backlog": 10_000,
+            "connections": 1_000_000,
+            "connections_per_ip": 1_000_000,
+        },
     }
     path = tmp / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
