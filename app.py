@@ -6,7 +6,6 @@ python app.py [--config PATH] [--host H] [--port P]
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from adapters.auth import BotCredentials
 from adapters.config_file import load_settings
 from adapters.eventloop import freeze_startup_heap, new_event_loop
 from adapters.http import SERVICE, create_app
-from adapters.proxies import Proxies
+from adapters.proxies import Proxies, is_loopback
 from adapters.server import FILES_KEPT, raise_open_files_limit
 from adapters.server import run as serve
 from adapters.store_sqlite import SqliteStore
@@ -49,14 +48,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     return parser.parse_args(argv)
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def settings_from(path: Path | None) -> tuple[Settings, Path | None]:
@@ -138,7 +129,7 @@ def main(argv: list[str]) -> int:
             "LOCAL MODE: MicrosoftAppId is not set, so inbound requests are NOT authenticated and "
             "outbound calls carry no token. Use this only with the Agents Playground and tests."
         )
-        if not _is_loopback(host) and not args.insecure_local_mode:
+        if not is_loopback(host) and not args.insecure_local_mode:
             log.warning(
                 "LOCAL MODE listens on loopback only: %s would let anyone on the network reach "
                 "an unauthenticated bot. Listening on 127.0.0.1 instead (set MicrosoftAppId, or "
@@ -147,7 +138,7 @@ def main(argv: list[str]) -> int:
                 host,
             )
             host = "127.0.0.1"
-        elif not _is_loopback(host):
+        elif not is_loopback(host):
             log.warning(
                 "INSECURE: LOCAL MODE on %s: anyone who reaches this address can act as Teams "
                 "and as any visitor. Never do this on a network you do not control.",

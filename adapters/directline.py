@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -25,7 +24,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from adapters import jsonio, meta_keys
 from adapters.clock import iso, utc_now
 from adapters.failures import FAILURES, REFUSALS, bounded, clip
-from adapters.proxies import Proxies
+from adapters.proxies import Proxies, is_loopback
 from adapters.ratelimit import TokenBuckets, retry_after
 from adapters.tokens import Grant, TokenError, TokenSigner
 from adapters.workers import KeyedWorkers
@@ -134,13 +133,7 @@ def _with_id(conversation_id: str, seq: int, activity: dict[str, Any]) -> dict[s
 
 
 def _is_loopback_origin(origin: str) -> bool:
-    host = urlsplit(origin).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(origin).hostname or "")
 
 
 _CLOSED = -1  # queue sentinel: the socket closed

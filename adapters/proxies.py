@@ -13,6 +13,16 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _CLIENT = web.RequestKey("client", str)  # the client's address, worked out once
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Proxies:
     """Reads the trusted networks from the live settings (a reload applies at once)."""
 

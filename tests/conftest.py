@@ -197,15 +197,21 @@ async def visitor(
     await client.disconnect()
 
 
-@pytest.fixture
-async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
-    """``python app.py`` as ops run it: one route, to the stand-in, its own SQLite file."""
-    config = tmp_path / "handoff.yaml"
+def one_route_config(folder: Path, standin: Standin, db: Path | None = None) -> Path:
+    """A config file as ops write one: one route, to the stand-in, its own SQLite file."""
+    config = folder / "handoff.yaml"
     config.write_text(
         f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
         f'routes:\n  - id: support\n    name: Customer support\n    channel: "{CHANNEL}"\n'
-        f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
+        f"storage:\n  sqlite_path: {db or folder / 'handoff.db'}\n"
     )
+    return config
+
+
+@pytest.fixture
+async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
+    """``python app.py`` as ops run it: one route, to the stand-in, its own SQLite file."""
+    config = one_route_config(tmp_path, standin)
     process = BotProcess(config, free_port(), tmp_path / "bot.log")
     await process.start()
     yield process

@@ -14,11 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import CHANNEL, need
+from tests.conftest import need, one_route_config
 from tests.support.directline_client import DirectLineClient
 from tests.support.processes import BotProcess, free_port
 from tests.support.standin import Standin
-from tests.support.teams import TENANT
 
 pytestmark = pytest.mark.e2e
 
@@ -52,12 +51,7 @@ def _fill(disk: Path) -> Path:
 async def test_a_full_disk_under_the_real_process(
     tiny_disk: Path, tmp_path: Path, standin: Standin
 ) -> None:
-    config = tmp_path / "handoff.yaml"
-    config.write_text(
-        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
-        f'routes:\n  - id: support\n    channel: "{CHANNEL}"\n'
-        f"storage:\n  sqlite_path: {tiny_disk / 'handoff.db'}\n"
-    )
+    config = one_route_config(tmp_path, standin, tiny_disk / 'handoff.db')
     bot = BotProcess(config, free_port(), tmp_path / "bot.log")
     await bot.start()
     try:

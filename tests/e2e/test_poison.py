@@ -13,11 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import CHANNEL
+from tests.conftest import one_route_config
 from tests.support.directline_client import DirectLineClient
 from tests.support.processes import ROOT, free_port, wait_http
 from tests.support.standin import Standin
-from tests.support.teams import TENANT
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +39,7 @@ def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 async def test_a_message_that_crashes_the_process_is_quarantined_not_a_crash_loop(
     tmp_path: Path, standin: Standin
 ) -> None:
-    config = tmp_path / "handoff.yaml"
-    config.write_text(
-        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
-        f'routes:\n  - id: support\n    channel: "{CHANNEL}"\n'
-        f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
-    )
+    config = one_route_config(tmp_path, standin)
     port, log = free_port(), tmp_path / "bot.log"
     url = f"http://127.0.0.1:{port}"
     process = _start(config, port, log)
