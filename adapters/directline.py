@@ -48,10 +48,10 @@ MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_SECONDS = 20.0
 RECENT_KEYS = 64  # per conversation: client retries and Teams edits are looked up in memory
 INBOX_BATCH = 500  # activities read at a time
-# Attempts at handling one visitor activity (failed ones, or process crashes during it) before
-# it is quarantined; failed attempts are this many seconds apart, times the attempt.
-MAX_ATTEMPTS = 3
-RETRY_PAUSE = 0.5
+# Process crashes while handling one visitor activity before it is quarantined (a handler that
+# raises is quarantined at once: what it did before raising cannot be taken back, and doing it
+# again would repeat it).
+MAX_CRASHES = 3
 # Rows waiting for a socket whose reader has stopped reading: past this, the socket is dropped
 # (the widget reconnects and replays from its watermark) instead of buffering without end.
 MAX_PENDING_ROWS = 1_000
@@ -409,6 +409,9 @@ class Inbox:
         self._positions: dict[str, int] = {}
         # conversation -> the activities committed since (all of them, in the log's order)
         self._fresh: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        # Conversations with a backlog at start: handled row by row, each attempt recorded
+        # before it is made, since what they were handling may be what took the process down.
+        self._careful: set[str] = set()
 
     def kick(self, cid: str) -> None:
         self._workers.kick(cid)
@@ -474,86 +477,87 @@ class Inbox:
                     if rows:
                         await self._store.flush()  # handle only what is committed (and acked)
                 if not rows:
+                    self._careful.discard(cid)
                     return
+                careful = cid in self._careful
                 for seq, activity in rows:
                     if _from_visitor(activity):
+                        if careful and not await self._attempt(cid, seq):
+                            continue  # quarantined: its position is already kept
                         await self._handle_once(cid, seq, activity)
                     await self._store.set_inbox_position(conversation_id=cid, seq=seq)
                     self._positions[cid] = seq
+                    if careful:
+                        await self._store.flush()
                 # A failed commit raises here: the worker stops and the rows are handled again.
                 await self._store.flush()
                 self._handled(cid, rows[-1][0])
                 if len(rows) < INBOX_BATCH:
+                    self._careful.discard(cid)
                     return  # all there was; what came since came with a kick (a new round)
         except BaseException:
             self._positions.pop(cid, None)  # what was written may have been rolled back
             raise
 
     async def _handle_once(self, cid: str, seq: int, activity: dict[str, Any]) -> None:
-        """Handle one activity: a few attempts, then it is set aside (a poison message must not
-        wedge its conversation). A store failure is not the activity's fault: it raises, and
-        the activity is handled again once the store works."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                await self._handle(cid, activity)
-                return
-            except StoreError:
-                raise  # its writes were rolled back: handle it again, never skip it
-            except Exception as exc:
-                if attempt == MAX_ATTEMPTS:
-                    await self._quarantine(cid, seq, f"{attempt} failed attempts: {bounded(exc)}")
-                    FAILURES.failed(log, exc, "conversation %s: activity %d set aside", cid, seq)
-                    return
-                FAILURES.failed(
-                    log, exc, "conversation %s: activity %d failed (attempt %d)", cid, seq, attempt
-                )
-                await asyncio.sleep(RETRY_PAUSE * attempt)
+        """Handle one activity. A store failure is not the activity's fault: it raises, and the
+        activity is handled again once the store works (its writes were rolled back). Anything
+        else is a poison message: set aside at once, so that it cannot wedge the conversation
+        (what the handler did before it raised stays done; doing it again would repeat it)."""
+        try:
+            await self._handle(cid, activity)
+        except StoreError:
+            raise
+        except Exception as exc:
+            FAILURES.failed(log, exc, "conversation %s: activity %d failed", cid, seq)
+            await self._quarantine(cid, seq, bounded(exc))
 
     async def _quarantine(self, cid: str, seq: int, why: str) -> None:
-        """Set an activity aside for good: kept in the log, recorded with why, never handled
-        again; the visitor hears that it went wrong."""
+        """Set an activity aside for good: kept in the log, recorded with why, handled no
+        more (its position is committed first); then the visitor hears that it went wrong."""
         log.error("conversation %s: activity %d quarantined (%s)", cid, seq, why)
         record = jsonio.dumps({"at": iso(self._clock()), "why": why})
         await self._store.set_meta(key=f"{meta_keys.QUARANTINED}:{cid}:{seq}", value=record)
-        if self._quarantined is not None:
+        await self._store.set_inbox_position(conversation_id=cid, seq=seq)
+        self._positions[cid] = seq
+        await self._store.flush()
+        if self._quarantined is None:
+            return
+        try:
             await self._quarantined(cid)
+        except Exception as exc:  # the activity stays set aside; only the apology is lost
+            FAILURES.failed(log, exc, "conversation %s: could not tell the visitor", cid)
 
-    async def resume(self) -> None:
-        """After a restart: pick up what was stored but not handled.
-
-        What a conversation was handling when the process went down may be what took it down
-        (a crash in an extension, say): before handling it again, the attempt is recorded (and
-        committed), and an activity that went down with the process ``MAX_ATTEMPTS`` times is
-        quarantined instead of crashing it once more."""
-        for cid in await self._store.inbox_backlog():
-            position = await self._store.inbox_position(conversation_id=cid)
-            rows = await self._store.activities_after(
-                conversation_id=cid, watermark=position, limit=INBOX_BATCH
-            )
-            head = next((seq for seq, a in rows if _from_visitor(a)), None)
-            if head is not None:
-                await self._count_attempt(cid, head)
-            self.kick(cid)
-
-    async def _count_attempt(self, cid: str, seq: int) -> None:
+    async def _attempt(self, cid: str, seq: int) -> bool:
+        """Record (and commit) that the activity is about to be handled; False, and it is
+        quarantined, if it already went down with the process ``MAX_CRASHES - 1`` times
+        (besides the crash that made this a careful start)."""
         key = f"{meta_keys.ATTEMPT}:{cid}"
-        recorded = await self._store.get_meta(key=key) or ""
-        last, _, count = recorded.partition(":")
-        downs = int(count) + 1 if last == str(seq) and count.isdigit() else 1
-        if downs >= MAX_ATTEMPTS:
-            why = f"the process went down {downs} times while handling it"
+        last, _, count = (await self._store.get_meta(key=key) or "").partition(":")
+        crashed = int(count) if last == str(seq) and count.isdigit() else 0
+        if crashed >= MAX_CRASHES - 1:
+            why = f"the process went down {crashed + 1} times while handling it"
             await self._quarantine(cid, seq, why)
-            await self._store.set_inbox_position(conversation_id=cid, seq=seq)
-        else:
+            return False
+        if crashed:
             log.warning(
                 "conversation %s: activity %d was being handled when the process went down"
                 " (%d time(s)); handling it again",
                 cid,
                 seq,
-                downs,
+                crashed + 1,
             )
-            await self._store.set_meta(key=key, value=f"{seq}:{downs}")
+        await self._store.set_meta(key=key, value=f"{seq}:{crashed + 1}")
         await self._store.flush()
+        return True
+
+    async def resume(self) -> None:
+        """After a restart: pick up what was stored but not handled, carefully (one activity at
+        a time, each attempt recorded before it is made): an activity that took the process
+        down ``MAX_CRASHES`` times is quarantined instead of crashing it once more."""
+        for cid in await self._store.inbox_backlog():
+            self._careful.add(cid)
+            self.kick(cid)
 
     async def drain(self) -> None:
         await self._workers.drain()

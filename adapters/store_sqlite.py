@@ -78,25 +78,38 @@ log = logging.getLogger(__name__)
 
 
 
+class _Txn:
+    """One transaction: its number, and once it is over, whether it was lost."""
+
+    __slots__ = ("failure", "number", "over")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.over = False
+        self.failure: StoreError | None = None
+
+
 class _Written:
-    """The transactions a task wrote into since its last flush (first and last), so its flush
-    can tell whether any of them was rolled back, and whether it must wait for the pending one.
+    """The transactions a task wrote into since its last flush, so its flush can tell whether
+    any of them was lost, and whether it must wait for the pending one. Each transaction is
+    known by its own object: nothing is looked up by number in a table that could forget it,
+    and another task's failed transaction between two of this task's is none of its business.
 
     Kept in a context variable, which child tasks (and, through aiohttp, later connections)
     inherit: it counts only for the task and store that made it."""
 
-    __slots__ = ("first", "last", "store", "task")
+    __slots__ = ("store", "task", "txns")
 
-    def __init__(self, store: int, task: object, txn: int) -> None:
+    def __init__(self, store: int, task: object, txn: _Txn) -> None:
         self.store = store
         self.task = task
-        self.first = self.last = txn
+        self.txns = [txn]
 
 
 _WRITTEN: contextvars.ContextVar[_Written | None] = contextvars.ContextVar(
     "sqlite_written", default=None
 )
-_FAILED_KEPT = 1024
+_TXNS_KEPT = 64  # a task's committed transactions are forgotten past this
 # Checkpoints (copying the log back into the database file, with two fsyncs) run on a thread of
 # their own, on a connection of their own, at most every CHECKPOINT_INTERVAL seconds while there
 # are commits: on the event loop they took about a tenth of its time under load. The log starts
@@ -308,14 +321,14 @@ class SqliteStore:
                 f"cannot open the SQLite store at {path}: {exc.strerror or exc}"
             ) from exc
         self._commit_handle: asyncio.Handle | None = None
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[None]] = []  # for the open transaction to end
         self._txn = 0  # transactions begun
+        self._open_txn = _Txn(0)  # the current (or, between transactions, the last) one
+        self._open_txn.over = True
         self._committed_at = float("-inf")  # loop time of the last commit
         self._commit_loop: asyncio.AbstractEventLoop | None = None
         # conversation -> highest activity seq handed out: a rolled-back one is never reused
         self._last_seq: dict[str, int] = {}
-        self._failed: dict[int, StoreError] = {}  # the latest failed commits, by transaction
-        self._latest_failed = 0  # the newest transaction in _failed
         self.failed_commits = 0  # since the store opened: what memory mirrors check against
         self.failing: StoreError | None = None  # the last commit failed, and none worked since
         # Called once a commit works again after failures (workers waiting out a backoff).
@@ -388,6 +401,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise self._failure(exc, "write") from exc
             self._txn += 1
+            self._open_txn = _Txn(self._txn)
         if self._commit_handle is None:
             loop = asyncio.get_running_loop()
             wait = self._committed_at + COMMIT_INTERVAL - loop.time()
@@ -395,12 +409,16 @@ class SqliteStore:
                 loop.call_later(wait, self._commit) if wait > 0 else loop.call_soon(self._commit)
             )
             self._commit_loop = loop
+        txn = self._open_txn
         written = _WRITTEN.get()
         task = asyncio.current_task()
         if written is None or written.store != id(self) or written.task is not task:
-            _WRITTEN.set(_Written(id(self), task, self._txn))
-        else:
-            written.last = self._txn
+            _WRITTEN.set(_Written(id(self), task, txn))
+        elif written.txns[-1] is not txn:
+            txns = written.txns
+            txns.append(txn)
+            if len(txns) > _TXNS_KEPT:  # a long task that never flushes: keep what matters
+                txns[:] = [t for t in txns if not t.over or t.failure is not None]
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         """A write in this turn's transaction. A constraint refusal (``IntegrityError``) fails
@@ -428,7 +446,7 @@ class SqliteStore:
         """A statement failed. Outside a transaction that is all; inside one, SQLite may have
         rolled back part or all of it (a full disk, an I/O error): the whole transaction is
         given up now, so that what it held is neither committed later nor promised."""
-        if self._db.in_transaction or self._commit_handle is not None:
+        if self._db.in_transaction or not self._open_txn.over:
             return self._lose(f"the SQLite store could not {what}: {exc}")
         return StoreError(f"the SQLite store could not {what}: {exc}")
 
@@ -442,6 +460,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 self._lose(f"the SQLite store could not commit: {exc}")
                 return
+            self._open_txn.over = True
             if self._checkpointer is not None:
                 self._checkpointer.committed()
                 if self._checkpointer.restart_wanted:
@@ -463,11 +482,9 @@ class SqliteStore:
         log.error("%s; the writes of transaction %d are rolled back", reason, self._txn)
         self._forget()
         self._purge_cursor = _NO_CURSOR  # what a purge step deleted is back: look again
-        self._failed[self._txn] = failure
-        self._latest_failed = self._txn
+        self._open_txn.over = True
+        self._open_txn.failure = failure
         self.failed_commits += 1
-        while len(self._failed) > _FAILED_KEPT:
-            del self._failed[next(iter(self._failed))]
         if self._db.in_transaction:
             try:
                 self._db.execute("ROLLBACK")
@@ -519,29 +536,25 @@ class SqliteStore:
         nothing to it, since what it read may come from it. An HTTP answer that only promises
         its own writes passes False: another request's failed commit is not its failure."""
         written = _WRITTEN.get()
-        mine = (
+        mine: list[_Txn] = []
+        if (
             written is not None
             and written.store == id(self)
             and written.task is asyncio.current_task()
-        )
-        if mine:
-            assert written is not None
+        ):
             _WRITTEN.set(None)
-            self._raise_if_lost(written.first, written.last)
-        if self._commit_handle is None:
+            mine = written.txns
+        for txn in mine:
+            if txn.failure is not None:
+                raise StoreError(str(txn.failure))
+        pending = self._open_txn
+        if pending.over or self._commit_handle is None:
             return
-        if not reads and not (mine and written is not None and written.last == self._txn):
+        if not reads and all(txn is not pending for txn in mine):
             return  # nothing of ours is pending
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
-
-    def _raise_if_lost(self, first: int, last: int) -> None:
-        if self._latest_failed < first:
-            return
-        lost = [txn for txn in self._failed if first <= txn <= last]
-        if lost:
-            raise StoreError(str(self._failed[lost[0]]))
 
     async def health(self) -> str | None:
         """None when the store works, else why not. While commits fail, a small write tells

@@ -20,6 +20,7 @@ from adapters.store_memory import MemoryStore
 from adapters.store_sqlite import SqliteStore
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Page, Party, Person, Role, Turn, Visitor
+from tests.support.faults import faulty
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -726,5 +727,54 @@ async def test_the_inbox_keeps_no_handled_activity_in_memory(tmp_path: Path) -> 
         await inbox.drain()
         assert handled == ["context"]
         assert inbox._fresh == {}
+    finally:
+        await store.close()
+
+
+async def test_sqlite_a_lost_write_is_reported_however_many_commits_failed_since(
+    tmp_path: Path,
+) -> None:
+    """Write, then wait (the handler awaits the network, say) while more than a thousand other
+    commits fail: the flush must still hear that this task's write was lost."""
+    store = SqliteStore(tmp_path / "many.db")
+    try:
+        with faulty(store) as disk:
+            disk.full = True
+            await store.remember(key="victim", now=T0)
+
+            async def other(n: int) -> None:
+                await store.remember(key=f"other {n}", now=T0)
+                with contextlib.suppress(StoreError):
+                    await store.flush()
+
+            for n in range(1_100):
+                await asyncio.create_task(other(n))
+            disk.full = False
+            with pytest.raises(StoreError):
+                await store.flush(reads=False)
+        assert not await store.seen(key="victim")
+    finally:
+        await store.close()
+
+
+async def test_sqlite_another_tasks_lost_commit_between_mine_is_not_mine(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "span.db")
+    try:
+        await store.remember(key="mine 1", now=T0)
+        await asyncio.sleep(0.01)  # committed
+        with faulty(store) as disk:
+
+            async def other() -> None:
+                disk.full = True
+                await store.remember(key="theirs", now=T0)
+                with contextlib.suppress(StoreError):
+                    await store.flush()
+                disk.full = False
+
+            await asyncio.create_task(other())
+        await store.remember(key="mine 2", now=T0)
+        await store.flush(reads=False)  # both of mine are committed: no error
+        assert await store.seen(key="mine 1") and await store.seen(key="mine 2")
+        assert not await store.seen(key="theirs")
     finally:
         await store.close()

@@ -36,9 +36,13 @@ def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+@pytest.mark.parametrize("innocent_first", [False, True], ids=["alone", "after-an-innocent-one"])
 async def test_a_message_that_crashes_the_process_is_quarantined_not_a_crash_loop(
-    tmp_path: Path, standin: Standin
+    tmp_path: Path, standin: Standin, innocent_first: bool
 ) -> None:
+    """With ``innocent_first``, an ordinary message is handled just before the poison one (its
+    place in the inbox may not be committed when the process goes down): only the poison one
+    is set aside."""
     config = one_route_config(tmp_path, standin)
     port, log = free_port(), tmp_path / "bot.log"
     url = f"http://127.0.0.1:{port}"
@@ -48,7 +52,13 @@ async def test_a_message_that_crashes_the_process_is_quarantined_not_a_crash_loo
         visitor = DirectLineClient(http, f"{url}/v3/directline", origin=url)
         await visitor.start()
         await visitor.wait_text("virtual assistant")
-        await visitor.say("POISON pill")  # acknowledged (stored), then it takes the process down
+        if innocent_first:
+            innocent, poison = await asyncio.gather(
+                visitor.say("what are your opening hours?"), visitor.say("POISON pill")
+            )
+        else:
+            innocent, poison = "", await visitor.say("POISON pill")
+        # Acknowledged (stored), then it takes the process down.
         assert process.wait(20) == 139
         await visitor.disconnect()
         # Restarted as a supervisor would: it goes down again, until the message is set aside.
@@ -76,4 +86,9 @@ async def test_a_message_that_crashes_the_process_is_quarantined_not_a_crash_loo
             process.terminate()
             process.wait(10)
     text = log.read_text()
-    assert "quarantined (the process went down 3 times while handling it)" in text
+    seq = int(poison.split("|")[1])
+    assert f"activity {seq} quarantined (the process went down 3 times while handling it)" in text
+    assert text.count(" quarantined ") == 1
+    if innocent_first:
+        assert any("Monday to Friday" in t for t in visitor.texts())
+        assert f"activity {int(innocent.split('|')[1])} quarantined" not in text
