@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters import jsonio, meta_keys
+from adapters.bodies import BodyTooLargeError, BodyTooSlowError, read_body
 from adapters.clock import iso, utc_now
 from adapters.failures import FAILURES, REFUSALS, bounded, clip
 from adapters.proxies import Proxies, is_loopback
@@ -762,23 +763,15 @@ class DirectLineChannel:
     # ---- tokens and conversations ------------------------------------------------------------
 
     async def _json_body(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise DirectLineError(
-                413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
-            )
+        deadline = self._service.settings.limits.body_timeout_seconds
         try:
-            async with asyncio.timeout(self._service.settings.limits.body_timeout_seconds):
-                raw = await request.read()
-        except TimeoutError as exc:
-            raise DirectLineError(408, "Timeout", "the body did not arrive in time") from exc
-        except web.HTTPRequestEntityTooLarge as exc:
+            raw = await read_body(request, MAX_BODY_BYTES, deadline)
+        except BodyTooLargeError as exc:
             raise DirectLineError(
                 413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
             ) from exc
-        if len(raw) > MAX_BODY_BYTES:  # chunked: no Content-Length to refuse it by
-            raise DirectLineError(
-                413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
-            )
+        except BodyTooSlowError as exc:
+            raise DirectLineError(408, "Timeout", "the body did not arrive in time") from exc
         if not raw.strip() and optional:
             return {}
         try:

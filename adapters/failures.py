@@ -9,6 +9,7 @@ and the place it was raised, not its message, which carries ids and so differs e
 from __future__ import annotations
 
 import logging
+import reprlib
 import time
 from collections.abc import Callable
 
@@ -96,9 +97,18 @@ class Sampled:
             logger.log(level, message, *args)
 
 
-def clip(text: str, limit: int = 200) -> str:
-    """Client-supplied text (a path, an id) for a log line: bounded, on one line."""
-    text = text.replace("\n", " ").replace("\r", " ")
+_CLIPPED = reprlib.Repr()
+_CLIPPED.maxstring = _CLIPPED.maxother = 200
+
+
+def clip(value: object, limit: int = 200) -> str:
+    """Something from outside (a path, an id, an exception's message, a hostile body's part)
+    for a log line: bounded, printable, on one line."""
+    if isinstance(value, BaseException):
+        text = str(value)
+    else:
+        text = value if isinstance(value, str) else _CLIPPED.repr(value)
+    text = "".join(ch if ch.isprintable() else " " for ch in text[: limit + 1])
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -187,6 +187,7 @@ async def create_app(
             on_service_url=connector.learn_service_url,
         ),
         tenant_id=lambda: service.settings.teams.tenant_id,
+        body_timeout=lambda: service.settings.limits.body_timeout_seconds,
         local_mode=credentials.local_mode,
     )
 

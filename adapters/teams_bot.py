@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import re
-import reprlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -36,7 +35,9 @@ from jwt.algorithms import RSAAlgorithm
 
 from adapters import jsonio
 from adapters.auth import BotCredentials
+from adapters.bodies import BodyTooLargeError, BodyTooSlowError, read_body
 from adapters.clock import utc_now
+from adapters.failures import clip
 from adapters.teams_connector import CARD_TYPE
 from adapters.teams_text import plain_text, safe_markdown
 from bot.cards import END_VERB, JOIN_VERB
@@ -446,7 +447,7 @@ class TeamsHandoffBot(ActivityHandler):
         verb = str(action.get("verb") or data.get("verb") or "")
         handoff_id = str(data.get("handoffId") or "")
         if verb not in CARD_VERBS or not handoff_id:
-            log.warning("card action without a known verb/handoff id: %s", _brief(action))
+            log.warning("card action without a known verb/handoff id: %s", clip(action))
             return _invoke_error("BadRequest", "This card action is not one I know.")
         raw = _raw(turn_context)
         result = await self._service.card_action(
@@ -633,6 +634,7 @@ class TeamsEndpoint:
         credentials: BotCredentials,
         bot: TeamsHandoffBot,
         tenant_id: Callable[[], str],
+        body_timeout: Callable[[], float] = lambda: 30.0,
         local_mode: bool,
     ) -> None:
         self._auth = ConfigurationBotFrameworkAuthentication(_SdkSettings(credentials))
@@ -641,6 +643,7 @@ class TeamsEndpoint:
         self._adapter.on_turn_error = self._on_turn_error
         self._bot = bot
         self._tenant_id = tenant_id
+        self._body_timeout = body_timeout  # seconds a body may take to arrive (live setting)
         self._local_mode = local_mode
         self._issuer = credentials.token_issuer
         if not local_mode:
@@ -689,15 +692,20 @@ class TeamsEndpoint:
     async def handle(self, request: web.Request) -> web.Response:
         if "json" not in request.content_type:
             return _error(415, "send the activity as application/json")
-        raw = await _read_at_most(request, MAX_BODY_BYTES)
-        if raw is None:
+        try:
+            raw = await read_body(request, MAX_BODY_BYTES, self._body_timeout())
+        except BodyTooLargeError:
             response = _error(413, f"the activity is over {MAX_BODY_BYTES} bytes")
             response.force_close()  # the rest of the body is not read
+            return response
+        except BodyTooSlowError:
+            response = _error(408, "the activity did not arrive in time")
+            response.force_close()
             return response
         try:
             body = jsonio.loads_text(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("activity refused, not valid JSON: %s", _brief(exc))
+            log.warning("activity refused, not valid JSON: %s", clip(exc))
             return _error(400, "the body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return _error(400, "the body must be an activity object with a type")
@@ -708,15 +716,15 @@ class TeamsEndpoint:
             header = request.headers.get("Authorization", "")
             auth = await self._authenticate(_for_auth(body), header)
         except SigningKeysUnavailableError as exc:
-            log.error("activity %s not checked: %s", _brief(body.get("id")), exc)
+            log.error("activity %s not checked: %s", clip(body.get("id")), exc)
             return _error(503, "the Bot Framework signing keys are unavailable; try again")
         except Exception as exc:  # PyJWT, botbuilder and PermissionError all mean the same
             log.warning(
                 "activity %s in conversation %s refused: %s: %s",
-                _brief(body.get("id")),
-                _brief(conversation_id),
+                clip(body.get("id")),
+                clip(conversation_id),
                 type(exc).__name__,
-                _brief(exc),
+                clip(exc),
             )
             return _error(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
         if not self._local_mode and body.get("channelId") != "msteams":
@@ -726,8 +734,8 @@ class TeamsEndpoint:
         if tenant and body.get("channelId") == "msteams" and _tenant_of(body) != tenant:
             log.warning(
                 "activity %s from tenant %s refused",
-                _brief(body.get("id")),
-                _brief(_tenant_of(body)),
+                clip(body.get("id")),
+                clip(_tenant_of(body)),
             )
             return _error(403, "this bot serves one tenant only")
         # Local mode authenticates nothing: what it is told must not move where the bot sends.
@@ -741,15 +749,15 @@ class TeamsEndpoint:
                 # A bug: redelivering would only repeat whatever ran before it. Log it whole.
                 log.exception(
                     "%s %s in %s failed",
-                    _brief(body["type"]),
-                    _brief(body.get("id")),
-                    _brief(conversation_id),
+                    clip(body["type"]),
+                    clip(body.get("id")),
+                    clip(conversation_id),
                 )
             return web.Response(status=201)
         try:
             activity = Activity().deserialize(body)
         except Exception as exc:  # msrest raises several types for shape errors
-            log.warning("activity %s refused: %s", _brief(body.get("id")), _brief(exc))
+            log.warning("activity %s refused: %s", clip(body.get("id")), clip(exc))
             return _error(400, "the activity does not match the Bot Framework schema")
 
         async def turn(turn_context: TurnContext) -> None:
@@ -768,33 +776,6 @@ def _for_auth(body: dict[str, Any]) -> Activity:
     """What botbuilder's authentication reads of an activity (channel and service URL), without
     deserializing all of it."""
     return Activity(channel_id=_str(body, "channelId"), service_url=_str(body, "serviceUrl"))
-
-
-async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None once it is over ``limit`` bytes: by its Content-Length before reading
-    anything, else (chunked) as soon as what was read passes the limit."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-_BRIEF = reprlib.Repr()
-_BRIEF.maxstring = _BRIEF.maxother = 200
-
-
-def _brief(value: object) -> str:
-    """Something from outside (an id, an exception's message) as one log line of bounded
-    length: never the whole of a hostile body, never a line break."""
-    if isinstance(value, BaseException):
-        text = str(value)
-    else:
-        text = value if isinstance(value, str) else _BRIEF.repr(value)
-    return "".join(ch if ch.isprintable() else " " for ch in text[:200])
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -188,14 +188,19 @@ async def test_headers_that_trickle_in_are_cut_off(start_bot: BotFactory) -> Non
     assert await asyncio.to_thread(trickle), "the trickling connection stayed open"
 
 
+@pytest.mark.parametrize("endpoint", ["directline", "teams"])
 async def test_a_body_that_never_arrives_gets_408(
-    start_bot: BotFactory, visitor_factory: Any
+    start_bot: BotFactory, visitor_factory: Any, endpoint: str
 ) -> None:
     bot = await start_bot(limits={"body_timeout_seconds": 0.5})
     visitor: DirectLineClient = visitor_factory(bot)
     await visitor.start()
     conn = await asyncio.to_thread(_connect, bot.url)
-    path = f"/v3/directline/conversations/{visitor.conversation_id}/activities"
+    path = (
+        f"/v3/directline/conversations/{visitor.conversation_id}/activities"
+        if endpoint == "directline"
+        else "/api/messages"  # before authentication: anyone can try this
+    )
     head = (
         f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {visitor.token}\r\n"
         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"type\": "

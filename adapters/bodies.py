@@ -1,0 +1,33 @@
+"""Request bodies, read within bounds: a size (refused by Content-Length before anything is
+read, and as soon as a chunked body passes it) and a deadline (a body that trickles in does not
+hold a connection and a handler open)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+
+class BodyTooLargeError(Exception):
+    """The body is over the limit (the rest of it is not read)."""
+
+
+class BodyTooSlowError(Exception):
+    """The body did not arrive within the deadline."""
+
+
+async def read_body(request: web.Request, limit: int, deadline: float) -> bytes:
+    """The whole body, at most ``limit`` bytes, within ``deadline`` seconds."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLargeError
+    body = bytearray()
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in request.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLargeError
+    except TimeoutError as exc:
+        raise BodyTooSlowError from exc
+    return bytes(body)
