@@ -182,7 +182,10 @@ def _parse(text: str, source: str) -> Settings:
     try:
         loader = _BoundedLoader(text)
         root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
+        # Before constructing: that splices merged keys (``<<: *anchor``) into the nodes,
+        # where an override would look like a key given twice.
+        duplicates = _duplicate_keys(root)
+        data = loader.construct_document(root) if root is not None and not duplicates else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -201,7 +204,6 @@ def _parse(text: str, source: str) -> Settings:
         if loader is not None:
             loader.dispose()
 
-    duplicates = _duplicate_keys(root)
     if duplicates:
         raise ConfigError([f"{source}:{line}: {what}" for line, what in duplicates])
     if data is None:

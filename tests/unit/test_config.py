@@ -209,3 +209,23 @@ def test_a_widget_token_too_short_for_web_chat_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings("widget:\n  token_ttl_seconds: 600\n", "handoff.yaml")
     assert "handoff.yaml:2" in str(caught.value) and "token_ttl_seconds" in str(caught.value)
+
+
+def test_yaml_merge_keys_may_override_what_they_bring() -> None:
+    """``<<: *anchor`` then a key of the anchor's: an override, not a key given twice."""
+    settings = parse_settings(
+        "routes:\n"
+        "  - &support\n"
+        "    id: support\n"
+        "    name: Support\n"
+        '    channel: "19:abc@thread.tacv2"\n'
+        "  - <<: *support\n"
+        "    id: sales\n"
+        "    name: Sales\n"
+        "    trigger: 'context.domain == \"sales\"'\n",
+        "handoff.yaml",
+    )
+    assert [(r.id, r.name, r.channel) for r in settings.routes] == [
+        ("support", "Support", "19:abc@thread.tacv2"),
+        ("sales", "Sales", "19:abc@thread.tacv2"),
+    ]
