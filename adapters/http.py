@@ -31,6 +31,7 @@ from adapters.tokens import TokenSigner
 from bot.config import Settings
 from bot.errors import StoreError
 from bot.ports import HandoffStore
+from bot.routing import prepare
 from bot.service import HandoffService
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ async def create_app(
 ) -> web.Application:
     """Build the whole service; resources are closed by the app's cleanup."""
     env = os.environ if env is None else env
+    prepare(settings)  # what the rules need, before the first message rather than during it
     store = store or SqliteStore(settings.storage.sqlite_path)
     connector = BotConnector(
         tokens=tokens or ConnectorTokens(credentials),

@@ -19,6 +19,7 @@ from typing import TypeVar
 from adapters.config_file import load_settings
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.routing import prepare
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,13 @@ def _without_collector(work: Callable[[_A], _T], argument: _A) -> _T:
             gc.enable()
 
 
+def load_prepared(path: Path) -> Settings:
+    """Read the file and build what its rules need (both off the event loop)."""
+    settings = load_settings(path)
+    prepare(settings)
+    return settings
+
+
 class ConfigReloader:
     """Watches one file by modification time and size (no extra dependency, works on any FS)."""
 
@@ -52,7 +60,7 @@ class ConfigReloader:
         apply: Callable[[Settings], None],
         interval: float = 2.0,
         *,
-        load: Callable[[Path], Settings] = load_settings,
+        load: Callable[[Path], Settings] = load_prepared,
     ) -> None:
         self.path = path
         self._apply = apply

@@ -102,7 +102,7 @@ def detect(settings: Escalation, text: str, turns: Sequence[Turn], facts: Facts)
     ):
         return Trigger("phrase", "the visitor asked for a person")
     if settings.rules:
-        rules, first = _rules(settings)
+        rules, first = escalation_plan(settings)
         position = first.first(facts)
         if position is not None:
             return Trigger("rule", f"rule \u201c{rules[position].name}\u201d matched")
@@ -130,7 +130,7 @@ _KEEP = 8
 _PLANS: dict[int, tuple[Escalation, tuple[ContextRule, ...], FirstMatch]] = {}
 
 
-def _rules(settings: Escalation) -> tuple[tuple[ContextRule, ...], FirstMatch]:
+def escalation_plan(settings: Escalation) -> tuple[tuple[ContextRule, ...], FirstMatch]:
     """The context rules in order, and compiled to find the first that matches."""
     rules = tuple(settings.rules)
     kept = _PLANS.get(id(settings))

@@ -153,15 +153,18 @@ class RuleSet:
 
     def __init__(self, rules: Iterable[str]) -> None:
         rules = list(rules)
-        needs: dict[str, frozenset[str] | None] = {}
+        gathered: dict[str, set[str] | None] = {}  # one set per variable, grown in place
         for rule in rules:
             for name, fields in compiled(rule).needs.items():
-                if name in needs:
-                    had = needs[name]
-                    needs[name] = None if had is None or fields is None else had | fields
+                had = gathered.get(name, set())
+                if had is None or fields is None:
+                    gathered[name] = None
                 else:
-                    needs[name] = fields
-        self.needs: Needs = needs
+                    had |= fields
+                    gathered[name] = had
+        self.needs: Needs = {
+            name: None if fields is None else frozenset(fields) for name, fields in gathered.items()
+        }
         self.sources = frozenset(compiled(rule).source for rule in rules)
         self._covered: dict[str, bool] = {}
 

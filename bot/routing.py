@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import DEFAULT_PHRASES, OutOfHours, Route, Settings
-from bot.escalation import intents
+from bot.escalation import escalation_plan, intents
 from bot.expressions import Facts, FirstMatch, RuleSet
 from bot.fact_bounds import STRING, bounded
 from bot.model import Conversation, Role, Turn
@@ -33,6 +33,15 @@ def rule_set(settings: Settings) -> RuleSet:
         _RULE_SETS.pop(next(iter(_RULE_SETS)))
     _RULE_SETS[id(settings)] = (settings, made)
     return made
+
+
+def prepare(settings: Settings) -> None:
+    """Build what rules need of a configuration (its rule set, its route plan, its escalation
+    rules) now: a reload calls this in its worker thread, so the first message after it does
+    not pay for a large configuration on the event loop."""
+    rule_set(settings)
+    _plan(settings.routes)
+    escalation_plan(settings.escalation)
 
 
 def facts_for(

@@ -214,3 +214,20 @@ async def test_the_watcher_reloads_a_changed_file(tmp_path: Path) -> None:
     finally:
         watcher.cancel()
     assert [s.routes[0].id for s in applied] == ["changed"]
+
+
+async def test_a_reload_prepares_the_rules_off_the_loop(tmp_path: Path) -> None:
+    """The rule set, route plan and escalation rules of a reloaded config are built in the
+    reload's thread, not by the first message after it (on the event loop)."""
+    from bot import escalation, routing
+
+    config = tmp_path / "handoff.yaml"
+    config.write_text(ROUTES)
+    applied, apply = applied_list()
+    reloader = ConfigReloader(config, apply, interval=3600)
+    config.write_text(many_rules())
+    assert await reloader.reload("by the test")
+    settings = applied[-1]
+    assert routing._RULE_SETS[id(settings)][0] is settings
+    assert routing._PLANS[id(settings.routes)].routes == tuple(settings.routes)
+    assert escalation._PLANS[id(settings.escalation)][0] is settings.escalation
