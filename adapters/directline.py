@@ -26,7 +26,7 @@ from adapters.bodies import BodyTooLargeError, BodyTooSlowError, read_body
 from adapters.clock import iso, utc_now
 from adapters.failures import FAILURES, REFUSALS, bounded, clip
 from adapters.proxies import Proxies, is_loopback
-from adapters.ratelimit import TokenBuckets, retry_after
+from adapters.ratelimit import TokenBuckets, client_key, retry_after
 from adapters.tokens import Grant, TokenError, TokenSigner
 from adapters.workers import KeyedWorkers
 from bot.config import Rate
@@ -792,7 +792,7 @@ class DirectLineChannel:
         own server, with the secret, speaks for many visitors and is not counted)."""
         limits = self._service.settings.limits
         client = self._proxies.client(request)
-        wait = self._buckets.take(f"ip:{client}", limits.conversations_per_ip)
+        wait = self._buckets.take(f"ip:{client_key(client)}", limits.conversations_per_ip)
         if not wait:
             wait = self._buckets.take(f"origin:{origin}", limits.conversations_per_origin)
         if wait:

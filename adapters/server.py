@@ -23,13 +23,16 @@ from typing import cast
 from aiohttp import web
 
 from adapters.proxies import Proxies
+from adapters.ratelimit import client_key
 from bot.config import LimitsSettings
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 30.0  # seconds running requests get to finish on a stop
 REFUSALS_LOGGED_EVERY = 10.0  # seconds: refused connections are logged as a count, not each
-FILES_KEPT = 64  # open files kept for the store, logs and outbound calls
+# Open files kept for the store, the logs and outbound calls (the connector's pool holds up to
+# 100 connections per host).
+FILES_KEPT = 256
 _BUSY_BODY = b'{"error": {"code": "ServiceUnavailable", "message": "too many connections"}}'
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -77,27 +80,29 @@ class ConnectionCaps:
         a cap is answered 503 and closed before aiohttp sees it."""
         return lambda: _Counted(self, make)
 
-    def admit(self, address: str) -> bool:
+    def admit(self, address: str, key: str) -> bool:
+        """Count a new connection from ``address`` (``key``: what per-client caps count by),
+        or say it is one too many."""
         limits = self._limits()
         cap = limits.connections
         if self._fd_room is not None:
             cap = min(cap, self._fd_room)
         if self.open >= cap or (
             not self._proxies.trusted(address)
-            and self._per_ip.get(address, 0) >= limits.connections_per_ip
+            and self._per_ip.get(key, 0) >= limits.connections_per_ip
         ):
             return False
         self.open += 1
-        self._per_ip[address] = self._per_ip.get(address, 0) + 1
+        self._per_ip[key] = self._per_ip.get(key, 0) + 1
         return True
 
-    def release(self, address: str) -> None:
+    def release(self, key: str) -> None:
         self.open -= 1
-        left = self._per_ip[address] - 1
+        left = self._per_ip[key] - 1
         if left:
-            self._per_ip[address] = left
+            self._per_ip[key] = left
         else:
-            del self._per_ip[address]
+            del self._per_ip[key]
 
     def refuse(self, address: str, transport: asyncio.BaseTransport) -> None:
         self.refused += 1
@@ -130,8 +135,9 @@ class _Counted(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        self._address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not self._caps.admit(self._address):
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self._address = client_key(address)
+        if not self._caps.admit(address, self._address):
             self._caps.refuse(self._address, transport)
             return
         self._inner = self._make()

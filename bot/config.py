@@ -260,7 +260,8 @@ class WidgetSettings(_Model):
 class Rate(_Model):
     """A token bucket: at most ``burst`` at once, refilled at ``per_minute``."""
 
-    per_minute: float = Field(gt=0, le=1_000_000)
+    # At least one every 100 minutes (a smaller rate is a typo, and its waits overflow).
+    per_minute: float = Field(ge=0.01, le=1_000_000)
     burst: int = Field(ge=1, le=1_000_000)
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.support.processes import ROOT, free_port, wait_http
 
 pytestmark = pytest.mark.e2e
-OPEN_FILES = 160
+OPEN_FILES = 400
 
 
 def _low_limit() -> None:
@@ -45,7 +45,7 @@ async def test_a_connection_flood_stays_under_the_open_files_limit(tmp_path: Pat
     held: list[socket.socket] = []
     try:
         await wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
-        assert "at most 96 connections are taken" in log.read_text()
+        assert "at most 144 connections are taken" in log.read_text()
 
         def flood() -> int:
             busy = 0
@@ -61,7 +61,7 @@ async def test_a_connection_flood_stays_under_the_open_files_limit(tmp_path: Pat
             return busy
 
         busy = await asyncio.to_thread(flood)
-        assert busy >= OPEN_FILES - 96 - 5, busy
+        assert busy >= OPEN_FILES - 144 - 5, busy
         for conn in held:
             conn.close()
         held.clear()
