@@ -585,6 +585,32 @@ def unknown_function(tree: Node) -> str | None:
     return None
 
 
+def constant_calls(tree: Node) -> list[Node]:
+    """Calls whose arguments (and target) are all literals or ``now``: the rule's text alone
+    decides whether they can be made, so they are tried at check time."""
+
+    def fixed(node: Node) -> bool:
+        return node.kind == "literal" or (node.kind == "ident" and node.value == "now")
+
+    return [
+        node
+        for node in _walk(tree)
+        if node.kind in ("call", "method") and node.args and all(map(fixed, node.args))
+    ]
+
+
+def literal_patterns(tree: Node) -> list[Node]:
+    """``x.matches("...")`` calls: the pattern is known, whatever ``x`` is."""
+    return [
+        node
+        for node in _walk(tree)
+        if node.kind == "method"
+        and node.value == "matches"
+        and len(node.args) == 2
+        and node.args[1].kind == "literal"
+    ]
+
+
 def _walk(tree: Node) -> list[Node]:
     found, stack = [], [tree]
     while stack:

@@ -26,7 +26,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import cel
@@ -114,6 +114,7 @@ def compile_rule(source: str) -> str:
         program = cel.compile(text)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"CEL: {' '.join(str(exc).split())}") from exc
+    _try_constant_calls(text, checked)
     tree = _parse(text)
     _PROGRAMS[text] = Compiled(
         text,
@@ -123,6 +124,29 @@ def compile_rule(source: str) -> str:
         _index(tree) if tree is not None else None,
     )
     return text
+
+
+_SAMPLE_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _try_constant_calls(text: str, tree: cel_check.Node) -> None:
+    """Make, now, the calls the text alone decides (``timestamp(1)``, ``int(now)``, a regex
+    given as a literal): one the runtime cannot make would fail on every message, so the rule
+    would never match."""
+    tries = [(call, text[call.start : call.end]) for call in cel_check.constant_calls(tree)]
+    tries += [  # whatever the value, the pattern must be a regex
+        (call, f'"".matches({text[call.args[1].start : call.args[1].end]})')
+        for call in cel_check.literal_patterns(tree)
+    ]
+    for call, source in tries:
+        try:
+            cel.compile(source).execute(cel.Context({"now": _SAMPLE_NOW}))
+        except Exception as exc:  # the extension raises several types for one meaning
+            reason = " ".join(str(exc).split())[:200]
+            if reason.startswith("Undefined variable or function"):
+                reason = f"the CEL runtime has no {call.value}() for such arguments"
+            where = cel_check.snippet(text, call)
+            raise ValueError(f"CEL: `{where}` cannot work: {reason}") from exc
 
 
 # Real rules are a line or two; a list of a hundred names fits. The limit also bounds what

@@ -33,6 +33,10 @@ REFUSED = [
     ('now.getHours("Europe/Berlin") >= 9', "CEL: getHours() takes 0 argument(s), not 1"),
     ('matches(visitor.email, "@contoso")', "CEL: matches() is called on a value: x.matches(...)"),
     ("context.n.int() > 1", "CEL: int() is called as a function: int(x)"),
+    # Known functions, but arguments the runtime has no overload for, or a broken regex.
+    ("timestamp(1700000000) < now", "CEL: `timestamp(1700000000)` cannot work: the CEL runtime"),
+    ("int(now) > 0", "CEL: `int(now)` cannot work: the CEL runtime has no int()"),
+    ('visitor.name.matches("[a-")', 'CEL: `visitor.name.matches("[a-")` cannot work:'),
 ]
 
 
