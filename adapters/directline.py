@@ -63,6 +63,17 @@ STREAM_TOKEN_SECONDS = 300
 # Pings when the client has been silent this long; no pong within half of it closes the socket.
 HEARTBEAT_SECONDS = 30.0
 SEND_TIMEOUT = 30.0  # a frame the client does not take within this drops the socket
+# What one answer holds, so that no reader (a slow one, many at once) costs much memory: frames
+# of the stream and pages of GET /activities, by bytes; rows read from the store at a time.
+FRAME_BYTES = 256 * 1024
+REPLAY_ROWS = 100
+READ_BYTES = 1024 * 1024
+READ_ROWS = 100
+READ_RATE = Rate(per_minute=120, burst=30)  # GET /activities per conversation (polling: 60/min)
+# A visitor's activity may store this much besides its text (at most 6 bytes a character, as
+# JSON escapes); a server with the widget secret MAX_BODY_BYTES, for an upstream transcript.
+MAX_VISITOR_ACTIVITY_BYTES = 32 * 1024
+SOCKETS_PER_CONVERSATION = 8  # open streams of one conversation (tabs, devices)
 TYPING_RATE = Rate(per_minute=60, burst=10)  # per conversation; typing is shown, never stored
 TEAMS_PER_SECOND = 2.0  # what one Teams thread takes, sustained (60 in 30 s)
 SLOW_DOWN_AGAIN = timedelta(minutes=1)  # a visitor told to slow down is told again after this
@@ -236,6 +247,10 @@ class ConversationStreams:
         """Conversations a widget has a socket open on."""
         return frozenset(self._subscribers)
 
+    def sockets_of(self, cid: str) -> set[_Subscriber]:
+        """The conversation's open sockets (their subscriptions)."""
+        return self._subscribers.get(cid) or set()
+
     def forget(self, cids: Iterable[str]) -> None:
         """Retention deleted these conversations: drop what memory holds of them."""
         for cid in cids:
@@ -368,6 +383,33 @@ class ConversationStreams:
             **self._outbound(conversation_id, sender),
         }
         await self.append(conversation_id, activity)
+
+
+def _pack(
+    cid: str, rows: list[tuple[int, dict[str, Any]]], watermark: int, limit: int
+) -> list[tuple[list[str], int]]:
+    """Rows as serialized activities, in frames of at most about ``limit`` bytes (one row at
+    least), each with the watermark it reaches: a large backlog never becomes one huge string."""
+    frames: list[tuple[list[str], int]] = []
+    parts: list[str] = []
+    size = 0
+    for seq, activity in rows:
+        part = jsonio.dumps(activity if seq == _EPHEMERAL else _with_id(cid, seq, activity))
+        if parts and size + len(part) > limit:
+            frames.append((parts, watermark))
+            parts, size = [], 0
+        parts.append(part)
+        size += len(part) + 1
+        if seq != _EPHEMERAL:
+            watermark = seq
+    if parts:
+        frames.append((parts, watermark))
+    return frames
+
+
+def _frame(parts: list[str], watermark: int) -> str:
+    """An ActivitySet of already serialized activities."""
+    return '{"activities":[' + ",".join(parts) + '],"watermark":"' + str(watermark) + '"}'
 
 
 def _from_visitor(activity: dict[str, Any]) -> bool:
@@ -762,13 +804,15 @@ class DirectLineChannel:
 
     # ---- tokens and conversations ------------------------------------------------------------
 
-    async def _json_body(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    async def _json_body(
+        self, request: web.Request, *, optional: bool = False, limit: int = MAX_BODY_BYTES
+    ) -> dict[str, Any]:
         deadline = self._service.settings.limits.body_timeout_seconds
         try:
-            raw = await read_body(request, MAX_BODY_BYTES, deadline)
+            raw = await read_body(request, limit, deadline)
         except BodyTooLargeError as exc:
             raise DirectLineError(
-                413, "MessageSizeTooBig", f"the body is over {MAX_BODY_BYTES} bytes"
+                413, "MessageSizeTooBig", f"the body is over {limit:,} bytes"
             ) from exc
         except BodyTooSlowError as exc:
             raise DirectLineError(408, "Timeout", "the body did not arrive in time") from exc
@@ -962,16 +1006,19 @@ class DirectLineChannel:
         watermark = self._watermark(request)
         if not await self._service.conversation_exists(conversation_id=cid):
             raise DirectLineError(404, "BadArgument", "conversation not found")
-        rows = await self._log.activities_after(conversation_id=cid, watermark=watermark)
-        if rows:
-            await self._log.flush()  # never show a row a failed commit could take back
-        last = rows[-1][0] if rows else await self._not_past_the_end(cid, watermark)
-        return jsonio.response(
-            {
-                "activities": [_with_id(cid, seq, a) for seq, a in rows],
-                "watermark": str(last),
-            }
+        wait = self._buckets.take(f"reads:{cid}", READ_RATE)
+        if wait:
+            raise _too_many(wait, "too many reads; use the stream, or poll less often")
+        rows = await self._log.activities_after(
+            conversation_id=cid, watermark=watermark, limit=READ_ROWS
         )
+        if not rows:
+            last = await self._not_past_the_end(cid, watermark)
+            return jsonio.response({"activities": [], "watermark": str(last)})
+        await self._log.flush()  # never show a row a failed commit could take back
+        # One page of at most about READ_BYTES: the client asks again from its watermark.
+        parts, last = _pack(cid, rows, watermark, READ_BYTES)[0]
+        return web.Response(text=_frame(parts, last), content_type="application/json")
 
     def _validate(self, body: dict[str, Any]) -> str:
         kind = body.get("type")
@@ -1004,7 +1051,11 @@ class DirectLineChannel:
     async def post_activity(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
         grant = self._conversation_grant(request)
-        body = await self._json_body(request)
+        # All of it is kept (and replayed): a browser's activity is small; an upstream agent's
+        # (with the secret) may carry a transcript.
+        chars = self._service.settings.widget.max_message_chars
+        limit = MAX_BODY_BYTES if grant.trusted else MAX_VISITOR_ACTIVITY_BYTES + 6 * chars
+        body = await self._json_body(request, limit=limit)
         kind = self._validate(body)
         if kind == "event" and body.get("name") == "handoff.initiate" and not grant.trusted:
             # It sets the card's transcript and reason: only an upstream agent may send it.
@@ -1118,6 +1169,13 @@ class DirectLineChannel:
         idle_ticks = (
             self._service.settings.limits.websocket_idle_minutes * 60 / (KEEPALIVE_SECONDS / 2)
         )
+        if len(self._streams.sockets_of(cid)) >= SOCKETS_PER_CONVERSATION:
+            raise DirectLineError(
+                429,
+                "TooManyRequests",
+                f"at most {SOCKETS_PER_CONVERSATION} streams per conversation are open at once",
+                headers={"Retry-After": "5"},
+            )
         # Pings find a peer that is gone or no longer reads (a browser answers them itself).
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=64 * 1024)
         await ws.prepare(request)
@@ -1131,7 +1189,9 @@ class DirectLineChannel:
         try:
             sent = watermark
             while True:
-                rows = await self._log.activities_after(conversation_id=cid, watermark=sent)
+                rows = await self._log.activities_after(
+                    conversation_id=cid, watermark=sent, limit=REPLAY_ROWS
+                )
                 if not rows:
                     if sent == watermark and watermark:
                         sent = await self._not_past_the_end(cid, watermark)
@@ -1182,17 +1242,12 @@ class DirectLineChannel:
         rows: list[tuple[int, dict[str, Any]]],
         watermark: int,
     ) -> int:
-        """One frame; returns the watermark it carries (ephemeral rows do not move it)."""
-        activities = []
-        for seq, activity in rows:
-            if seq == _EPHEMERAL:
-                activities.append(activity)
-            else:
-                activities.append(_with_id(cid, seq, activity))
-                watermark = seq
-        frame = jsonio.dumps({"activities": activities, "watermark": str(watermark)})
-        async with asyncio.timeout(SEND_TIMEOUT):
-            await ws.send_str(frame)
+        """Frames of at most about ``FRAME_BYTES`` each; returns the watermark of the last
+        (ephemeral rows do not move it)."""
+        for parts, reached in _pack(cid, rows, watermark, FRAME_BYTES):
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await ws.send_str(_frame(parts, reached))
+            watermark = reached
         return watermark
 
     async def _read_client(self, ws: web.WebSocketResponse, subscriber: _Subscriber) -> None:

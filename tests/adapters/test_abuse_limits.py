@@ -247,3 +247,73 @@ async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessag
         message = await ws.receive()
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
             return message
+
+
+async def test_what_a_visitor_may_store_and_what_one_answer_holds_are_bounded(
+    http: aiohttp.ClientSession,
+    start_bot: BotFactory,
+    visitor_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A browser's activity is small (a big one is refused, not kept and replayed to every
+    reconnect); a long history comes in pages and frames of bounded size, in order."""
+    monkeypatch.setattr("adapters.directline.FRAME_BYTES", 4_000)
+    monkeypatch.setattr("adapters.directline.READ_BYTES", 4_000)
+    bot = await start_bot(limits={"messages_per_conversation": None})
+    visitor: DirectLineClient = visitor_factory(bot)
+    await visitor.start()
+    status, body = await visitor.post(
+        {"type": "event", "name": "x", "value": {"blob": "v" * 100_000}}
+    )
+    assert status == 413 and body["error"]["code"] == "MessageSizeTooBig"
+    for n in range(30):
+        assert (await visitor.post({"type": "event", "name": "note", "value": {"n": n, "pad": "p" * 900}}))[0] == 200
+    # Paged: each page about READ_BYTES, and following the watermark gives everything once.
+    seen: list[int] = []
+    watermark = "0"
+    for _ in range(40):
+        async with http.get(
+            f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
+            params={"watermark": watermark},
+            headers={"Authorization": f"Bearer {visitor.token}"},
+        ) as r:
+            assert r.status == 200
+            raw = await r.read()
+            page = await r.json()
+        if not page["activities"]:
+            break
+        assert len(raw) < 4_000 + 2_000
+        seen += [a["value"]["n"] for a in page["activities"] if a.get("name") == "note"]
+        watermark = page["watermark"]
+    assert seen == list(range(30))
+    # Replayed on a new socket: several bounded frames, nothing twice, in order.
+    frames: list[int] = []
+    replayed: list[int] = []
+    async with http.ws_connect(visitor.stream_url.split("&watermark")[0]) as ws:
+        while len(replayed) < 30:
+            message = await asyncio.wait_for(ws.receive(), 10)
+            if not message.data:
+                continue
+            frames.append(len(message.data))
+            replayed += [
+                a["value"]["n"] for a in message.json()["activities"] if a.get("name") == "note"
+            ]
+    assert replayed == list(range(30)) and len(frames) > 3 and max(frames) < 4_000 + 2_000
+    await visitor.disconnect()
+
+
+async def test_a_conversation_has_a_few_streams_at_most(
+    http: aiohttp.ClientSession, bot: RunningBot, visitor: DirectLineClient
+) -> None:
+    from adapters.directline import SOCKETS_PER_CONVERSATION
+
+    sockets = []
+    try:
+        while len(sockets) < SOCKETS_PER_CONVERSATION - 1:  # the visitor holds one already
+            sockets.append(await http.ws_connect(visitor.stream_url))
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(visitor.stream_url)
+        assert refused.value.status == 429
+    finally:
+        for ws in sockets:
+            await ws.close()
