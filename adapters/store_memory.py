@@ -101,6 +101,13 @@ class MemoryStore:
             h for h in self._handoffs.values() if h.state is HandoffState.QUEUED and not h.thread_id
         ]
 
+    async def handoffs_since(self, *, conversation_id: str, since: datetime) -> int:
+        return sum(
+            1
+            for h in self._handoffs.values()
+            if h.conversation_id == conversation_id and h.created_at >= since
+        )
+
     async def seen(self, *, key: str) -> bool:
         return key in self._seen
 

@@ -734,6 +734,12 @@ class SqliteStore:
         )
         return [_handoff(row) for row in rows]
 
+    async def handoffs_since(self, *, conversation_id: str, since: datetime) -> int:
+        # A conversation has a handful of handoffs: their times are read from the rows.
+        rows = self._rows("SELECT data FROM handoffs WHERE conversation_id = ?", conversation_id)
+        times = (parse_time(json.loads(r["data"]).get("created_at")) for r in rows)
+        return sum(1 for at in times if at is not None and at >= since)
+
     async def seen(self, *, key: str) -> bool:
         return self._one("SELECT 1 FROM seen WHERE key = ?", key) is not None
 

@@ -280,6 +280,9 @@ class LimitsSettings(_Model):
     messages_per_conversation: Rate | None = Field(
         default_factory=lambda: Rate(per_minute=60, burst=30)
     )
+    # Handoffs one conversation may start in an hour: each opens a thread in a Teams channel,
+    # and a visitor asking, cancelling and asking again would bury the channel.
+    handoffs_per_conversation_per_hour: int = Field(default=6, ge=1, le=1000)
     # Messages waiting for one Teams thread (Teams takes about 2 a second): past this, the
     # visitor is asked to slow down and their messages are refused until it drains.
     teams_backlog: int = Field(default=30, ge=1, le=10_000)

@@ -58,6 +58,10 @@ class HandoffStore(Protocol):
         """Queued handoffs whose Teams thread was never opened (a crash in between)."""
         ...
 
+    async def handoffs_since(self, *, conversation_id: str, since: datetime) -> int:
+        """How many handoffs the conversation started at or after ``since``."""
+        ...
+
     async def seen(self, *, key: str) -> bool:
         """Whether an inbound delivery with this key was handled already."""
         ...

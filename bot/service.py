@@ -552,6 +552,19 @@ class HandoffService:
             key = "already_joined" if current.state is HandoffState.JOINED else "already_queued"
             await self._bot_says(conversation, key, now, self._names(current))
             return
+        limit = self.settings.limits.handoffs_per_conversation_per_hour
+        recent = await self._store.handoffs_since(
+            conversation_id=conversation.id, since=now - timedelta(hours=1)
+        )
+        if recent >= limit:
+            log.warning(
+                "conversation %s: no handoff (%d in the last hour; the limit is %d)",
+                conversation.id,
+                recent,
+                limit,
+            )
+            await self._bot_says(conversation, "too_many_handoffs", now)
+            return
         if facts is None:
             turns = await self._store.turns(conversation_id=conversation.id)
             facts = facts_for(self.settings, conversation, turns, now, context)

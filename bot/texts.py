@@ -55,6 +55,11 @@ class _TextsBase(BaseModel):
     cancelled_by_visitor: str = (
         "OK, I've cancelled the request for a specialist. I'm here if you need anything else."
     )
+    # The visitor has asked for a person (and cancelled) too often in the last hour.
+    too_many_handoffs: str = (
+        "I've asked the team for you several times in the last hour. Please stay with me a "
+        "little while before asking again; I'm happy to help in the meantime."
+    )
     # The visitor writes faster than Teams takes messages; what they send is refused a while.
     slow_down: str = (
         "You're sending messages faster than I can pass them on to {route}. "

@@ -317,3 +317,21 @@ async def test_a_conversation_has_a_few_streams_at_most(
     finally:
         for ws in sockets:
             await ws.close()
+
+
+async def test_a_visitor_cannot_bury_the_channel_in_threads(
+    http: aiohttp.ClientSession, start_bot: BotFactory, visitor_factory: Any, standin: Standin
+) -> None:
+    """Asking for a person and cancelling, again and again: each opens a Teams thread, so a
+    conversation may start only so many handoffs an hour; then the bot says why not."""
+    bot = await start_bot(limits={"handoffs_per_conversation_per_hour": 3})
+    visitor: DirectLineClient = visitor_factory(bot)
+    await visitor.start()
+    await visitor.wait_text("virtual assistant")
+    for _ in range(5):
+        await visitor.event("handoff.request", {"category": "billing"})
+        await visitor.event("handoff.end")
+    await visitor.wait_text("asked the team for you several times")
+    await asyncio.sleep(0.2)
+    assert len(standin.threads) == 3
+    await visitor.disconnect()

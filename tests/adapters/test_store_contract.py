@@ -154,6 +154,20 @@ async def test_unopened_handoffs(store: Any) -> None:
     assert await store.unopened_handoffs() == [queued]
 
 
+async def test_handoffs_since_counts_a_conversations_recent_handoffs(store: Any) -> None:
+    for n, minutes in enumerate((0, 30, 61, 90)):
+        await store.save_handoff(
+            handoff=Handoff(
+                f"h{n}", "c1", "support", HandoffState.ENDED, T0 + timedelta(minutes=minutes), "x"
+            )
+        )
+    await store.save_handoff(handoff=Handoff("other", "c2", "support", HandoffState.QUEUED, T0, "x"))
+    since = T0 + timedelta(minutes=30)
+    assert await store.handoffs_since(conversation_id="c1", since=since) == 3
+    assert await store.handoffs_since(conversation_id="c1", since=T0) == 4
+    assert await store.handoffs_since(conversation_id="c3", since=T0) == 0
+
+
 async def test_inbox_positions_and_backlog(store: Any) -> None:
     assert await store.inbox_backlog() == []
     for cid in ("c1", "c2"):
