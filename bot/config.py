@@ -26,6 +26,7 @@ PLAYGROUND_CONNECTOR = "http://127.0.0.1:56150/_connector"
 PLAYGROUND_CHANNEL = "19:handoff-support@thread.tacv2"
 PLAYGROUND_TENANT = "00000000-0000-0000-0000-0000000000001"
 
+WEEK_MINUTES = 7 * 24 * 60  # the longest wait a route may set (longer is a typo, or infinity)
 _ROUTE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -93,12 +94,12 @@ class Route(_Model):
     out_of_hours: OutOfHours = OutOfHours.CONTINUE
     fallback_route: str = ""
     # Nobody joined within this many minutes: apply ``on_join_timeout``.
-    join_timeout_minutes: float = Field(default=10, gt=0)
+    join_timeout_minutes: float = Field(default=10, gt=0, le=WEEK_MINUTES)
     on_join_timeout: JoinTimeout = JoinTimeout.KEEP_BOT
     join_timeout_route: str = ""
     # A joined chat with no message for this long: remind the visitor, then close it.
-    idle_reminder_minutes: float = Field(default=10, gt=0)
-    idle_close_minutes: float = Field(default=20, gt=0)
+    idle_reminder_minutes: float = Field(default=10, gt=0, le=WEEK_MINUTES)
+    idle_close_minutes: float = Field(default=20, gt=0, le=WEEK_MINUTES)
 
     @model_validator(mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
 )
@@ -34,6 +35,9 @@ _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 # How far next_open looks for an opening before it gives up and returns None.
 LOOKAHEAD_DAYS = 400
+# Listed holiday dates and exceptions per route: years of them, at a few dozen a year.
+MAX_DATES = 1000
+MAX_RANGES = 48  # time ranges in one day (every half hour)
 
 
 class Weekday(StrEnum):
@@ -110,7 +114,13 @@ class HolidayCalendar(BaseModel):
 
     country: str | None = None
     subdivision: str | None = None
-    dates: list[dt.date] = Field(default_factory=list)
+    # Bounded: every handoff request looks days up in it (a set, built once).
+    dates: list[dt.date] = Field(default_factory=list, max_length=MAX_DATES)
+    _date_set: frozenset[dt.date] = PrivateAttr(default=frozenset())
+
+    def model_post_init(self, context: object, /) -> None:
+        """Index the dates once: lookups are per day, per handoff request."""
+        self._date_set = frozenset(self.dates)
 
     @field_validator("country")
     @classmethod
@@ -146,7 +156,7 @@ class HolidayCalendar(BaseModel):
 
     def closes(self, day: dt.date) -> bool:
         """True when ``day`` is a listed date or a public holiday."""
-        if day in self.dates:
+        if day in self._date_set:
             return True
         if self.country is None:
             return False
@@ -159,7 +169,7 @@ class SpecialDay(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     date: dt.date
-    hours: list[TimeRange]
+    hours: list[TimeRange] = Field(max_length=MAX_RANGES)
 
 
 def _instant(day: dt.date, clock: time, zone: ZoneInfo) -> datetime:
@@ -178,9 +188,16 @@ class Hours(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str = "UTC"
-    weekly: dict[Weekday, list[TimeRange]] = Field(default_factory=dict)
+    weekly: dict[Weekday, Annotated[list[TimeRange], Field(max_length=MAX_RANGES)]] = Field(
+        default_factory=dict
+    )
     holidays: HolidayCalendar | None = None
-    exceptions: list[SpecialDay] = Field(default_factory=list)
+    exceptions: list[SpecialDay] = Field(default_factory=list, max_length=MAX_DATES)
+    _by_date: dict[dt.date, list[str]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: object, /) -> None:
+        """Index the exceptions by date once: lookups are per day, per handoff request."""
+        self._by_date = {special.date: special.hours for special in self.exceptions}
 
     @field_validator("timezone")
     @classmethod
@@ -204,9 +221,9 @@ class Hours(BaseModel):
 
     def _ranges_on(self, day: dt.date) -> list[str]:
         """The ranges that start on local date ``day``: its exception, else none on a holiday."""
-        for special in self.exceptions:
-            if special.date == day:
-                return special.hours
+        special = self._by_date.get(day)
+        if special is not None:
+            return special
         if self.holidays is not None and self.holidays.closes(day):
             return []
         return self.weekly.get(_DAYS[day.weekday()], [])

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.cards import END_VERB, JOIN_VERB, Card, ThreadCardView, summary_card, thread_card
 from bot.config import OutOfHours, Route, Settings
-from bot.errors import GatewayError, HandoffError, StaleWriteError, UnknownConversationError
+from bot.errors import GatewayError, StaleWriteError, StoreError, UnknownConversationError
 from bot.escalation import detect, fallback_trigger
 from bot.expressions import Facts
 from bot.hours import back_at
@@ -146,7 +146,9 @@ class HandoffService:
                     await self._check_idle(handoff, route, now)  # a left message, gone quiet
                 elif handoff.state is HandoffState.JOINED:
                     await self._check_idle(handoff, route, now)
-            except HandoffError:
+            except StoreError as exc:  # the store is failing: one line, it says why
+                log.error("handoff %s: sweep failed: %s", handoff.id, exc)
+            except Exception:  # one handoff that cannot be swept must not stop the others
                 log.exception("handoff %s: sweep failed", handoff.id)
 
     async def _join_timed_out(self, handoff: Handoff, route: Route, now: datetime) -> None:

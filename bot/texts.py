@@ -19,10 +19,15 @@ PLACEHOLDERS = frozenset(
 def _check_placeholders(value: Any) -> Any:
     if not isinstance(value, str):
         return value  # an untranslated key (None), or the locales table itself
-    for _, name, _, _ in string.Formatter().parse(value):
-        if name is not None and name not in PLACEHOLDERS:
+    for _, name, spec, conversion in string.Formatter().parse(value):
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS:
             allowed = ", ".join(sorted(PLACEHOLDERS))
             raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
+        if spec or conversion:
+            # "{bot:>100000000}" would write 100 MB, "{bot:%}" fail on every message.
+            raise ValueError(f"write the placeholder as {{{name}}}, without a format or a !")
     return value
 
 

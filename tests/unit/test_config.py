@@ -229,3 +229,39 @@ def test_yaml_merge_keys_may_override_what_they_bring() -> None:
         ("support", "Support", "19:abc@thread.tacv2"),
         ("sales", "Sales", "19:abc@thread.tacv2"),
     ]
+
+
+ONE_ROUTE = "routes:\n  - id: support\n    channel: '19:abc@thread.tacv2'\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        # A format spec would write megabytes per message, or fail on every one.
+        (
+            "texts:\n  hello: 'Hello {bot:>100000000}'\n",
+            "texts.hello: write the placeholder as {bot}, without a format or a !",
+        ),
+        ("texts:\n  greeting: 'Hi{visitor:%}'\n", "texts.greeting: write the placeholder"),
+        ("texts:\n  joined: '{specialist!r}'\n", "texts.joined: write the placeholder"),
+        # Infinite or absurd waits would overflow the sweeper's clock arithmetic.
+        ("    join_timeout_minutes: 1e300\n", "routes[0].join_timeout_minutes: Input should"),
+        ("    idle_close_minutes: .inf\n", "routes[0].idle_close_minutes: Input should"),
+        # Hours lists that every handoff request would walk.
+        (
+            "    hours:\n      holidays:\n        dates: ["
+            + ", ".join("2026-01-01" for _ in range(1001))
+            + "]\n",
+            "routes[0].hours.holidays.dates: List should have at most 1000 items",
+        ),
+        (
+            "    hours:\n      weekly:\n        mon: [" + ", ".join(['"09:00-10:00"'] * 49) + "]\n",
+            "routes[0].hours.weekly.mon: List should have at most 48 items",
+        ),
+    ],
+    ids=["format-spec", "format-code", "conversion", "huge-timeout", "infinite", "dates", "ranges"],
+)
+def test_values_that_would_misbehave_at_run_time_are_refused(extra: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_settings(ONE_ROUTE + extra, "handoff.yaml")
+    assert any(problem in line for line in refused.value.problems), refused.value.problems
