@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 
 class BodyTooLargeError(Exception):
@@ -15,6 +15,10 @@ class BodyTooLargeError(Exception):
 
 class BodyTooSlowError(Exception):
     """The body did not arrive within the deadline."""
+
+
+class BodyBrokenError(Exception):
+    """The body could not be read (a broken chunked encoding, the client went away)."""
 
 
 async def read_body(request: web.Request, limit: int, deadline: float) -> bytes:
@@ -30,4 +34,6 @@ async def read_body(request: web.Request, limit: int, deadline: float) -> bytes:
                     raise BodyTooLargeError
     except TimeoutError as exc:
         raise BodyTooSlowError from exc
+    except (web_protocol.RequestPayloadError, ConnectionError) as exc:
+        raise BodyBrokenError from exc
     return bytes(body)

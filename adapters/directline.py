@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters import jsonio, meta_keys
-from adapters.bodies import BodyTooLargeError, BodyTooSlowError, read_body
+from adapters.bodies import BodyBrokenError, BodyTooLargeError, BodyTooSlowError, read_body
 from adapters.clock import iso, utc_now
 from adapters.failures import FAILURES, REFUSALS, bounded, clip
 from adapters.proxies import Proxies, is_loopback
@@ -816,6 +816,8 @@ class DirectLineChannel:
             ) from exc
         except BodyTooSlowError as exc:
             raise DirectLineError(408, "Timeout", "the body did not arrive in time") from exc
+        except BodyBrokenError as exc:
+            raise DirectLineError(400, "BadArgument", "the body could not be read") from exc
         if not raw.strip() and optional:
             return {}
         try:

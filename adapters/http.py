@@ -20,7 +20,7 @@ from adapters import jsonio
 from adapters.auth import BotCredentials, ConnectorTokens
 from adapters.clock import utc_now
 from adapters.directline import ActivityLog, ConversationStreams, DirectLineChannel
-from adapters.failures import FAILURES, bounded
+from adapters.failures import FAILURES, REFUSALS, bounded, clip
 from adapters.httpclient import HttpClient
 from adapters.reload import ConfigReloader
 from adapters.store_sqlite import SqliteStore
@@ -102,6 +102,19 @@ def _guarded(store: Store) -> Callable[[web.Request, Handler], Awaitable[web.Str
             return response
         except web.HTTPException:
             raise
+        except ConnectionError as exc:  # the client went away: not our failure, and no one reads
+            REFUSALS.log(
+                log,
+                logging.INFO,
+                ("gone", type(exc).__name__),
+                "%s %s: the client went away (%s)",
+                request.method,
+                clip(request.path),
+                type(exc).__name__,
+            )
+            if response is not None and response.prepared:
+                return response
+            return _service_error(400, "BadRequest", "the connection was lost")
         except StoreError as exc:
             log.warning("%s %s answered 503: %s", request.method, request.path, bounded(exc))
             if response is not None and response.prepared:

@@ -18,10 +18,14 @@ import resource
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from adapters import jsonio
+from adapters.failures import REFUSALS, clip
 from adapters.proxies import Proxies
 from adapters.ratelimit import client_key
 from bot.config import LimitsSettings
@@ -121,6 +125,40 @@ class ConnectionCaps:
         transport.close()
 
 
+class _Quiet(RequestHandler):
+    """aiohttp's connection handler, answering what is not HTTP (a bad method, an oversize
+    header, a broken body) in the service's JSON error shape: never the parser's words or the
+    client's bytes, and logged as a sampled line, not a traceback each time."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # an answer is under way: only closing is left
+            raise ConnectionError("the answer was already started")
+        REFUSALS.log(
+            log,
+            logging.INFO,
+            ("malformed", status, type(exc).__name__),
+            "malformed request from %s answered %d: %s",
+            request.remote,
+            status,
+            clip(exc if exc is not None else message or ""),
+        )
+        code, text = (
+            ("ServiceError", "something went wrong; it has been logged")
+            if status >= 500
+            else ("BadRequest", "the request is not valid HTTP")
+        )
+        body = jsonio.dumps({"error": {"code": code, "message": text}})
+        response = web.Response(status=status, text=body, content_type="application/json")
+        response.force_close()
+        return response
+
+
 class _Counted(asyncio.Protocol):
     """One connection: admitted, it is aiohttp's (every call passed on); refused, it is
     answered and closed here."""
@@ -176,20 +214,27 @@ async def start(
 ) -> tuple[web.AppRunner, asyncio.Server, ConnectionCaps]:
     """Start serving ``app`` (its startup runs now). To stop: close the server, then
     ``runner.cleanup()``."""
-    runner = web.AppRunner(
-        app,
-        access_log=None,  # URLs carry tokens; requests are logged by the app where it matters
-        keepalive_timeout=header_timeout,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
-    )
+    handler_options: dict[str, Any] = {
+        "access_log": None,  # URLs carry tokens; requests are logged by the app where it matters
+        "keepalive_timeout": header_timeout,
+        # Bodies are read as sent: no client needs to compress them, and a decompression
+        # bomb or a broken stream then never reaches a handler.
+        "auto_decompress": False,
+    }
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT, **handler_options)
     await runner.setup()
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     open_files = None if soft == resource.RLIM_INFINITY else soft
     caps = ConnectionCaps(limits, proxies, time.monotonic, open_files)
-    handlers = runner.server
-    assert handlers is not None
-    server = await asyncio.get_running_loop().create_server(
-        caps.protocols(handlers), host, port, backlog=1024, reuse_address=True
+    manager = runner.server
+    assert manager is not None
+    loop = asyncio.get_running_loop()
+
+    def handler() -> asyncio.Protocol:
+        return _Quiet(manager, loop=loop, **handler_options)
+
+    server = await loop.create_server(
+        caps.protocols(handler), host, port, backlog=1024, reuse_address=True
     )
     return runner, server, caps
 

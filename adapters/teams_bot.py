@@ -35,7 +35,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from adapters import jsonio
 from adapters.auth import BotCredentials
-from adapters.bodies import BodyTooLargeError, BodyTooSlowError, read_body
+from adapters.bodies import BodyBrokenError, BodyTooLargeError, BodyTooSlowError, read_body
 from adapters.clock import utc_now
 from adapters.failures import clip
 from adapters.teams_connector import CARD_TYPE
@@ -700,6 +700,10 @@ class TeamsEndpoint:
             return response
         except BodyTooSlowError:
             response = _error(408, "the activity did not arrive in time")
+            response.force_close()
+            return response
+        except BodyBrokenError:
+            response = _error(400, "the activity could not be read")
             response.force_close()
             return response
         try:
