@@ -37,7 +37,7 @@ from adapters import jsonio
 from adapters.auth import BotCredentials
 from adapters.bodies import BodyBrokenError, BodyTooLargeError, BodyTooSlowError, read_body
 from adapters.clock import utc_now
-from adapters.failures import clip
+from adapters.failures import REFUSALS, clip
 from adapters.teams_connector import CARD_TYPE
 from adapters.teams_text import plain_text, safe_markdown
 from bot.cards import END_VERB, JOIN_VERB
@@ -195,7 +195,7 @@ def _person(account: dict[str, Any]) -> Person:
         return Person("unknown", "Someone")
     return Person(
         _str(account, "id") or _str(account, "aadObjectId") or "unknown",
-        _str(account, "name") or "A team member",
+        _str(account, "name")[:MAX_NAME] or "A team member",
     )
 
 
@@ -213,7 +213,8 @@ def _mentions(activity: dict[str, Any]) -> list[Person]:
         # Users only: channel, team and tag mentions carry an identity type or a 19: id.
         if mentioned.get("conversationIdentityType") or str(mentioned["id"]).startswith("19:"):
             continue
-        people.append(Person(str(mentioned["id"]), str(mentioned.get("name") or "a colleague")))
+        name = str(mentioned.get("name") or "a colleague")[:MAX_NAME]
+        people.append(Person(str(mentioned["id"])[:MAX_ID], name))
     return people
 
 
@@ -382,8 +383,10 @@ class TeamsHandoffBot(ActivityHandler):
 
     def _remember_names(self, info: ChannelInfo) -> None:
         for key, name in ((info.channel_id, info.channel_name), (info.team_id, info.team_name)):
-            if key and name:
-                self._names[key] = name
+            if key and name and self._names.get(key) != name:
+                if len(self._names) >= NAMES_KEPT:
+                    self._names.clear()  # names come back with the next event that has them
+                self._names[key] = name[:MAX_NAME]
 
     def _named(self, info: ChannelInfo) -> ChannelInfo:
         return replace(
@@ -427,6 +430,8 @@ class TeamsHandoffBot(ActivityHandler):
         last = self._greeted.get(key)
         if last is not None and now - last < GREETING_WINDOW:
             return
+        if len(self._greeted) >= NAMES_KEPT:
+            self._greeted = {k: t for k, t in self._greeted.items() if now - t < GREETING_WINDOW}
         self._greeted[key] = now
         await self._setup_help(_field(activity, "conversation", "id"), info)
 
@@ -440,13 +445,22 @@ class TeamsHandoffBot(ActivityHandler):
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity
         if activity.name != "adaptiveCard/action":
-            return await super().on_invoke_activity(turn_context)
+            # Nothing else is ours (sign-in, message extensions, task modules): botbuilder's own
+            # handling of some of them fails with a traceback; the answer is the same 501.
+            REFUSALS.log(
+                log,
+                logging.INFO,
+                ("invoke", activity.name),
+                "invoke %s not handled",
+                clip(activity.name),
+            )
+            return InvokeResponse(status=501)
         value = activity.value if isinstance(activity.value, dict) else {}
         action = value.get("action") if isinstance(value.get("action"), dict) else {}
         data = action.get("data") if isinstance(action.get("data"), dict) else {}
         verb = str(action.get("verb") or data.get("verb") or "")
         handoff_id = str(data.get("handoffId") or "")
-        if verb not in CARD_VERBS or not handoff_id:
+        if verb not in CARD_VERBS or not handoff_id or len(handoff_id) > MAX_ID:
             log.warning("card action without a known verb/handoff id: %s", clip(action))
             return _invoke_error("BadRequest", "This card action is not one I know.")
         raw = _raw(turn_context)
@@ -716,6 +730,10 @@ class TeamsEndpoint:
         conversation_id = _field(body, "conversation", "id")
         if not conversation_id or not _str(body, "serviceUrl"):
             return _error(400, "the activity needs conversation and serviceUrl")
+        too_long = _too_long(body)
+        if too_long:
+            # Teams' ids are short: a long one is an attack on memory or on the logs.
+            return _error(400, f"{too_long} is too long")
         try:
             header = request.headers.get("Authorization", "")
             auth = await self._authenticate(_for_auth(body), header)
@@ -780,6 +798,32 @@ def _for_auth(body: dict[str, Any]) -> Activity:
     """What botbuilder's authentication reads of an activity (channel and service URL), without
     deserializing all of it."""
     return Activity(channel_id=_str(body, "channelId"), service_url=_str(body, "serviceUrl"))
+
+
+# The longest id (conversation, activity, user, tenant, channel) and name Teams sends, with room.
+MAX_ID = 512
+MAX_NAME = 256
+NAMES_KEPT = 10_000  # team and channel names, and greetings, remembered (then started over)
+_ID_FIELDS = (
+    ("id",),
+    ("replyToId",),
+    ("serviceUrl",),
+    ("conversation", "id"),
+    ("from", "id"),
+    ("from", "aadObjectId"),
+    ("recipient", "id"),
+    ("channelData", "tenant", "id"),
+    ("channelData", "team", "id"),
+    ("channelData", "channel", "id"),
+)
+
+
+def _too_long(body: dict[str, Any]) -> str:
+    """The first id of the activity longer than ``MAX_ID``, as a key path ("" if none)."""
+    for path in _ID_FIELDS:
+        if len(_field(body, *path)) > MAX_ID:
+            return ".".join(path)
+    return ""
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
