@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import fcntl
 import itertools
 import json
 import logging
@@ -31,7 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import IO, Any
 
 from adapters import jsonio
 from adapters.clock import parse_time
@@ -297,6 +298,29 @@ class _Checkpointer:
         self._db.close()
 
 
+def _own(path: Path) -> IO[bytes]:
+    """Take the file for this process alone (a lock beside it, held while it is open): the
+    store keeps what it wrote in memory, so a second process on the same file would serve
+    stale data and undo the first's writes. SQLite on one machine is one process; several
+    instances share PostgreSQL."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        lock = lock_path.open("ab")
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the SQLite store at {path}: {lock_path}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        lock.close()
+        raise StoreError(
+            f"cannot open the SQLite store at {path}: another process is using it"
+            " (one process per SQLite file; run several instances on PostgreSQL)"
+        ) from exc
+    return lock
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -339,6 +363,7 @@ class SqliteStore:
         self._by_thread: dict[str, str] = {}  # thread id -> handoff id
         # (created_at, id) of the last conversation retention looked at in this pass
         self._purge_cursor = _NO_CURSOR
+        self._lock = None if str(path) == ":memory:" else _own(self.path)
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
@@ -355,6 +380,8 @@ class SqliteStore:
             )
             self._checkpointer = None if str(path) == ":memory:" else _Checkpointer(str(path))
         except sqlite3.Error as exc:
+            if self._lock is not None:
+                self._lock.close()
             raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
 
     def _migrate(self) -> None:
@@ -375,6 +402,8 @@ class SqliteStore:
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.close)
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # and with it the lock
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         try:

@@ -586,8 +586,8 @@ def unknown_function(tree: Node) -> str | None:
 
 
 def constant_calls(tree: Node) -> list[Node]:
-    """Calls whose arguments (and target) are all literals or ``now``: the rule's text alone
-    decides whether they can be made, so they are tried at check time."""
+    """Calls and operations whose operands are all literals or ``now`` (``int(now)``, ``1/0``):
+    the rule's text alone decides whether they can be made, so they are tried at check time."""
 
     def fixed(node: Node) -> bool:
         return node.kind == "literal" or (node.kind == "ident" and node.value == "now")
@@ -595,7 +595,7 @@ def constant_calls(tree: Node) -> list[Node]:
     return [
         node
         for node in _walk(tree)
-        if node.kind in ("call", "method") and node.args and all(map(fixed, node.args))
+        if node.kind in ("call", "method", "op") and node.args and all(map(fixed, node.args))
     ]
 
 

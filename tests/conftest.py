@@ -140,7 +140,9 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
         if config is not None:
             settings = load_settings(config)
         else:
-            settings = test_settings(standin, db or tmp_path / "handoff.db", **sections)
+            # One SQLite file per running bot (a file is one process's); a restart names its file.
+            default = tmp_path / ("handoff.db" if not running else f"handoff-{len(running)}.db")
+            settings = test_settings(standin, db or default, **sections)
         app = await create_app(
             settings,
             BotCredentials(),

@@ -238,3 +238,27 @@ def test_a_store_that_cannot_be_opened_exits_with_one_line(
     assert len(lines) == 1, done.stderr
     assert str(path) in lines[0] and reason in lines[0], lines[0]
     assert "Traceback" not in done.stderr
+
+
+async def test_a_second_process_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """The store keeps what it wrote in memory: two processes on one file would serve each
+    other stale data. The second one is told, and stops."""
+    held = SqliteStore(tmp_path / "handoff.db")
+    try:
+        config = tmp_path / "handoff.yaml"
+        config.write_text(f'storage:\n  sqlite_path: "{tmp_path / "handoff.db"}"\n')
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "app.py", "--config", str(config), "--port", "0"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HANDOFF_EVENT_LOOP": "asyncio"},
+        )
+    finally:
+        await held.close()
+    assert done.returncode == 2, done.stderr
+    assert "another process is using it" in done.stderr and "Traceback" not in done.stderr
+    reopened = SqliteStore(tmp_path / "handoff.db")  # free again once the first is closed
+    await reopened.close()

@@ -37,6 +37,8 @@ REFUSED = [
     ("timestamp(1700000000) < now", "CEL: `timestamp(1700000000)` cannot work: the CEL runtime"),
     ("int(now) > 0", "CEL: `int(now)` cannot work: the CEL runtime has no int()"),
     ('visitor.name.matches("[a-")', 'CEL: `visitor.name.matches("[a-")` cannot work:'),
+    ("conversation.turns > 1/0", "CEL: `1/0` cannot work:"),
+    ('timestamp("2020-13-45T00:00:00Z") < now', 'CEL: `timestamp("2020-13-45T00:00:00Z")`'),
 ]
 
 
