@@ -980,6 +980,12 @@ class DirectLineChannel:
         if not await self._service.conversation_exists(conversation_id=cid):
             raise DirectLineError(404, "BadArgument", "conversation not found")
         token = self._bearer(request)
+        if grant.trusted:
+            # Called with the widget secret: answer with a token for this conversation, never
+            # the secret itself (answers get logged and cached too).
+            issued = self._issue(cid, grant.user_id, grant.user_name)
+            token = issued["token"]
+            grant = self._signer.check(token, self._clock().timestamp())
         watermark = request.query.get("watermark", "")
         if watermark:
             self._watermark(request)  # refused here, not by the stream it would go into

@@ -36,6 +36,7 @@ async def test_stream_urls_carry_no_conversation_token_and_no_secret(
     async with http.get(f"{bot.directline}/conversations/{cid}", headers=headers) as r:
         resumed = await r.json()
     assert r.status == 200 and SECRET not in resumed["streamUrl"]
+    assert SECRET not in str(resumed)  # not even as the answer's token
     ws = await http.ws_connect(resumed["streamUrl"])
     await ws.close()
 
