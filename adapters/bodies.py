@@ -25,6 +25,15 @@ async def read_body(request: web.Request, limit: int, deadline: float) -> bytes:
     """The whole body, at most ``limit`` bytes, within ``deadline`` seconds."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError
+    content = request.content
+    if content.is_eof():  # all of it came with the headers (the usual case): nothing to wait for
+        try:
+            data = await content.read()
+        except web_protocol.RequestPayloadError as exc:
+            raise BodyBrokenError from exc
+        if len(data) > limit:  # chunked, so no Content-Length said so
+            raise BodyTooLargeError
+        return data
     body = bytearray()
     try:
         async with asyncio.timeout(deadline):

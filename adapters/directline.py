@@ -62,7 +62,9 @@ MAX_WATERMARK_DIGITS = 18  # fits SQLite's 64-bit integers
 STREAM_TOKEN_SECONDS = 300
 # Pings when the client has been silent this long; no pong within half of it closes the socket.
 HEARTBEAT_SECONDS = 30.0
-SEND_TIMEOUT = 30.0  # a frame the client does not take within this drops the socket
+# A frame the client does not take within this many keep-alive ticks (of KEEPALIVE_SECONDS/2)
+# drops the socket: one that stopped reading (a browser's own pings keep it "alive").
+SEND_TICKS = 3
 # What one answer holds, so that no reader (a slow one, many at once) costs much memory: frames
 # of the stream and pages of GET /activities, by bytes; rows read from the store at a time.
 FRAME_BYTES = 256 * 1024
@@ -157,14 +159,17 @@ class _Subscriber:
 
     No task or timer per wait: keep-alives come from one ticker for every socket."""
 
-    __slots__ = ("_rows", "_waiter", "busy", "idle_ticks", "on_overflow")
+    __slots__ = ("_rows", "_waiter", "busy", "idle_ticks", "on_overflow", "send_ticks", "sending")
 
     def __init__(self) -> None:
         self._rows: list[tuple[int, dict[str, Any]]] = []
         self._waiter: asyncio.Future[None] | None = None
         self.busy = False  # something was sent since the last keep-alive tick
         self.idle_ticks = 0  # keep-alive ticks in a row with nothing sent
-        self.on_overflow: Callable[[], None] | None = None
+        self.on_overflow: Callable[[], None] | None = None  # drops the connection
+        # A frame is being written, and for how many ticks: a watchdog, with no timer per send.
+        self.sending = False
+        self.send_ticks = 0
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -180,6 +185,10 @@ class _Subscriber:
 
     def tick(self) -> None:
         """A keep-alive period passed: an idle socket's writer wakes with nothing to send."""
+        if self.sending:
+            self.send_ticks += 1
+            if self.send_ticks >= SEND_TICKS and self.on_overflow is not None:
+                self.on_overflow()  # the send fails, and the writer ends
         if self.busy:
             self.idle_ticks = 0
         else:
@@ -1205,7 +1214,7 @@ class DirectLineChannel:
                         sent = await self._not_past_the_end(cid, watermark)
                     break
                 await self._log.flush()  # never show a row a failed commit could take back
-                sent = await self._send(ws, cid, rows, sent)
+                sent = await self._send(ws, subscriber, cid, rows, sent)
             while not ws.closed:
                 batch = await subscriber.next()
                 if not batch:
@@ -1214,19 +1223,15 @@ class DirectLineChannel:
                         close_code = WSCloseCode.OK
                         await ws.close(code=close_code, message=b"idle")
                         break
-                    async with asyncio.timeout(SEND_TIMEOUT):
-                        await ws.send_str("")  # keep-alive, as Direct Line does
+                    await self._write(ws, subscriber, "")  # keep-alive, as Direct Line does
                     continue
                 if any(seq == _CLOSED for seq, _ in batch):
                     break
                 batch = [row for row in batch if row[0] > sent or row[0] == _EPHEMERAL]
                 if batch:
-                    sent = await self._send(ws, cid, batch, sent)
+                    sent = await self._send(ws, subscriber, cid, batch, sent)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the widget went away, or stopped reading and was dropped: it reconnects
-        except TimeoutError:
-            if transport is not None:
-                transport.abort()  # a frame it would not take: it stopped reading
         except StoreError as exc:
             # 1011: the server failed; the widget reconnects and replays from its watermark.
             log.warning("conversation %s: stream closed, the store failed: %s", cid, exc)
@@ -1246,6 +1251,7 @@ class DirectLineChannel:
     async def _send(
         self,
         ws: web.WebSocketResponse,
+        subscriber: _Subscriber,
         cid: str,
         rows: list[tuple[int, dict[str, Any]]],
         watermark: int,
@@ -1253,10 +1259,20 @@ class DirectLineChannel:
         """Frames of at most about ``FRAME_BYTES`` each; returns the watermark of the last
         (ephemeral rows do not move it)."""
         for parts, reached in _pack(cid, rows, watermark, FRAME_BYTES):
-            async with asyncio.timeout(SEND_TIMEOUT):
-                await ws.send_str(_frame(parts, reached))
+            await self._write(ws, subscriber, _frame(parts, reached))
             watermark = reached
         return watermark
+
+    @staticmethod
+    async def _write(ws: web.WebSocketResponse, subscriber: _Subscriber, text: str) -> None:
+        """Send one frame, watched: one the client takes no part of for ``SEND_TICKS`` ticks
+        drops the connection (the widget reconnects and replays)."""
+        subscriber.sending = True
+        try:
+            await ws.send_str(text)
+        finally:
+            subscriber.sending = False
+            subscriber.send_ticks = 0
 
     async def _read_client(self, ws: web.WebSocketResponse, subscriber: _Subscriber) -> None:
         """Clients only send pings; reading notices the close, which then stops the writer."""

@@ -821,7 +821,10 @@ _ID_FIELDS = (
 def _too_long(body: dict[str, Any]) -> str:
     """The first id of the activity longer than ``MAX_ID``, as a key path ("" if none)."""
     for path in _ID_FIELDS:
-        if len(_field(body, *path)) > MAX_ID:
+        value: Any = body
+        for key in path:
+            value = value.get(key) if type(value) is dict else None
+        if type(value) is str and len(value) > MAX_ID:
             return ".".join(path)
     return ""
 

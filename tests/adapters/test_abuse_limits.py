@@ -335,3 +335,49 @@ async def test_a_visitor_cannot_bury_the_channel_in_threads(
     await asyncio.sleep(0.2)
     assert len(standin.threads) == 3
     await visitor.disconnect()
+
+
+async def test_a_socket_that_takes_no_frame_is_dropped_even_when_nothing_more_comes(
+    http: aiohttp.ClientSession,
+    bot: RunningBot,
+    visitor: DirectLineClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client that keeps its connection but reads nothing: once a frame stops going out, the
+    socket is dropped after a few keep-alive ticks (not only when a thousand rows pile up)."""
+    import base64
+    import os
+    from urllib.parse import urlsplit
+
+    monkeypatch.setattr("adapters.directline.KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr("adapters.directline.MAX_PENDING_ROWS", 1_000_000)
+    bot.without_rate_limits()
+    channel = bot.app[DIRECTLINE]
+    where = urlsplit(visitor.stream_url)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(raw, (where.hostname, where.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await loop.sock_sendall(
+        raw,
+        (
+            f"GET {where.path}?{where.query} HTTP/1.1\r\nHost: {where.netloc}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
+    try:
+        await visitor.disconnect()  # only the reader that reads nothing is left
+        for _ in range(3_000):  # enough echoes to fill every buffer on the way
+            if visitor.conversation_id not in channel.connected():
+                break
+            await visitor.post({"type": "message", "text": "z" * 3_900})
+        for _ in range(100):
+            if visitor.conversation_id not in channel.connected():
+                break
+            await asyncio.sleep(0.05)
+        assert visitor.conversation_id not in channel.connected()
+    finally:
+        raw.close()
