@@ -14,14 +14,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from adapters.auth import BotCredentials
-from adapters.config_file import load_settings
-from adapters.eventloop import freeze_startup_heap, new_event_loop
-from adapters.http import SERVICE, create_app
-from adapters.proxies import Proxies, is_loopback
-from adapters.server import FILES_KEPT, raise_open_files_limit
-from adapters.server import run as serve
-from adapters.store_sqlite import SqliteStore
+from adapters.ops.config_file import load_settings
+from adapters.runtime.eventloop import freeze_startup_heap, new_event_loop
+from adapters.storage.sqlite import SqliteStore
+from adapters.teams.auth import BotCredentials
+from adapters.web.app import SERVICE, create_app
+from adapters.web.proxies import Proxies, is_loopback
+from adapters.web.server import FILES_KEPT, raise_open_files_limit
+from adapters.web.server import run as serve
 from bot.config import Settings
 from bot.errors import ConfigError, StoreError
 
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["schema"]:
         return schema(argv[1:])
     if argv[:1] == ["explain"]:
-        from adapters.explain import main as explain
+        from adapters.ops.explain import main as explain
 
         return explain(argv[1:])
     logging.basicConfig(

@@ -22,14 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.auth import BotCredentials  # noqa: E402
-from adapters.config_file import load_settings  # noqa: E402
-from adapters.eventloop import freeze_startup_heap, new_event_loop  # noqa: E402
-from adapters.http import SERVICE, create_app  # noqa: E402
-from adapters.pacing import SlidingWindows  # noqa: E402
-from adapters.proxies import Proxies  # noqa: E402
-from adapters.server import start, stop  # noqa: E402
-from adapters.store_memory import MemoryStore  # noqa: E402
+from adapters.ops.config_file import load_settings  # noqa: E402
+from adapters.runtime.eventloop import freeze_startup_heap, new_event_loop  # noqa: E402
+from adapters.storage.memory import MemoryStore  # noqa: E402
+from adapters.teams.auth import BotCredentials  # noqa: E402
+from adapters.teams.pacing import SlidingWindows  # noqa: E402
+from adapters.web.app import SERVICE, create_app  # noqa: E402
+from adapters.web.proxies import Proxies  # noqa: E402
+from adapters.web.server import start, stop  # noqa: E402
 
 UNLIMITED = ((10**9, 1.0),)
 

@@ -761,7 +761,7 @@ def bench_rules(args: argparse.Namespace) -> list[str]:
 
 def simulate(messages_per_thread: dict[str, int]) -> float:
     """Fastest schedule the limits allow (greedy earliest-send), on a virtual clock."""
-    from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
+    from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
 
     tenant = SlidingWindows(TENANT_WINDOWS)
     windows = {t: SlidingWindows(THREAD_WINDOWS) for t in messages_per_thread}
@@ -815,12 +815,12 @@ def closest(times: list[float], windows: tuple[tuple[int, float], ...]) -> float
 
 
 async def bench_pacing(args: argparse.Namespace) -> list[str]:
-    from adapters.auth import BotCredentials, ConnectorTokens
-    from adapters.httpclient import HttpClient
-    from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
-    from adapters.store_sqlite import SqliteStore
-    from adapters.teams_connector import BotConnector
-    from adapters.teams_delivery import DeliveryQueue
+    from adapters.runtime.httpclient import HttpClient
+    from adapters.storage.sqlite import SqliteStore
+    from adapters.teams.auth import BotCredentials, ConnectorTokens
+    from adapters.teams.connector import BotConnector
+    from adapters.teams.delivery import DeliveryQueue
+    from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
 
     taken = [0]  # slots the queue's pacing took (its tenant windows' take())
 

@@ -14,12 +14,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.auth import BotCredentials
-from adapters.clock import utc_now
-from adapters.config_file import load_settings
-from adapters.http import SERVICE, create_app
-from adapters.proxies import Proxies
-from adapters.server import start as start_server
+from adapters.ops.config_file import load_settings
+from adapters.runtime.clock import utc_now
+from adapters.teams.auth import BotCredentials
+from adapters.web.app import SERVICE, create_app
+from adapters.web.proxies import Proxies
+from adapters.web.server import start as start_server
 from bot.config import Settings
 from tests.support.directline_client import DirectLineClient
 from tests.support.processes import BotProcess, free_port

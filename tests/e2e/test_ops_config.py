@@ -36,7 +36,7 @@ async def test_reload_good_then_bad_edit_while_a_handoff_is_active(
     tmp_path: Path,
     caplog,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.reload")
+    caplog.set_level(logging.INFO, logger="adapters.ops.reload")
     config = tmp_path / "handoff.yaml"
     config.write_text(config_text(standin, tmp_path / "h.db", "Ten euros."))
     bot = await start_bot(config=config)

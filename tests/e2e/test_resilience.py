@@ -9,10 +9,10 @@ from pathlib import Path
 
 import aiohttp
 
-from adapters.auth import BotCredentials, ConnectorTokens
-from adapters.httpclient import HttpClient
-from adapters.store_sqlite import SqliteStore
-from adapters.teams_connector import BotConnector
+from adapters.runtime.httpclient import HttpClient
+from adapters.storage.sqlite import SqliteStore
+from adapters.teams.auth import BotCredentials, ConnectorTokens
+from adapters.teams.connector import BotConnector
 from bot.errors import RetryableGatewayError
 from bot.model import Handoff, HandoffState
 from tests.conftest import CHANNEL, BotFactory, RunningBot

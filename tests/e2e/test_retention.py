@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.clock import utc_now
-from adapters.http import DIRECTLINE, STORE
+from adapters.runtime.clock import utc_now
+from adapters.web.app import DIRECTLINE, STORE
 from tests.conftest import BotFactory
 from tests.e2e.test_handoff_story import open_handoff
 from tests.support.directline_client import DirectLineClient
@@ -118,7 +118,7 @@ async def test_retention_can_be_switched_off(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.http")
+    caplog.set_level(logging.INFO, logger="adapters.web.app")
     clock = Clock()
     storage = {"sqlite_path": str(tmp_path / "h.db"), "retention_days": days}
     bot = await start_bot(clock=clock, retention_interval=0.05, storage=storage)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.adapters.test_teams_auth import (  # noqa: F401 (fixtures)
+from tests.adapters.teams.test_teams_auth import (  # noqa: F401 (fixtures)
     ORIGIN,
     ProductionFactory,
     issuer,

@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from adapters.clock import utc_now
-from adapters.http import SERVICE
+from adapters.runtime.clock import utc_now
+from adapters.web.app import SERVICE
 from tests.conftest import CHANNEL, BotFactory, RunningBot
 from tests.e2e.test_handoff_story import card_of, card_text, open_handoff, relayed_texts
 from tests.support.directline_client import DirectLineClient

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from adapters.store_sqlite import SqliteStore
+from adapters.storage.sqlite import SqliteStore
 
 FULL = "database or disk is full"
 
@@ -29,6 +29,13 @@ class FaultyConnection:
             self.refused += 1
             raise sqlite3.OperationalError(FULL)
         return self._db.execute(sql, *args)
+
+
+def full_disk(db: sqlite3.Connection) -> FaultyConnection:
+    """A connection whose every COMMIT fails, as on a full disk."""
+    conn = FaultyConnection(db)
+    conn.full = True
+    return conn
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.config_file import load_settings, parse_settings
+from adapters.ops.config_file import load_settings, parse_settings
 from bot.config import Settings
 from bot.errors import ConfigError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters import config_file
-from adapters.config_file import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, load_settings
+from adapters.ops import config_file
+from adapters.ops.config_file import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, load_settings
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import uvloop
 
-from adapters.eventloop import new_event_loop
+from adapters.runtime.eventloop import new_event_loop
 
 
 @pytest.mark.parametrize(

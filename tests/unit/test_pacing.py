@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
+from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows
 
 
 def send_all(windows: SlidingWindows, count: int, start: float = 0.0) -> list[float]:

@@ -12,7 +12,7 @@ from math import inf
 
 import pytest
 
-from adapters.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows, Turnstile
+from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows, Turnstile
 
 Windows = tuple[tuple[int, float], ...]
 Send = tuple[float, float]  # (start, answer), in the order the slots were taken
