@@ -1,7 +1,7 @@
 """Run a script on uvloop, for a like-for-like reference: python with_uvloop.py SCRIPT [ARGS...]
 
-The bot runs on uvloop (adapters/runtime/eventloop.py); the anchors as shipped run on asyncio's loop.
-This runs an anchor on uvloop too, so the report can show both ratios.
+The bot runs on uvloop (adapters/runtime/eventloop.py); the anchors as shipped run on
+asyncio's loop. This runs an anchor on uvloop too, so the report can show both ratios.
 """
 
 import runpy

@@ -27,7 +27,8 @@ from adapters.storage.sqlite import SqliteStore
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import DeliveryQueue, OutboundStore
-from adapters.teams.endpoint import TeamsEndpoint, TeamsHandoffBot
+from adapters.teams.endpoint import TeamsEndpoint
+from adapters.teams.inbound import TeamsHandoffBot
 from bot.config import Settings
 from bot.errors import StoreError
 from bot.ports import HandoffStore

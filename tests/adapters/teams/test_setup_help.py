@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from adapters.ops.config_file import parse_settings
-from adapters.teams.endpoint import ChannelInfo, TeamsHandoffBot, setup_text
+from adapters.teams.inbound import TeamsHandoffBot
+from adapters.teams.setup import ChannelInfo, setup_text
 from tests.conftest import CHANNEL, RunningBot
 from tests.support.standin import Call, Standin
 from tests.support.teams import ALEX, BOT, FIXTURES, TENANT, send, thread_message

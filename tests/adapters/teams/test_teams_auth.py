@@ -31,7 +31,7 @@ from adapters.teams.auth import (
     BotCredentials,
     ConnectorTokens,
 )
-from adapters.teams.endpoint import SigningKeys
+from adapters.teams.sdk import SigningKeys
 from adapters.web.app import create_app
 from bot.errors import GatewayError
 from tests.conftest import RunningBot, _serve

@@ -39,7 +39,7 @@ async def test_names_from_teams_are_kept_bounded(
     standin: Standin,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("adapters.teams.endpoint.NAMES_KEPT", 10)
+    monkeypatch.setattr("adapters.teams.inbound.NAMES_KEPT", 10)
     teams_bot = bot.app[TEAMS]._bot
     for n in range(30):
         activity = thread_message(standin.url, f"19:c{n}@thread.tacv2", ALEX, "hello")
