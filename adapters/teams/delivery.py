@@ -31,6 +31,17 @@ from typing import Any, Protocol
 
 from adapters.runtime.workers import KeyedWorkers
 from adapters.teams.connector import BotConnector, card_attachment
+from adapters.teams.outbox import (
+    KEPT_AS_IS,
+    CardPost,
+    CardUpdate,
+    Item,
+    Relay,
+    Text,
+    Unreadable,
+    decode,
+    encode,
+)
 from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows, Turnstile
 from adapters.teams.text import relay_markdown
 from bot.errors import GatewayError, RetryableGatewayError, StoreError, ThreadGoneError
@@ -38,12 +49,12 @@ from bot.ports import Card, ThreadRef
 
 log = logging.getLogger(__name__)
 
+Row = tuple[int, Item | Unreadable]  # a queued item and its place in the thread's queue
+
 # Teams refuses messages over ~28 KB; leave room for the activity envelope.
 MAX_TEXT_BYTES = 24_000
 BATCH = 50
 MIRRORED = 10_000  # threads whose queue is mirrored in memory (then started over)
-# Items made fresh from text for each call: safe to keep as they are (nobody else holds them).
-_MIRRORED_KINDS = frozenset({"relay", "text"})
 MAX_BACKOFF = 60.0
 # Rows read to count a thread's queue that memory does not know (a restart, a failed commit):
 # beyond, a lower bound (far above any sensible cap: 5+ hours of what Teams takes in a thread).
@@ -130,7 +141,7 @@ class DeliveryQueue:
         # thread -> its whole queue as stored, kept in step with every enqueue and drop, so a
         # send needs no read; valid while no commit failed since (a failed one may have taken
         # back rows it holds). No entry: read the store.
-        self._mirror: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._mirror: dict[str, list[Row]] = {}
         self._failures_seen = 0  # the store's failed commits when memory was last in step
         self._turns = Turnstile(clock)  # the tenant's windows, taken in turn
         # thread -> rows queued and not yet delivered, kept in step with every enqueue and drop
@@ -156,50 +167,52 @@ class DeliveryQueue:
     async def post_message(self, *, thread_id: str, author: str, text: str) -> None:
         for number, piece in enumerate(pieces := split_text(text, author), start=1):
             label = f"{author} ({number}/{len(pieces)})" if len(pieces) > 1 else author
-            await self._enqueue(thread_id, {"kind": "relay", "author": label, "text": piece})
+            await self._enqueue(thread_id, Relay(label, piece))
 
     async def post_text(self, *, thread_id: str, text: str, markdown: bool = False) -> None:
         """The bot's own words (markdown: formatted, as the setup help is)."""
-        item = {"kind": "text", "text": text, **({"format": "markdown"} if markdown else {})}
-        await self._enqueue(thread_id, item)
+        await self._enqueue(thread_id, Text(text, markdown))
 
     async def post_card(self, *, thread_id: str, card: Card, text: str) -> None:
-        await self._enqueue(thread_id, {"kind": "card", "card": card, "summary": text})
+        await self._enqueue(thread_id, CardPost(card, text))
 
     async def update_card(self, *, thread_id: str, activity_id: str, card: Card) -> None:
-        await self._enqueue(thread_id, {"kind": "update", "activity_id": activity_id, "card": card})
+        await self._enqueue(thread_id, CardUpdate(activity_id, card))
 
     # ---- workers -------------------------------------------------------------------------
 
-    async def _enqueue(self, thread_id: str, item: dict[str, Any]) -> None:
+    async def _enqueue(self, thread_id: str, item: Item) -> None:
         self._in_step()
         self._writing += 1
         self._wrote(thread_id)
         try:
-            seq = await self._store.enqueue_outbound(thread_id=thread_id, item=item)
+            seq = await self._store.enqueue_outbound(thread_id=thread_id, item=encode(item))
         finally:
             self._writing -= 1
         self._count(thread_id, 1)
         mirrored = self._mirror.get(thread_id)
         if mirrored is not None:
-            if item.get("kind") in _MIRRORED_KINDS:
+            if isinstance(item, KEPT_AS_IS):
                 if not mirrored or mirrored[-1][0] < seq:  # not already read from the store
                     mirrored.append((seq, item))
             else:
                 del self._mirror[thread_id]  # read back what the store made of it
         self._kick(thread_id)
 
-    async def _queued(self, thread_id: str) -> list[tuple[int, dict[str, Any]]]:
+    async def _queued(self, thread_id: str) -> list[Row]:
         """The thread's next rows, from the mirror if it is in step, else from the store."""
         self._in_step()
         mirrored = self._mirror.get(thread_id)
         if mirrored is not None:
             return mirrored[:BATCH]
         mark = self._quiet()
-        rows = await self._store.outbound(thread_id=thread_id, limit=BATCH)
+        rows = [
+            (seq, decode(raw))
+            for seq, raw in await self._store.outbound(thread_id=thread_id, limit=BATCH)
+        ]
         if len(rows) < BATCH:
             self._counted(thread_id, len(rows), mark)  # the whole queue: its figure for free
-        if len(rows) < BATCH and all(item.get("kind") in _MIRRORED_KINDS for _, item in rows):
+        if len(rows) < BATCH and all(isinstance(item, KEPT_AS_IS) for _, item in rows):
             if len(self._mirror) >= MIRRORED:
                 self._mirror.clear()
             self._mirror[thread_id] = list(rows)  # all there is: the mirror starts here
@@ -264,21 +277,24 @@ class DeliveryQueue:
             if self._store.failed_commits != self._failures_seen:
                 continue  # a commit failed: what was read may be gone, read again
             self._committed(mark)
-            try:
-                if pinned is not None and [s for s, _ in rows[: len(pinned[0])]] == pinned[0]:
-                    seqs, method, url, body = pinned
-                else:
-                    seqs, method, url, body = self._next(
-                        thread_id, rows, fold=rows[0][0] > alone_through
-                    )
-                pinned = None
-            except (KeyError, TypeError, ValueError) as exc:
+            head = rows[0][1]
+            if isinstance(head, Unreadable):
                 # A row we cannot read can never be sent: drop it, keep the queue moving.
                 log.error(
-                    "thread %s: unreadable queued item %s dropped: %s", thread_id, rows[0][0], exc
+                    "thread %s: unreadable queued item %s dropped: %s",
+                    thread_id,
+                    rows[0][0],
+                    head.why,
                 )
                 await self._drop(thread_id, [rows[0][0]])
                 continue
+            if pinned is not None and [s for s, _ in rows[: len(pinned[0])]] == pinned[0]:
+                seqs, method, url, body = pinned
+            else:
+                seqs, method, url, body = self._next(
+                    thread_id, rows, fold=rows[0][0] > alone_through
+                )
+            pinned = None
             try:
                 # The token first: a refresh must not hold back sends whose slots were taken.
                 await self._connector.prepare()
@@ -432,46 +448,44 @@ class DeliveryQueue:
                 return
 
     def _next(
-        self, thread_id: str, rows: list[tuple[int, dict[str, Any]]], *, fold: bool = True
+        self, thread_id: str, rows: list[Row], *, fold: bool = True
     ) -> tuple[list[int], str, str, dict[str, Any]]:
         """The next request: the first row, with what may be folded into it (if ``fold``)."""
         seq, item = rows[0]
-        kind = item.get("kind")
         connector = self._connector
-        if kind == "update":
+        if isinstance(item, CardUpdate):
             # Only the newest pending version of a card matters.
             same = [
                 (s, i)
                 for s, i in rows
-                if i.get("kind") == "update" and i.get("activity_id") == item.get("activity_id")
+                if isinstance(i, CardUpdate) and i.activity_id == item.activity_id
             ]
             seqs = [s for s, _ in same]
             latest = same[-1][1]
+            assert isinstance(latest, CardUpdate)
             body = connector.activity(
-                attachments=[card_attachment(latest["card"])], id=str(latest["activity_id"])
+                attachments=[card_attachment(latest.card)], id=latest.activity_id
             )
-            return seqs, "PUT", connector.activity_url(thread_id, str(latest["activity_id"])), body
+            return seqs, "PUT", connector.activity_url(thread_id, latest.activity_id), body
         url = connector.activity_url(thread_id)
-        if kind == "relay":
-            seqs, lines = [seq], [str(item["text"])]
+        if isinstance(item, Relay):
+            seqs, lines = [seq], [item.text]
             for next_seq, other in rows[1:] if fold else ():
                 # Consecutive messages of the same author, whole, while they fit one post.
-                if other.get("kind") != "relay" or other.get("author") != item.get("author"):
+                if not isinstance(other, Relay) or other.author != item.author:
                     break
-                candidate = [*lines, str(other["text"])]
-                if (
-                    len(relay_markdown(str(item["author"]), "\n".join(candidate)).encode())
-                    > MAX_TEXT_BYTES
-                ):
+                candidate = [*lines, other.text]
+                if len(relay_markdown(item.author, "\n".join(candidate)).encode()) > MAX_TEXT_BYTES:
                     break
                 seqs.append(next_seq)
                 lines = candidate
-            text = relay_markdown(str(item["author"]), "\n".join(lines))
+            text = relay_markdown(item.author, "\n".join(lines))
             return seqs, "POST", url, connector.activity(text=text, textFormat="markdown")
-        if kind == "card":
+        if isinstance(item, CardPost):
             body = connector.activity(
-                attachments=[card_attachment(item["card"])], summary=str(item.get("summary", ""))
+                attachments=[card_attachment(item.card)], summary=item.summary
             )
             return [seq], "POST", url, body
-        fields = {"textFormat": "markdown"} if item.get("format") == "markdown" else {}
-        return [seq], "POST", url, connector.activity(text=str(item.get("text", "")), **fields)
+        assert isinstance(item, Text)
+        fields = {"textFormat": "markdown"} if item.markdown else {}
+        return [seq], "POST", url, connector.activity(text=item.text, **fields)
