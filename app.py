@@ -1,12 +1,12 @@
 """Composition root: load settings, build the service, run it.
 
-python app.py [--config PATH] [--host H] [--port P]
+python app.py [--config PATH] [--host H] [--port P] [--insecure-local-mode]
+python app.py check|schema|explain ...   (adapters/ops/commands.py)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from adapters.ops.commands import COMMANDS, DEFAULT_CONFIG
 from adapters.ops.config_file import load_settings
 from adapters.runtime.eventloop import freeze_startup_heap, new_event_loop
 from adapters.storage.sqlite import SqliteStore
@@ -25,8 +26,6 @@ from adapters.web.server import run as serve
 from bot.config import Settings
 from bot.errors import ConfigError, StoreError
 
-DEFAULT_CONFIG = Path("config/handoff.yaml")
-SCHEMA_PATH = Path(__file__).parent / "config" / "handoff.schema.json"
 log = logging.getLogger("handoff")
 
 
@@ -58,47 +57,10 @@ def settings_from(path: Path | None) -> tuple[Settings, Path | None]:
     return Settings(), None
 
 
-def config_schema() -> str:
-    schema = Settings.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Teams handoff bot configuration (config/handoff.yaml)"
-    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
-
-
-def check(paths: list[str]) -> int:
-    """Print ``file:line: key.path: message`` for every problem; non-zero exit if any."""
-    failed = False
-    for path in paths or [str(DEFAULT_CONFIG)]:
-        try:
-            settings = load_settings(path)
-        except ConfigError as exc:
-            failed = True
-            for problem in exc.problems:
-                print(problem)
-        else:
-            print(f"{path}: ok ({len(settings.routes)} route(s))")
-    return 1 if failed else 0
-
-
-def schema(argv: list[str]) -> int:
-    text = config_schema()
-    if "--write" in argv:
-        SCHEMA_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {SCHEMA_PATH}")
-    else:
-        print(text, end="")
-    return 0
-
-
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["check"]:
-        return check(argv[1:])
-    if argv[:1] == ["schema"]:
-        return schema(argv[1:])
-    if argv[:1] == ["explain"]:
-        from adapters.ops.explain import main as explain
-
-        return explain(argv[1:])
+    command = COMMANDS.get(argv[0]) if argv else None
+    if command is not None:
+        return command(argv[1:])
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

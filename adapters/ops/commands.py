@@ -1,0 +1,66 @@
+"""The commands ops run besides the service: ``check`` (validate config files), ``schema`` (the
+JSON Schema generated from the models) and ``explain`` (what the rules would do).
+
+    python app.py check [FILE ...]
+    python app.py schema [--write]
+    python app.py explain VISITOR.json [--config FILE] [--at TIME] [--category C]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from adapters.ops.config_file import load_settings
+from bot.config import Settings
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/handoff.yaml")
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "handoff.schema.json"
+
+
+def config_schema() -> str:
+    """The config's JSON Schema, generated from the models (never written by hand)."""
+    schema = Settings.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Teams handoff bot configuration (config/handoff.yaml)"
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def check(paths: list[str]) -> int:
+    """Print ``file:line: key.path: message`` for every problem; non-zero exit if any."""
+    failed = False
+    for path in paths or [str(DEFAULT_CONFIG)]:
+        try:
+            settings = load_settings(path)
+        except ConfigError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem)
+        else:
+            print(f"{path}: ok ({len(settings.routes)} route(s))")
+    return 1 if failed else 0
+
+
+def schema(argv: list[str]) -> int:
+    text = config_schema()
+    if "--write" in argv:
+        SCHEMA_PATH.write_text(text, encoding="utf-8")
+        print(f"wrote {SCHEMA_PATH}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def explain(argv: list[str]) -> int:
+    from adapters.ops.explain import main  # its rule engine loads only when asked for
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "check": check,
+    "schema": schema,
+    "explain": explain,
+}
