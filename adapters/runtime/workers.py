@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from adapters.runtime.failures import FAILURES
+from adapters.runtime.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class KeyedWorkers:
             # while, sooner if new work comes or the store recovers, rather than leave it for a
             # restart.
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+            delay = backoff(failures, RETRY_FIRST, RETRY_MAX)
             FAILURES.failed(
                 log, exc, "%s worker for %s failed; again in %.0f s", self._name, key, delay
             )

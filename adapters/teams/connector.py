@@ -7,15 +7,13 @@ connection pool for the process (``adapters.httpclient``) and sends JSON directl
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from adapters.runtime import jsonio
 from adapters.runtime.httpclient import ConnectFailed, HttpClient, RequestFailed
+from adapters.runtime.retry import backoff, retry_after
 from adapters.teams.auth import ConnectorTokens
 from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
 from bot.ports import Card, ThreadRef
@@ -26,33 +24,6 @@ CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 # Teams asks for retries on 412/429/502/503/504; a bare 500 and a 408 are treated as passing.
 RETRY_STATUSES = frozenset({408, 412, 429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
-MAX_RETRY_AFTER = 3600.0  # a sanity bound only: Teams' own answers are seconds
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential with full jitter: 0.5 s, 1 s, 2 s ... times a random factor in [0.5, 1]."""
-    return min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-
-
-def _retry_after(header: str) -> float | None:
-    """Retry-After in seconds from now (RFC 9110: delay-seconds or an HTTP date), or None
-    when it cannot be read (the caller backs off as it would without one)."""
-    header = header.strip()
-    try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(MAX_RETRY_AFTER, max(0.0, seconds))
-
-
 def card_attachment(card: Card) -> dict[str, Any]:
     return {"contentType": CARD_TYPE, "content": card}
 
@@ -145,7 +116,7 @@ class BotConnector:
         header = response.headers.get("retry-after", "")
         raise RetryableGatewayError(
             f"{method} {url}: {status}",
-            retry_after=_retry_after(header) if header else None,
+            retry_after=retry_after(header) if header else None,
         )
 
     async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +127,9 @@ class BotConnector:
             except RetryableGatewayError as error:
                 if attempt == MAX_ATTEMPTS or (error.ambiguous and method != "PUT"):
                     raise
-                wait = error.retry_after if error.retry_after is not None else _backoff(attempt)
+                wait = error.retry_after
+                if wait is None:
+                    wait = backoff(attempt, cap=30.0)
                 log.warning("connector call failed (%s), retry %d in %.1fs", error, attempt, wait)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

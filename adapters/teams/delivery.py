@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from adapters.runtime.retry import backoff
 from adapters.runtime.workers import KeyedWorkers
 from adapters.teams.connector import BotConnector, card_attachment
 from adapters.teams.outbox import (
@@ -55,7 +55,6 @@ Row = tuple[int, Item | Unreadable]  # a queued item and its place in the thread
 MAX_TEXT_BYTES = 24_000
 BATCH = 50
 MIRRORED = 10_000  # threads whose queue is mirrored in memory (then started over)
-MAX_BACKOFF = 60.0
 # Rows read to count a thread's queue that memory does not know (a restart, a failed commit):
 # beyond, a lower bound (far above any sensible cap: 5+ hours of what Teams takes in a thread).
 COUNT_LIMIT = 10_000
@@ -107,11 +106,6 @@ def split_text(text: str, author: str, limit: int = MAX_TEXT_BYTES) -> list[str]
         pieces.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     return [p for p in pieces if p]
-
-
-def _backoff(attempt: int, base: float) -> float:
-    """Exponential with jitter: base, 2x base, 4x base ... (times 0.5-1), at most a minute."""
-    return min(MAX_BACKOFF, base * 2 ** min(attempt - 1, 12)) * random.uniform(0.5, 1.0)
 
 
 class DeliveryQueue:
@@ -317,7 +311,7 @@ class DeliveryQueue:
                 wait = (
                     retry_after
                     if retry_after is not None
-                    else _backoff(attempt, self._backoff_base)
+                    else backoff(attempt, self._backoff_base)
                 )
                 log.warning(
                     "thread %s: delivery failed (%s); retry %d in %.1fs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -23,6 +24,7 @@ from adapters.runtime import jsonio
 from adapters.runtime.clock import utc_now
 from adapters.runtime.failures import FAILURES, REFUSALS, bounded, clip
 from adapters.runtime.httpclient import HttpClient
+from adapters.runtime.retry import backoff
 from adapters.storage.sqlite import SqliteStore
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
@@ -278,15 +280,14 @@ async def create_app(
 async def _until_done(job: Callable[[], Awaitable[None]], first_retry: float = 1.0) -> None:
     """Run ``job`` until it succeeds once: a store fault at start must neither keep the
     service down nor leave what a crash interrupted for the next restart."""
-    delay = first_retry
-    while True:
+    for attempt in itertools.count(1):
         try:
             await job()
             return
         except Exception as exc:
+            delay = backoff(attempt, first_retry)
             FAILURES.failed(log, exc, "recovery after the restart failed; again in %.0f s", delay)
         await asyncio.sleep(delay)
-        delay = min(60.0, delay * 2)
 
 
 async def _sweep(service: HandoffService, clock: Callable[[], datetime], every: float) -> None:

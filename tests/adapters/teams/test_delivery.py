@@ -384,7 +384,7 @@ def test_retry_after_is_read_as_seconds_or_a_date() -> None:
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
-    from adapters.teams.connector import _retry_after
+    from adapters.runtime.retry import retry_after as _retry_after
 
     in_30s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 28 <= (_retry_after(in_30s) or 0) <= 30.5
