@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from bot.expressions import Rule
+from bot.cel import Rule
 from bot.hours import Hours
 from bot.links import parse_channel
 from bot.texts import Texts
@@ -271,9 +271,7 @@ class LimitsSettings(_Model):
 
     # New conversations (tokens) from one client address, and for one website (Origin).
     # Requests with the widget secret (a website's own server) are not counted.
-    conversations_per_ip: Rate | None = Field(
-        default_factory=lambda: Rate(per_minute=30, burst=30)
-    )
+    conversations_per_ip: Rate | None = Field(default_factory=lambda: Rate(per_minute=30, burst=30))
     conversations_per_origin: Rate | None = Field(
         default_factory=lambda: Rate(per_minute=600, burst=300)
     )

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bot.cel import Facts, FirstMatch
 from bot.config import DEFAULT_PHRASES, ContextRule, Escalation
-from bot.expressions import Facts, FirstMatch
 from bot.model import Role, Turn
 from bot.rules import asks_for_person, contains_any, is_greeting, normalise
 from bot.summary import is_question

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.cel import Facts, FirstMatch, RuleSet
+from bot.cel.bounds import STRING, bounded
 from bot.config import DEFAULT_PHRASES, OutOfHours, Route, Settings
 from bot.escalation import escalation_plan, intents
-from bot.expressions import Facts, FirstMatch, RuleSet
-from bot.fact_bounds import STRING, bounded
 from bot.model import Conversation, Role, Turn
 
 # Per configuration (Settings are immutable; a reload makes new ones), a few kept.
@@ -53,7 +53,7 @@ def facts_for(
 ) -> Facts:
     """The documented rule variables: ``visitor``, ``conversation``, ``context``, ``now``.
 
-    Each is cut to ``bot.fact_bounds`` (lists, maps and strings kept up to a size), the sizes
+    Each is cut to ``bot.cel.bounds`` (lists, maps and strings kept up to a size), the sizes
     the rules' cost was checked for at load: a visitor's context cannot make a rule slow.
     ``context`` is cut as one variable, and the visitor's ``tags`` and ``account`` come from
     it; the visitor's other fields are cut when the context is merged (``merge_context``:

@@ -40,7 +40,7 @@ from bot.errors import (
 from bot.locks import KeyedLocks
 from bot.model import Role
 from bot.ports import Choice, Sender
-from bot.service import HandoffService, UpstreamTurn
+from bot.usecases import HandoffService, UpstreamTurn
 
 log = logging.getLogger(__name__)
 

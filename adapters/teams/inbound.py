@@ -24,7 +24,7 @@ from adapters.teams.wire import MAX_ID, MAX_NAME, field, mapping, mentions_of, p
 from bot.cards import END_VERB, JOIN_VERB
 from bot.errors import GatewayError
 from bot.ports import HandoffStore
-from bot.service import HandoffService, ThreadOutcome
+from bot.usecases import HandoffService, ThreadOutcome
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from bot.config import Settings
 from bot.errors import StoreError
 from bot.ports import HandoffStore
 from bot.routing import prepare
-from bot.service import HandoffService
+from bot.usecases import HandoffService
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from bot.cel import Facts
 from bot.config import Escalation, Settings
 from bot.escalation import detect, fallback_trigger, is_negative, same_question
-from bot.expressions import Facts
 from bot.links import parse_channel
 from bot.model import Conversation, Page, Role, Turn, Visitor
 from bot.routing import availability, choose_route, facts_for

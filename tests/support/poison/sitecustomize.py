@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-import bot.service
+import bot.usecases.facade
 
-_real = bot.service.HandoffService.visitor_message
+_real = bot.usecases.facade.HandoffService.visitor_message
 
 
 async def _visitor_message(self, *, conversation_id, text, now):  # type: ignore[no-untyped-def]
@@ -16,4 +16,4 @@ async def _visitor_message(self, *, conversation_id, text, now):  # type: ignore
     return await _real(self, conversation_id=conversation_id, text=text, now=now)
 
 
-bot.service.HandoffService.visitor_message = _visitor_message  # type: ignore[method-assign]
+bot.usecases.facade.HandoffService.visitor_message = _visitor_message  # type: ignore[method-assign]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from bot.cel import MAX_RULE_CHARS, compile_rule
 from bot.config import Settings
-from bot.expressions import MAX_RULE_CHARS, compile_rule
 
 LONG_LIST = "context.company in [" + ", ".join(f'"company {n}"' for n in range(150)) + "]"
 
@@ -29,7 +29,10 @@ REFUSED = [
     ),
     ("  ", "the rule is empty"),
     # The extension compiles these, then fails on every message: the rule would never match.
-    ('visitor.name.lowerAscii() == "jane"', "CEL: unknown function lowerAscii() (the CEL runtime has:"),
+    (
+        'visitor.name.lowerAscii() == "jane"',
+        "CEL: unknown function lowerAscii() (the CEL runtime has:",
+    ),
     ('now.getHours("Europe/Berlin") >= 9', "CEL: getHours() takes 0 argument(s), not 1"),
     ('matches(visitor.email, "@contoso")', "CEL: matches() is called on a value: x.matches(...)"),
     ("context.n.int() > 1", "CEL: int() is called as a function: int(x)"),

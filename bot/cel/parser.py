@@ -3,9 +3,10 @@
 The ``cel`` extension evaluates a rule by recursion on its tree, and a long operator chain such
 as ``1 + 1 + ... + 1`` is a tree one level deeper per operator: deep enough, it overflows the
 C stack and the process dies. Its own parser refuses deep brackets, not long chains. This
-parser builds the same tree, refuses it past ``MAX_DEPTH``, and tells which variables a rule
-reads (a macro's iteration variable is bound, not unknown). ``bot.cel_cost`` estimates from
-the tree what evaluating the rule may cost.
+parser builds the same tree and refuses it past ``MAX_DEPTH``; ``bot.cel.check`` tells from
+the tree which variables a rule reads (a macro's iteration variable is bound, not unknown)
+and ``bot.cel.cost`` what evaluating it may cost; ``bot.cel.fast_path`` finds the common
+shapes in it.
 
 The grammar is CEL's (https://github.com/google/cel-spec/blob/master/doc/langdef.md), with
 the ``cel`` extension's reading where the two differ (a number may start with ``0``).
@@ -13,9 +14,10 @@ the ``cel`` extension's reading where the two differ (a number may start with ``
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from bot.cel.lexer import INT64, CelSyntaxError, Token, syntax_error, tokens
 
 # Depth of the tree as CEL builds it: every operator, call, member access, index and literal
 # nests one level, and so does each bracket the parser descends into. ``&&`` and ``||``
@@ -25,15 +27,10 @@ from typing import Any
 MAX_DEPTH = 32
 
 MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
-KEYWORDS = frozenset({"true", "false", "null", "in"})
 RESERVED = frozenset(
     "as break const continue else for function if import let loop namespace package return "
     "var void while".split()
 )
-
-
-class CelSyntaxError(ValueError):
-    """The text is not a CEL expression."""
 
 
 class CelTooDeepError(ValueError):
@@ -61,163 +58,22 @@ class Node:
     depth: int
 
 
-# ---- tokens -----------------------------------------------------------------------------
-
-_SPACE = frozenset(" \t\n\r\f")
-_DIGITS = "0123456789"
-_DIGITS_SET = frozenset(_DIGITS)
-_IDENT = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
-_FLOAT = re.compile(r"[0-9]*\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+")
-_INT = re.compile(r"0x[0-9a-fA-F]+[uU]?|[0-9]+[uU]?")
-_STRING_START = re.compile(r"([bB]?)([rR]?)(\"\"\"|'''|\"|')")
-_PUNCT = ("==", "!=", "<=", ">=", "&&", "||", *"<>!+-*/%?:.,()[]{}")
-_ESCAPES = {
-    "a": "\a",
-    "b": "\b",
-    "f": "\f",
-    "n": "\n",
-    "r": "\r",
-    "t": "\t",
-    "v": "\v",
-    "\\": "\\",
-    "'": "'",
-    '"': '"',
-    "`": "`",
-    "?": "?",
-}
-_INT64 = 2**63
-_UINT64 = 2**64
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    kind: str  # int, uint, float, string, bytes, ident, a keyword or punctuation, eof
-    value: Any
-    start: int
-    end: int
-
-
-def _where(text: str, at: int) -> str:
-    line = text.count("\n", 0, at) + 1
-    column = at - (text.rfind("\n", 0, at) + 1) + 1
-    return f"{line}:{column}"
-
-
-def _syntax(text: str, at: int, message: str) -> CelSyntaxError:
-    return CelSyntaxError(f"syntax error at {_where(text, at)}: {message}")
-
-
-def _tokens(text: str) -> list[_Token]:
-    out: list[_Token] = []
-    at, end = 0, len(text)
-    while True:
-        while at < end and text[at] in _SPACE:
-            at += 1
-        if text.startswith("//", at):
-            newline = text.find("\n", at)
-            at = end if newline < 0 else newline
-            continue
-        if at >= end:
-            out.append(_Token("eof", None, end, end))
-            return out
-        char = text[at]
-        string = _STRING_START.match(text, at) if char in "bBrR\"'" else None
-        if string is not None:
-            token = _string(text, at, string)
-        elif char in _DIGITS or (char == "." and text[at + 1 : at + 2] in _DIGITS_SET):
-            token = _number(text, at)
-        elif (ident := _IDENT.match(text, at)) is not None:
-            word = ident.group()
-            token = _Token(word if word in KEYWORDS else "ident", word, at, ident.end())
-        else:
-            punct = next((p for p in _PUNCT if text.startswith(p, at)), None)
-            if punct is None:
-                raise _syntax(text, at, f"unexpected character {char!r}")
-            token = _Token(punct, punct, at, at + len(punct))
-        out.append(token)
-        at = token.end
-
-
-def _number(text: str, at: int) -> _Token:
-    # The longest match wins, as in CEL's lexer: "1.5" is a double, "0x1F" an int.
-    candidates = [m for m in (_FLOAT.match(text, at), _INT.match(text, at)) if m is not None]
-    found = max(candidates, key=lambda m: m.end())
-    word = found.group()
-    if found.re is _FLOAT:
-        value = float(word)
-        if value == float("inf"):
-            raise _syntax(text, at, f"number {word} is out of range")
-        return _Token("float", value, at, found.end())
-    unsigned = word[-1] in "uU"
-    digits = word[:-1] if unsigned else word
-    number = int(digits, 16) if digits.startswith("0x") else int(digits)
-    if number >= (_UINT64 if unsigned else _INT64 + 1):  # 2**63 only after a minus sign
-        raise _syntax(text, at, f"number {word} is out of range")
-    return _Token("uint" if unsigned else "int", number, at, found.end())
-
-
-def _string(text: str, at: int, start: re.Match[str]) -> _Token:
-    is_bytes, raw, quote = bool(start.group(1)), bool(start.group(2)), start.group(3)
-    triple = len(quote) == 3
-    pos, end = start.end(), len(text)
-    parts: list[str | bytes] = []
-    while True:
-        if pos >= end:
-            raise _syntax(text, at, "the string is not closed")
-        if text.startswith(quote, pos):
-            pos += len(quote)
-            break
-        char = text[pos]
-        if not triple and char in "\r\n":
-            raise _syntax(text, pos, "a line break inside a quoted string (use ''' or \"\"\")")
-        if char == "\\" and not raw:
-            piece, pos = _escape(text, pos, is_bytes)
-            parts.append(piece)
-            continue
-        parts.append(char)
-        pos += 1
-    if is_bytes:
-        value: Any = b"".join(p if isinstance(p, bytes) else p.encode() for p in parts)
-        return _Token("bytes", value, at, pos)
-    return _Token("string", "".join(str(p) for p in parts), at, pos)
-
-
-def _escape(text: str, pos: int, is_bytes: bool) -> tuple[str | bytes, int]:
-    kind = text[pos + 1 : pos + 2]
-    if kind in _ESCAPES:
-        return _ESCAPES[kind], pos + 2
-    if kind in ("x", "X", "u", "U") or kind.isdigit():
-        size = {"x": 2, "X": 2, "u": 4, "U": 8}.get(kind, 3)
-        digits = text[pos + 2 : pos + 2 + size] if not kind.isdigit() else text[pos + 1 : pos + 4]
-        octal = kind.isdigit()
-        valid = re.fullmatch(r"[0-3][0-7]{2}" if octal else rf"[0-9a-fA-F]{{{size}}}", digits)
-        if valid and not (is_bytes and kind in ("u", "U")):
-            code = int(digits, 8 if octal else 16)
-            after = pos + (4 if octal else 2 + size)
-            if is_bytes:
-                return bytes([code]), after
-            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-                raise _syntax(text, pos, f"\\{kind}{digits} is not a Unicode character")
-            return chr(code), after
-    raise _syntax(text, pos, f"invalid escape \\{kind}")
-
-
 # ---- the tree ---------------------------------------------------------------------------
 
 
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = _tokens(text)
+        self.tokens = tokens(text)
         self.at = 0
         self.nesting = 0
 
     # Tokens.
 
-    def peek(self, ahead: int = 0) -> _Token:
+    def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.at + ahead, len(self.tokens) - 1)]
 
-    def take(self) -> _Token:
+    def take(self) -> Token:
         token = self.tokens[self.at]
         if token.kind != "eof":
             self.at += 1
@@ -229,7 +85,7 @@ class _Parser:
             return True
         return False
 
-    def expect(self, kind: str) -> _Token:
+    def expect(self, kind: str) -> Token:
         token = self.peek()
         if token.kind != kind:
             raise self.unexpected(f"expected {kind!r}")
@@ -240,7 +96,7 @@ class _Parser:
         found = "the end of the rule"
         if token.kind != "eof":
             found = repr(self.text[token.start : token.end])
-        return _syntax(self.text, token.start, f"{wanted}, found {found}")
+        return syntax_error(self.text, token.start, f"{wanted}, found {found}")
 
     # Nodes.
 
@@ -371,7 +227,9 @@ class _Parser:
             return self.node("method", (target, *args), name, target.start, end)
         variable = args[0]
         if variable.kind != "ident" or variable.value.startswith("."):
-            raise _syntax(self.text, variable.start, f"{name}(): the first argument must be a name")
+            raise syntax_error(
+                self.text, variable.start, f"{name}(): the first argument must be a name"
+            )
         return self.node(
             "comprehension",
             (target, *args[1:]),
@@ -402,8 +260,8 @@ class _Parser:
             self.take()
             number = self.take()
             return self.node("literal", (), -number.value, token.start, number.end)
-        if kind == "int" and token.value == _INT64:
-            raise _syntax(self.text, token.start, "number 9223372036854775808 is out of range")
+        if kind == "int" and token.value == INT64:
+            raise syntax_error(self.text, token.start, "number 9223372036854775808 is out of range")
         if kind in ("int", "uint", "float", "string", "bytes"):
             self.take()
             return self.node("literal", (), token.value, token.start, token.end)
@@ -456,14 +314,14 @@ class _Parser:
             self.at += ahead + 1
             return self.message(dot + ".".join(names), start)
         if first.value in RESERVED:
-            raise _syntax(self.text, first.start, f"{first.value!r} is a reserved word")
+            raise syntax_error(self.text, first.start, f"{first.value!r} is a reserved word")
         if self.peek().kind == "(":
             self.take()
             args = self.arguments(")")
             end = self.expect(")").end
             if first.value == "has" and len(args) == 1:
                 if args[0].kind != "select":
-                    raise _syntax(self.text, args[0].start, "has() takes a field: has(a.b)")
+                    raise syntax_error(self.text, args[0].start, "has() takes a field: has(a.b)")
                 return self.node("has", (args[0],), None, start, end)
             return self.node("call", tuple(args), dot + first.value, start, end)
         return self.node("ident", (), dot + first.value, start, first.end)
@@ -499,128 +357,3 @@ def parse(text: str) -> Node:
         return _Parser(text).parse()
     except RecursionError as exc:  # the nesting limit keeps far below it; never a crash
         raise _too_deep() from exc
-
-
-def free_variables(tree: Node) -> set[str]:
-    """The variables the expression reads from its context (not those a macro binds)."""
-    found: set[str] = set()
-
-    def visit(node: Node, bound: frozenset[str]) -> None:
-        if node.kind == "ident":
-            if node.value not in bound:
-                found.add(node.value)
-            return
-        if node.kind == "comprehension":
-            visit(node.args[0], bound)
-            inner = bound | {node.value[1]}
-            for body in node.args[1:]:
-                visit(body, inner)
-            return
-        for arg in node.args:
-            visit(arg, bound)
-
-    visit(tree, frozenset())
-    return found
-
-
-# What the CEL runtime (common-expression-language 0.10) can call, by form and argument count;
-# anything else compiles there but fails on every evaluation, so the rule would never match.
-FUNCTIONS: dict[str, frozenset[int]] = {
-    "size": frozenset({1}),
-    "int": frozenset({1}),
-    "uint": frozenset({1}),
-    "double": frozenset({1}),
-    "string": frozenset({1}),
-    "bytes": frozenset({1}),
-    "duration": frozenset({1}),
-    "timestamp": frozenset({1}),
-    "type": frozenset({1}),
-    "dyn": frozenset({1}),
-}
-METHODS: dict[str, frozenset[int]] = {
-    "size": frozenset({0}),
-    "contains": frozenset({1}),
-    "startsWith": frozenset({1}),
-    "endsWith": frozenset({1}),
-    "matches": frozenset({1}),
-    **{
-        name: frozenset({0})  # in UTC: the runtime has no time-zone overloads
-        for name in (
-            "getFullYear",
-            "getMonth",
-            "getDayOfYear",
-            "getDayOfMonth",
-            "getDate",
-            "getDayOfWeek",
-            "getHours",
-            "getMinutes",
-            "getSeconds",
-            "getMilliseconds",
-        )
-    },
-}
-
-
-def unknown_function(tree: Node) -> str | None:
-    """The first call the CEL runtime cannot make (a name it lacks, or the wrong number of
-    arguments), described for ops; None when there is none."""
-    for node in _walk(tree):
-        if node.kind == "call":
-            name, arity, known = str(node.value).lstrip("."), len(node.args), FUNCTIONS
-        elif node.kind == "method":
-            name, arity, known = str(node.value), len(node.args) - 1, METHODS
-        else:
-            continue
-        allowed = known.get(name)
-        if allowed is None and node.kind == "call" and name in METHODS:
-            return f"{name}() is called on a value: x.{name}(...)"
-        if allowed is None and node.kind == "method" and name in FUNCTIONS:
-            return f"{name}() is called as a function: {name}(x)"
-        if allowed is None:
-            offered = ", ".join(sorted({*FUNCTIONS, *METHODS}))
-            return f"unknown function {name}() (the CEL runtime has: {offered})"
-        if arity not in allowed:
-            counts = " or ".join(str(n) for n in sorted(allowed))
-            return f"{name}() takes {counts} argument(s), not {arity}"
-    return None
-
-
-def constant_calls(tree: Node) -> list[Node]:
-    """Calls and operations whose operands are all literals or ``now`` (``int(now)``, ``1/0``):
-    the rule's text alone decides whether they can be made, so they are tried at check time."""
-
-    def fixed(node: Node) -> bool:
-        return node.kind == "literal" or (node.kind == "ident" and node.value == "now")
-
-    return [
-        node
-        for node in _walk(tree)
-        if node.kind in ("call", "method", "op") and node.args and all(map(fixed, node.args))
-    ]
-
-
-def literal_patterns(tree: Node) -> list[Node]:
-    """``x.matches("...")`` calls: the pattern is known, whatever ``x`` is."""
-    return [
-        node
-        for node in _walk(tree)
-        if node.kind == "method"
-        and node.value == "matches"
-        and len(node.args) == 2
-        and node.args[1].kind == "literal"
-    ]
-
-
-def _walk(tree: Node) -> list[Node]:
-    found, stack = [], [tree]
-    while stack:
-        node = stack.pop()
-        found.append(node)
-        stack.extend(reversed(node.args))
-    return found
-
-
-def snippet(text: str, node: Node, limit: int = 60) -> str:
-    """The source of a node, shortened for a message."""
-    part = " ".join(text[node.start : node.end].split())
-    return part if len(part) <= limit else part[: limit - 3] + "..."

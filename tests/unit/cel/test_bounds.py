@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from bot.cel.bounds import CHARS, ITEMS, STRING, VALUES, bounded
 from bot.config import Settings
-from bot.fact_bounds import CHARS, ITEMS, STRING, VALUES, bounded
 from bot.model import Conversation, Role, Turn, Visitor, merge_context
 from bot.routing import facts_for
 

@@ -2,7 +2,7 @@
 
 In the style of cel-go's cost estimator, and an upper bound by construction: every value has a
 ``Size`` (longest string, most items, the weight of copying it all, the size of any one item),
-facts have the sizes ``bot.fact_bounds`` cuts them to, and each step of evaluation is charged
+facts have the sizes ``bot.cel.bounds`` cuts them to, and each step of evaluation is charged
 its worst case. A step is about what the extension takes for one node (60 ns on a 2-core
 machine); copying a value is ``VALUE`` steps. Measured with facts as large as the bounds
 allow, rules took at most 70 ns per estimated step: ``COST_LIMIT`` is at most ~20 ms, and
@@ -26,19 +26,19 @@ What costs (measured on the ``cel`` extension, which is where these rules come f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot import fact_bounds
-from bot.cel_check import Node, snippet
+from bot.cel import bounds
+from bot.cel.check import snippet
+from bot.cel.parser import Node
+from bot.cel.regex_cost import DYNAMIC_PATTERN, regex_cost
 
 COST_LIMIT = 300_000
 VALUE = 4  # steps to copy one value (a map entry takes ~150 ns, a list item ~40 ns)
 CHARS_PER_COPY = 256  # characters copied, compared or hashed per step
 CHARS_PER_SCAN = 32  # characters searched per step (a substring or pattern search)
 _CAP = 1e30  # costs stay finite (and 0 * cost stays 0)
-_DYNAMIC_PATTERN = 2_000_000  # the regex crate's size limit stops a compile within ~0.2 s
 
 
 class CelTooCostlyError(ValueError):
@@ -87,13 +87,13 @@ def _sum(sizes: list[Size]) -> Size:
 
 
 def _facts() -> tuple[Size, ...]:
-    """The size of a fact at each depth below a variable (``bot.fact_bounds``)."""
+    """The size of a fact at each depth below a variable (``bot.cel.bounds``)."""
     sizes: list[Size] = []
     below: Size | None = None
-    for depth in reversed(range(len(fact_bounds.VALUES))):
-        values, chars = fact_bounds.VALUES[depth], fact_bounds.CHARS[depth]
-        longest = min(fact_bounds.STRING, chars)
-        items = min(fact_bounds.ITEMS, values - 1)
+    for depth in reversed(range(len(bounds.VALUES))):
+        values, chars = bounds.VALUES[depth], bounds.CHARS[depth]
+        longest = min(bounds.STRING, chars)
+        items = min(bounds.ITEMS, values - 1)
         item = _join(below, _text(longest)) if items else None  # an item, a map key
         below = Size(longest, items, VALUE * values + chars / CHARS_PER_COPY, item)
         sizes.append(below)
@@ -105,7 +105,7 @@ FACTS = _facts()
 
 def _record(fields: dict[str, Size], weight: float | None = None) -> Size:
     """A map with known fields (any one of them, or a key, is an item)."""
-    item: Size | None = _text(fact_bounds.STRING)
+    item: Size | None = _text(bounds.STRING)
     for size in fields.values():
         item = _join(item, size)
     if weight is None:
@@ -116,14 +116,14 @@ def _record(fields: dict[str, Size], weight: float | None = None) -> Size:
 
 def _strings() -> Size:
     """A list of strings, each cut on its own (``visitor.tags``)."""
-    items = fact_bounds.ITEMS
-    string = _text(fact_bounds.STRING)
+    items = bounds.ITEMS
+    string = _text(bounds.STRING)
     return Size(0, items, VALUE + items * string.weight, string)
 
 
 # What ``bot.routing.facts_for`` builds (``context`` is whatever the visitor sent, cut as a
 # variable; the visitor's own fields too, its tags and account come from the cut context).
-_TEXT = _text(fact_bounds.STRING)
+_TEXT = _text(bounds.STRING)
 _TAGS = _strings()
 VARIABLES = {
     "visitor": _record(
@@ -287,10 +287,10 @@ class _Estimator:
         if name == "matches" and len(sizes) == 2:
             pattern = args[1]
             if pattern.kind == "literal" and isinstance(pattern.value, str):
-                compiling, states = _regex(pattern.value)
+                compiling, states = regex_cost(pattern.value)
                 why = "matches() compiles its pattern at every evaluation, then scans the text"
             else:
-                compiling = _DYNAMIC_PATTERN
+                compiling = DYNAMIC_PATTERN
                 states = 30 * max(sizes[1].chars, 1)
                 why = "matches() with a pattern that is not a string literal: it could be any"
             return cost + compiling + first.chars * (states + 1) / 16, SCALAR, why
@@ -337,158 +337,9 @@ def check(tree: Node, text: str) -> float:
     raise CelTooCostlyError(
         f"too expensive to evaluate: {where} may take up to {_steps(part)} steps for one message, "
         f"more than the {COST_LIMIT:,} allowed{reason}; facts are assumed as large as they may "
-        f"be ({fact_bounds.ITEMS} items a list, {fact_bounds.STRING:,} characters a string)"
+        f"be ({bounds.ITEMS} items a list, {bounds.STRING:,} characters a string)"
     )
 
 
 def _steps(cost: float) -> str:
     return f"{cost:,.0f}" if cost < 1e15 else f"{cost:.1e}"
-
-
-# ---- regular expressions (the regex crate's syntax) -------------------------------------
-#
-# An estimate of what compiling a pattern costs and how many states scan the text at once:
-# Unicode classes (\w, \d, \p{..}) compile to large automata, "." and [...] to small ones,
-# repetition copies what it repeats ("x{100}" is a hundred x's, "x+" two), and compile time
-# grows faster than the size (a [a-z]{4096} takes 0.17 s, not 40 times [a-z]{100}).
-
-_ESCAPE_CLASSES = {
-    "w": (6000.0, 30.0),
-    "W": (6000.0, 30.0),
-    "d": (1000.0, 10.0),
-    "D": (1000.0, 10.0),
-    "s": (500.0, 5.0),
-    "S": (500.0, 5.0),
-    "p": (6000.0, 30.0),
-    "P": (6000.0, 30.0),
-}
-_LITERAL = (10.0, 1.0)
-_DOT = (200.0, 4.0)
-_REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
-
-
-class _TooComplexError(Exception):
-    pass
-
-
-def _regex(pattern: str) -> tuple[float, float]:
-    """What compiling the pattern costs (steps), and how many states it scans with."""
-    parser = _RegexParser(pattern)
-    try:
-        size, states = parser.alternation(0)
-    except (_TooComplexError, RecursionError):
-        return _DYNAMIC_PATTERN, 30.0 * len(pattern)
-    if parser.caseless:  # every letter becomes a class of its cases
-        size, states = size * 3, states * 2
-    return min(100 + size + size * size / 50_000, _DYNAMIC_PATTERN), states
-
-
-class _RegexParser:
-    def __init__(self, pattern: str) -> None:
-        self.p = pattern
-        self.at = 0
-        self.caseless = False
-
-    def alternation(self, depth: int) -> tuple[float, float]:
-        if depth > 64:
-            raise _TooComplexError
-        size, states = self.sequence(depth)
-        while self.at < len(self.p) and self.p[self.at] == "|":
-            self.at += 1
-            more = self.sequence(depth)
-            size, states = size + more[0], states + more[1]
-        return size, states
-
-    def sequence(self, depth: int) -> tuple[float, float]:
-        size = states = 0.0
-        while self.at < len(self.p) and self.p[self.at] not in "|)":
-            atom = self.atom(depth)
-            times = self.repeat()
-            size = min(size + atom[0] * times, _CAP)
-            states = min(states + atom[1] * times, _CAP)
-        return size, states
-
-    def repeat(self) -> float:
-        times = 1.0
-        while self.at < len(self.p):
-            char = self.p[self.at]
-            if char in "*?":
-                self.at += 1
-            elif char == "+":
-                self.at += 1
-                times *= 2
-            elif char == "{" and (found := _REPEAT.match(self.p, self.at)):
-                low = int(found.group(1))
-                high = int(found.group(3)) if found.group(3) else low + 1 if found.group(2) else low
-                times *= max(1, low, high)
-                self.at = found.end()
-            else:
-                break
-            if self.at < len(self.p) and self.p[self.at] == "?":  # lazy
-                self.at += 1
-        return min(times, _CAP)
-
-    def atom(self, depth: int) -> tuple[float, float]:
-        char = self.p[self.at]
-        self.at += 1
-        if char == "(":
-            if self.p.startswith("?", self.at):
-                flags = re.match(r"\?(P?<[^>]*>|[a-zA-Z-]*)([:)])", self.p[self.at :])
-                if flags is None:
-                    raise _TooComplexError
-                self.at += flags.end()
-                if "i" in flags.group(1) and not flags.group(1).startswith(("P<", "<")):
-                    self.caseless = True
-                if flags.group(2) == ")":
-                    return 0.0, 0.0
-            inner = self.alternation(depth + 1)
-            if self.at < len(self.p) and self.p[self.at] == ")":
-                self.at += 1
-            return inner
-        if char == "[":
-            return self.bracket()
-        if char == "\\":
-            return self.escape()
-        if char == ".":
-            return _DOT
-        return _LITERAL
-
-    def escape(self) -> tuple[float, float]:
-        kind = self.p[self.at : self.at + 1]
-        self.at += 1
-        if kind in ("p", "P") and self.p.startswith("{", self.at):
-            close = self.p.find("}", self.at)
-            self.at = len(self.p) if close < 0 else close + 1
-        elif kind in ("p", "P"):
-            self.at += 1
-        elif kind == "x" and self.p.startswith("{", self.at):
-            close = self.p.find("}", self.at)
-            self.at = len(self.p) if close < 0 else close + 1
-        return _ESCAPE_CLASSES.get(kind, _LITERAL)
-
-    def bracket(self) -> tuple[float, float]:
-        size, states, nesting = 50.0, 4.0, 1
-        if self.p.startswith("^", self.at):
-            size += 1000
-            self.at += 1
-        if self.p.startswith("]", self.at):
-            self.at += 1
-        while self.at < len(self.p) and nesting:
-            char = self.p[self.at]
-            self.at += 1
-            if char == "\\":
-                more = self.escape()
-                size, states = size + more[0], states + more[1]
-            elif char == "[" and self.p.startswith(":", self.at):
-                close = self.p.find(":]", self.at)
-                self.at = len(self.p) if close < 0 else close + 2
-                size += 200
-            elif char == "[":
-                nesting += 1
-                if nesting > 64:
-                    raise _TooComplexError
-            elif char == "]":
-                nesting -= 1
-            else:
-                size += 20
-        return size, states

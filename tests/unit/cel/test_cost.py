@@ -14,10 +14,10 @@ from typing import Any
 import cel
 import pytest
 
-from bot.cel_check import parse
-from bot.cel_cost import COST_LIMIT, CelTooCostlyError, check, estimate
+from bot.cel import compile_rule
+from bot.cel.cost import COST_LIMIT, CelTooCostlyError, check, estimate
+from bot.cel.parser import parse
 from bot.config import Settings
-from bot.expressions import compile_rule
 from bot.model import Conversation, Role, Turn, Visitor
 from bot.routing import facts_for
 

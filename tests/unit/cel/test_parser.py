@@ -7,13 +7,9 @@ import random
 import cel
 import pytest
 
-from bot.cel_check import (
-    MAX_DEPTH,
-    CelSyntaxError,
-    CelTooDeepError,
-    free_variables,
-    parse,
-)
+from bot.cel.check import free_variables
+from bot.cel.lexer import CelSyntaxError
+from bot.cel.parser import MAX_DEPTH, CelTooDeepError, parse
 
 # Both accept, or both refuse: literals, operators, precedence, macros and the odd corners.
 CORPUS = [

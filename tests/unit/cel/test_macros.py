@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from bot.cel import compile_rule
 from bot.config import Settings
-from bot.expressions import compile_rule
 from bot.model import Conversation, Page, Role, Turn, Visitor
 from bot.routing import choose_route, facts_for
 

@@ -1,4 +1,4 @@
-"""How big the facts a rule sees can be: what ``bot.cel_cost`` assumes, and what enforces it.
+"""How big the facts a rule sees can be: what ``bot.cel.cost`` assumes, and what enforces it.
 
 A visitor writes most of the facts (``context``, the tags and account it carries, the latest
 message), so their size is not ours to choose; bounding them is what makes a rule's cost known
@@ -119,7 +119,7 @@ def _bound(value: Any, depth: int) -> tuple[Any, int, int]:
         return _bound_mapping(value, depth)
     if isinstance(value, list | tuple):
         return _bound_sequence(value, depth)
-    return value, 1, 0  # anything else reaches CEL as text, cut by ``expressions._celsafe``
+    return value, 1, 0  # anything else reaches CEL as text, cut by ``bot.cel.facts.celsafe``
 
 
 def _bound_sequence(value: list[Any] | tuple[Any, ...], depth: int) -> tuple[Any, int, int]:

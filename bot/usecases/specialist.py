@@ -1,0 +1,134 @@
+"""The specialist's side: card actions and messages in the handoff's Teams thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.cards import END_VERB, JOIN_VERB
+from bot.model import Handoff, HandoffState, Party, Person, Role, Turn
+from bot.ports import Sender, SenderRole
+from bot.transition import End, Event, Join, Transfer
+from bot.usecases.effects import Effects
+from bot.usecases.results import CardActionResult, ThreadOutcome, ThreadResult
+from bot.usecases.shared import Part, Shared
+
+log = logging.getLogger(__name__)
+
+END_COMMANDS = frozenset({"/end", "/close"})
+
+
+class SpecialistCases(Part):
+    """The thread: Join and End on the card, replies relayed, notes kept, hand-overs."""
+
+    def __init__(self, shared: Shared, effects: Effects) -> None:
+        super().__init__(shared)
+        self._effects = effects
+
+    async def card_action(
+        self, *, verb: str, handoff_id: str, person: Person, thread_id: str, now: datetime
+    ) -> CardActionResult:
+        """Join or End clicked on a thread card (in the thread ``thread_id``)."""
+        handoff = await self._store.get_handoff(handoff_id=handoff_id)
+        if handoff is not None and handoff.thread_id and thread_id != handoff.thread_id:
+            log.warning(
+                "handoff %s: card action from another conversation %s", handoff_id, thread_id
+            )
+            handoff = None
+        if handoff is None:
+            log.warning("card action %s for unknown handoff %s by %s", verb, handoff_id, person.id)
+            return CardActionResult(None, "This handoff is not known to me any more.")
+        event: Event
+        if verb == JOIN_VERB:
+            event = Join(person)
+        elif verb == END_VERB:
+            event = End(Party.SPECIALIST, person.name, person)
+        else:
+            log.warning("handoff %s: unknown card verb %r from %s", handoff_id, verb, person.id)
+            return CardActionResult(None, f"I don't know the action {verb!r}.")
+        async with self._locks.hold(handoff.conversation_id):
+            # The state may have moved (a transfer, an end) since it was read above.
+            current = await self._shared.reload(handoff)
+            handoff, notice = await self._effects.act(current, event, now)
+            return CardActionResult(await self._effects.card(handoff, notice), notice)
+
+    async def thread_message(
+        self,
+        *,
+        thread_id: str,
+        person: Person,
+        text: str,
+        now: datetime,
+        message_id: str = "",
+        mentions: Sequence[Person] = (),
+    ) -> ThreadResult:
+        """A message posted in a Teams thread (``mentions``: people it @mentions, not the bot)."""
+        handoff = await self._store.handoff_for_thread(thread_id=thread_id)
+        if handoff is None:
+            return ThreadResult(ThreadOutcome.UNKNOWN, self._shared.text("unknown_thread", {}))
+        async with self._locks.hold(handoff.conversation_id):
+            handoff = await self._shared.reload(handoff)
+            if text.strip().casefold() in END_COMMANDS:
+                after, notice = await self._effects.act(
+                    handoff, End(Party.SPECIALIST, person.name, person), now
+                )
+                ended = after.state is HandoffState.ENDED and handoff.state.is_open
+                return ThreadResult(ThreadOutcome.ENDED if ended else ThreadOutcome.REFUSED, notice)
+            if text.strip().casefold().startswith("/transfer"):
+                return await self._transfer(handoff, person, mentions, now)
+            joined = handoff.specialist
+            lowered = text.lstrip().casefold()
+            if any(lowered.startswith(p.casefold()) for p in self.settings.teams.note_prefixes):
+                log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
+                return ThreadResult(ThreadOutcome.NOTE)
+            if (
+                handoff.state is HandoffState.JOINED
+                and joined is not None
+                and joined.id == person.id
+            ):
+                turn = Turn(handoff.conversation_id, now, Role.SPECIALIST, person.name, text)
+                await self._store.add_turn(turn=turn)
+                sender = Sender(person.id, person.name, SenderRole.SPECIALIST)
+                await self._visitors.say(
+                    conversation_id=handoff.conversation_id,
+                    sender=sender,
+                    text=text,
+                    ref=message_id,
+                )
+                return ThreadResult(ThreadOutcome.RELAYED)
+            if not handoff.state.is_open and joined is not None and joined.id == person.id:
+                # The specialist kept typing after the end: say the visitor will not see it.
+                return ThreadResult(ThreadOutcome.REFUSED, self._shared.text("closed", {}))
+            log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
+            return ThreadResult(ThreadOutcome.NOTE)
+
+    async def thread_message_changed(
+        self, *, thread_id: str, person: Person, message_id: str, text: str | None
+    ) -> bool:
+        """A specialist edited (or deleted: ``text=None``) a thread message; relayed ones follow."""
+        handoff = await self._store.handoff_for_thread(thread_id=thread_id)
+        if handoff is None or not message_id:
+            return False
+        sender = Sender(person.id, person.name, SenderRole.SPECIALIST)
+        changed = await self._visitors.amend(
+            conversation_id=handoff.conversation_id, sender=sender, ref=message_id, text=text
+        )
+        if changed:
+            what = "deleted" if text is None else "edited"
+            log.info("handoff %s: %s %s a relayed message", handoff.id, person.id, what)
+        return changed
+
+    async def _transfer(
+        self, handoff: Handoff, person: Person, mentions: Sequence[Person], now: datetime
+    ) -> ThreadResult:
+        shared = self._shared
+        colleague = next((m for m in mentions if m.id != person.id), None)
+        if colleague is None:
+            return ThreadResult(ThreadOutcome.REFUSED, shared.text("transfer_usage", {}))
+        after, notice = await self._effects.act(handoff, Transfer(person, colleague), now)
+        if notice:
+            return ThreadResult(ThreadOutcome.REFUSED, notice)
+        log.info("handoff %s: %s handed over to %s", handoff.id, person.id, colleague.id)
+        done = shared.text("transfer_done", shared.names(after))
+        return ThreadResult(ThreadOutcome.TRANSFERRED, done)
