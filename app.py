@@ -48,7 +48,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-
 def settings_from(path: Path | None) -> tuple[Settings, Path | None]:
     if path is not None:
         return load_settings(path), path

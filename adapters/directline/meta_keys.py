@@ -1,5 +1,6 @@
 """Meta keys the Direct Line channel keeps per conversation (``{prefix}:{cid}`` or
-``{prefix}:{cid}:{more}``); retention deletes them with their conversation."""
+``{prefix}:{cid}:{more}``); each is filed under its
+conversation (``set_meta(conversation_id=...)``), so retention deletes it with the conversation."""
 
 from __future__ import annotations
 
@@ -8,10 +9,3 @@ REF = "dl.ref"  # a Teams message id relayed before keys were stored with activi
 # "{seq}:{n}": the inbox was handling activity seq when the process went down, n times so far
 ATTEMPT = "dl.attempt"
 QUARANTINED = "dl.quarantined"  # {prefix}:{cid}:{seq}: an activity set aside, and why
-CONVERSATION_META = (POSTED, REF, ATTEMPT, QUARANTINED)
-
-
-def conversation_of(key: str) -> str:
-    """The conversation a meta key names, or "" for any other key."""
-    prefix, _, rest = key.partition(":")
-    return rest.split(":", 1)[0] if prefix in CONVERSATION_META else ""

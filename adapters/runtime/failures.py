@@ -37,9 +37,7 @@ def _cause(exc: BaseException) -> tuple[str, str, int]:
 class FailureLog:
     """Logs failures: always one line, the traceback once per cause per ``window`` seconds."""
 
-    def __init__(
-        self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
         self._window = window
         self._clock = clock
         self._last: dict[tuple[str, str, int], float] = {}

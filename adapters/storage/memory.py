@@ -1,20 +1,32 @@
-"""In-memory store: for unit tests and throwaway demos. Same contract as the SQLite store."""
+"""In-memory store: for unit tests and throwaway demos. Same contract as the SQLite store
+(``adapters.storage.contract.Store``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Container
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from adapters.directline.meta_keys import conversation_of
 from adapters.runtime.clock import parse_time
 from bot.errors import StaleWriteError
 from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
+_Record = TypeVar("_Record", Conversation, Handoff)
+
+
+def _save(table: dict[str, _Record], record: _Record, kind: str) -> _Record:
+    """Compare-and-set: the stored version (0: none stored) must be the record's."""
+    stored = table.get(record.id)
+    if (stored.version if stored else 0) != record.version:
+        raise StaleWriteError(f"{kind} {record.id} changed")
+    saved = replace(record, version=record.version + 1)
+    table[record.id] = saved
+    return saved
+
 
 class MemoryStore:
-    """Implements ``HandoffStore`` and the Direct Line ``ActivityLog``."""
+    """The storage contract in memory."""
 
     def __init__(self) -> None:
         self._conversations: dict[str, Conversation] = {}
@@ -23,7 +35,7 @@ class MemoryStore:
         self._seen: dict[str, datetime] = {}
         self._activities: dict[str, list[dict[str, Any]]] = {}
         self._keys: dict[str, list[tuple[int, str]]] = {}  # conversation -> (seq, key), in order
-        self._meta: dict[str, str] = {}
+        self._meta: dict[str, tuple[str, str]] = {}  # key -> (value, conversation or "")
         self._inbox: dict[str, int] = {}
         self._outbound: dict[int, tuple[str, dict[str, Any]]] = {}
         self._outbound_seq = 0
@@ -47,12 +59,7 @@ class MemoryStore:
         return self._conversations.get(conversation_id)
 
     async def save_conversation(self, *, conversation: Conversation) -> Conversation:
-        stored = self._conversations.get(conversation.id)
-        if (stored.version if stored else 0) != conversation.version:
-            raise StaleWriteError(f"conversation {conversation.id} changed")
-        saved = replace(conversation, version=conversation.version + 1)
-        self._conversations[conversation.id] = saved
-        return saved
+        return _save(self._conversations, conversation, "conversation")
 
     async def add_turn(self, *, turn: Turn) -> None:
         utc = replace(turn, at=turn.at.astimezone(UTC))
@@ -89,12 +96,7 @@ class MemoryStore:
         return max(human, default=None)
 
     async def save_handoff(self, *, handoff: Handoff) -> Handoff:
-        stored = self._handoffs.get(handoff.id)
-        if (stored.version if stored else 0) != handoff.version:
-            raise StaleWriteError(f"handoff {handoff.id} changed")
-        saved = replace(handoff, version=handoff.version + 1)
-        self._handoffs[handoff.id] = saved
-        return saved
+        return _save(self._handoffs, handoff, "handoff")
 
     async def unopened_handoffs(self) -> list[Handoff]:
         return [
@@ -117,7 +119,7 @@ class MemoryStore:
     async def purge(
         self, *, before: datetime, keep: Container[str] = frozenset()
     ) -> tuple[list[str], bool]:
-        """Retention, all in one step here: see ``SqliteStore.purge``."""
+        """Retention, all in one step here: see ``contract.Retention.purge``."""
         purged = [
             cid
             for cid, conversation in self._conversations.items()
@@ -133,11 +135,11 @@ class MemoryStore:
                 table.pop(cid, None)
             del self._conversations[cid]
         self._handoffs = {k: h for k, h in self._handoffs.items() if h.conversation_id not in gone}
-        self._meta = {k: v for k, v in self._meta.items() if conversation_of(k) not in gone}
+        self._meta = {k: row for k, row in self._meta.items() if row[1] not in gone}
         return purged, True
 
     async def forget_deliveries(self, *, before: datetime) -> bool:
-        """See ``SqliteStore.forget_deliveries``."""
+        """See ``contract.Retention.forget_deliveries``."""
         self._seen = {k: at for k, at in self._seen.items() if at >= before}
         return True
 
@@ -182,7 +184,8 @@ class MemoryStore:
         return len(self._activities.get(conversation_id, []))
 
     async def get_meta(self, *, key: str) -> str | None:
-        return self._meta.get(key)
+        row = self._meta.get(key)
+        return row[0] if row else None
 
     async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
         self._outbound_seq += 1
@@ -204,11 +207,11 @@ class MemoryStore:
         for seq in seqs:
             self._outbound.pop(seq, None)
 
-    async def set_meta(self, *, key: str, value: str) -> None:
-        self._meta[key] = value
+    async def set_meta(self, *, key: str, value: str, conversation_id: str = "") -> None:
+        self._meta[key] = (value, conversation_id)
 
-    async def set_meta_once(self, *, key: str, value: str) -> str:
-        return self._meta.setdefault(key, value)
+    async def set_meta_once(self, *, key: str, value: str, conversation_id: str = "") -> str:
+        return self._meta.setdefault(key, (value, conversation_id))[0]
 
     async def inbox_position(self, *, conversation_id: str) -> int:
         return self._inbox.get(conversation_id, 0)

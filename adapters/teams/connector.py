@@ -24,6 +24,8 @@ CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 # Teams asks for retries on 412/429/502/503/504; a bare 500 and a 408 are treated as passing.
 RETRY_STATUSES = frozenset({408, 412, 429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
+
+
 def card_attachment(card: Card) -> dict[str, Any]:
     return {"contentType": CARD_TYPE, "content": card}
 

@@ -309,9 +309,7 @@ class DeliveryQueue:
                 attempt += 1
                 retry_after = getattr(exc, "retry_after", None)
                 wait = (
-                    retry_after
-                    if retry_after is not None
-                    else backoff(attempt, self._backoff_base)
+                    retry_after if retry_after is not None else backoff(attempt, self._backoff_base)
                 )
                 log.warning(
                     "thread %s: delivery failed (%s); retry %d in %.1fs",

@@ -10,14 +10,14 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 from aiohttp import web
 
-from adapters.directline.channel import ActivityLog, ConversationStreams, DirectLineChannel
+from adapters.directline.channel import DirectLineChannel
+from adapters.directline.streams import ConversationStreams
 from adapters.directline.tokens import TokenSigner
 from adapters.ops.reload import ConfigReloader
 from adapters.runtime import jsonio
@@ -25,15 +25,15 @@ from adapters.runtime.clock import utc_now
 from adapters.runtime.failures import FAILURES, REFUSALS, bounded, clip
 from adapters.runtime.httpclient import HttpClient
 from adapters.runtime.retry import backoff
+from adapters.storage.contract import Store
 from adapters.storage.sqlite import SqliteStore
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
-from adapters.teams.delivery import DeliveryQueue, OutboundStore
+from adapters.teams.delivery import DeliveryQueue
 from adapters.teams.endpoint import TeamsEndpoint
 from adapters.teams.inbound import TeamsHandoffBot
 from bot.config import Settings
 from bot.errors import StoreError
-from bot.ports import HandoffStore
 from bot.routing import prepare
 from bot.usecases import HandoffService
 
@@ -49,25 +49,6 @@ STARTUP_RECOVERY = 0.5
 FIRST_RETENTION_PASS = 60.0  # seconds after start
 # Teams redelivers an activity within minutes when a turn failed; its key is kept this long.
 DELIVERY_KEYS_KEPT = timedelta(days=1)
-
-
-class Store(HandoffStore, ActivityLog, OutboundStore, Protocol):
-    """What the app needs from its storage: the domain store plus the activity log."""
-
-    on_recovered: list[Callable[[], None]]
-
-    async def close(self) -> None: ...
-
-    async def flush(self, *, reads: bool = True) -> None: ...
-
-    async def health(self) -> str | None:
-        """None when the store works, else why not."""
-
-    async def purge(
-        self, *, before: datetime, keep: Container[str] = ...
-    ) -> tuple[list[str], bool]: ...
-
-    async def forget_deliveries(self, *, before: datetime) -> bool: ...
 
 
 SERVICE = web.AppKey("service", HandoffService)
@@ -222,6 +203,7 @@ async def create_app(
         client = HttpClient(timeout=30, connect_timeout=10, limit_per_host=100)
         connector.use_client(client)
         try:
+
             async def recover() -> None:
                 # What a crash interrupted: activities never handled (first: quick, and before
                 # new traffic wakes their conversations), posts never sent, threads never opened.

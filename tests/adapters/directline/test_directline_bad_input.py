@@ -160,7 +160,9 @@ async def test_another_visitors_conversation_is_forbidden(
         assert body["error"]["code"] == "Forbidden"
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         # The other visitor's stream URL, pointed at this conversation.
-        await http.ws_connect(other.stream_url.replace(other.conversation_id, visitor.conversation_id))
+        await http.ws_connect(
+            other.stream_url.replace(other.conversation_id, visitor.conversation_id)
+        )
     assert refused.value.status == 403
     await other.disconnect()
 
@@ -400,7 +402,7 @@ async def test_idle_sockets_get_keepalives_and_busy_ones_do_not(
     http: aiohttp.ClientSession, bot: RunningBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Direct Line sends an empty frame on a quiet socket now and then, so proxies keep it."""
-    monkeypatch.setattr("adapters.directline.channel.KEEPALIVE_SECONDS", 0.5)
+    monkeypatch.setattr("adapters.directline.sockets.KEEPALIVE_SECONDS", 0.5)
 
     async def open_stream() -> tuple[str, str, aiohttp.ClientWebSocketResponse]:
         _, body = await request(
@@ -523,7 +525,7 @@ async def test_a_socket_that_stops_reading_is_dropped_not_buffered(
 
     from adapters.web.app import DIRECTLINE
 
-    monkeypatch.setattr("adapters.directline.channel.MAX_PENDING_ROWS", 20)
+    monkeypatch.setattr("adapters.directline.sockets.MAX_PENDING_ROWS", 20)
     bot.without_rate_limits()
     where = urlsplit(visitor.stream_url)
     raw = socket.socket()

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from adapters.directline.channel import STREAM_TOKEN_SECONDS
+from adapters.directline.access import STREAM_TOKEN_SECONDS
 from adapters.runtime.clock import utc_now
 from tests.conftest import BotFactory, RunningBot
 from tests.support.directline_client import DirectLineClient

@@ -42,9 +42,7 @@ async def test_a_message_that_always_fails_is_quarantined_and_the_visitor_told(
     await visitor.say("what does it cost?")
     await visitor.wait_text("29 EUR")
     assert calls[-1] == "what does it cost?"
-    seq = next(
-        int(a["id"].split("|")[1]) for a in visitor.activities if a.get("text") == "boom"
-    )
+    seq = next(int(a["id"].split("|")[1]) for a in visitor.activities if a.get("text") == "boom")
     record = await bot.app[STORE].get_meta(
         key=f"{meta_keys.QUARANTINED}:{visitor.conversation_id}:{seq}"
     )

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.storage import sqlite as store_sqlite
-from adapters.storage.sqlite import SqliteStore
+from adapters.storage.sqlite import SqliteStore, checkpoints
 
 PAGE = 4096
 
@@ -48,9 +47,9 @@ async def test_commits_reach_the_database_file_without_the_loop_checkpointing(
 async def test_the_log_starts_over_while_writes_go_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_sqlite, "RESTART_PAGES", 60)
-    monkeypatch.setattr(store_sqlite, "BACKSTOP_PAGES", 1_000_000)  # SQLite's own: never
-    monkeypatch.setattr(store_sqlite, "CHECKPOINT_INTERVAL", 0.002)
+    monkeypatch.setattr(checkpoints, "RESTART_PAGES", 60)
+    monkeypatch.setattr(checkpoints, "BACKSTOP_PAGES", 1_000_000)  # SQLite's own: never
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_INTERVAL", 0.002)
     path = tmp_path / "s.db"
     wal = Path(f"{path}-wal")
     store = SqliteStore(path)
@@ -92,7 +91,7 @@ async def test_a_failing_checkpoint_is_reported_once_and_writes_go_on(
 ) -> None:
     path = tmp_path / "s.db"
     store = SqliteStore(path)
-    checkpointer = store._checkpointer
+    checkpointer = store._conn.checkpointer
     assert checkpointer is not None
     real = checkpointer._db
     checkpointer._db = FailingConnection()  # type: ignore[assignment]  # idle: nothing written yet
@@ -101,7 +100,7 @@ async def test_a_failing_checkpoint_is_reported_once_and_writes_go_on(
         for i in range(5):
             await store.set_meta_once(key=f"k{i}", value=f"v{i}")
             await store.flush()
-            await asyncio.sleep(store_sqlite.CHECKPOINT_INTERVAL * 2)
+            await asyncio.sleep(checkpoints.CHECKPOINT_INTERVAL * 2)
         failed = [r for r in caplog.records if "checkpoint failed" in r.getMessage()]
         assert len(failed) == 1 and "disk I/O error" in failed[0].getMessage()
         with sqlite3.connect(path) as db:  # committed all the same (in the log)

@@ -1,4 +1,4 @@
-"""One contract every store must pass (memory and SQLite)."""
+"""One contract every store must pass (memory, and SQLite with its cache on and off)."""
 
 from __future__ import annotations
 
@@ -14,35 +14,28 @@ from typing import Any
 
 import pytest
 
-from adapters.directline.channel import Inbox
+from adapters.directline.inbox import Inbox
 from adapters.runtime.clock import iso
+from adapters.storage.contract import Store
 from adapters.storage.memory import MemoryStore
 from adapters.storage.sqlite import SqliteStore
 from bot.errors import StaleWriteError, StoreError
-from bot.model import Conversation, Handoff, HandoffState, Page, Party, Person, Role, Turn, Visitor
+from bot.model import Conversation, Handoff, HandoffState, Party, Person, Role, Turn
+from tests.adapters.storage.samples import T0, VISITOR
 from tests.support.faults import faulty, full_disk
 
-T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+STORES = {
+    "memory": lambda tmp: MemoryStore(),
+    "sqlite": lambda tmp: SqliteStore(tmp / "s.db"),
+    "sqlite-uncached": lambda tmp: SqliteStore(tmp / "s.db", cache=False),
+}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    made = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
+@pytest.fixture(params=list(STORES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    made: Store = STORES[request.param](tmp_path)
     yield made
     await made.close()
-
-
-VISITOR = Visitor(
-    id="v1",
-    name="Jane",
-    email="j@x.example",
-    company="Fabrikam",
-    page=Page(url="https://x.example", title="X"),
-    locale="en",
-    timezone="UTC",
-    user_agent="UA",
-    extra=MappingProxyType({"plan": "Pro"}),
-)
 
 
 async def test_unknown_keys_are_none(store: Any) -> None:
@@ -161,7 +154,9 @@ async def test_handoffs_since_counts_a_conversations_recent_handoffs(store: Any)
                 f"h{n}", "c1", "support", HandoffState.ENDED, T0 + timedelta(minutes=minutes), "x"
             )
         )
-    await store.save_handoff(handoff=Handoff("other", "c2", "support", HandoffState.QUEUED, T0, "x"))
+    await store.save_handoff(
+        handoff=Handoff("other", "c2", "support", HandoffState.QUEUED, T0, "x")
+    )
     since = T0 + timedelta(minutes=30)
     assert await store.handoffs_since(conversation_id="c1", since=since) == 3
     assert await store.handoffs_since(conversation_id="c1", since=T0) == 4
@@ -215,6 +210,61 @@ async def test_meta_is_set_once(store: Any) -> None:
     assert await store.set_meta_once(key="k", value="first") == "first"
     assert await store.set_meta_once(key="k", value="second") == "first"
     assert await store.get_meta(key="k") == "first"
+
+
+async def test_set_meta_replaces_and_set_meta_once_keeps(store: Any) -> None:
+    await store.set_meta(key="k", value="one")
+    await store.set_meta(key="k", value="two", conversation_id="c1")
+    assert await store.get_meta(key="k") == "two"
+    assert await store.set_meta_once(key="k", value="three", conversation_id="c1") == "two"
+    assert await store.set_meta_once(key="new", value="four", conversation_id="c1") == "four"
+    assert await store.get_meta(key="new") == "four"
+
+
+async def test_open_handoffs_are_the_queued_and_joined_ones(store: Any) -> None:
+    states = (HandoffState.QUEUED, HandoffState.JOINED, HandoffState.ENDED, HandoffState.FAILED)
+    for n, state in enumerate(states):
+        await store.save_handoff(handoff=Handoff(f"h{n}", f"c{n}", "support", state, T0, "x"))
+    assert sorted(h.id for h in await store.open_handoffs()) == ["h0", "h1"]
+
+
+async def test_a_working_store_is_healthy_and_its_flushes_return(store: Any) -> None:
+    assert await store.health() is None
+    assert store.failing is None and store.failed_commits == 0
+    assert isinstance(store.on_recovered, list)
+    await store.remember(key="a", now=T0)
+    await store.flush(reads=False)
+    await store.remember(key="b", now=T0)
+    await store.flush()
+    await store.flush()  # nothing pending
+    assert await store.seen(key="a") and await store.seen(key="b")
+    assert await store.health() is None
+
+
+async def test_meta_filed_under_a_conversation_is_deleted_with_it(store: Any) -> None:
+    """Retention finds a conversation's meta rows by the conversation they are filed under,
+    whatever their keys; rows filed under none, or under another conversation, stay."""
+    cutoff = T0 + timedelta(days=90)
+    for cid in ("gone", "kept"):
+        await _conversation_with_history(store, cid, last=T0)
+        await store.set_meta(key=f"any key for {cid}", value="1", conversation_id=cid)
+        await store.set_meta_once(key=f"{cid}/once", value="2", conversation_id=cid)
+    await store.set_meta(key="about gone, but filed under none", value="3")
+    await store.set_meta(key="gone:prefixed", value="4", conversation_id="elsewhere")
+    await store.flush()
+    purged: list[str] = []
+    done = False
+    while not done:
+        step, done = await store.purge(before=cutoff, keep={"kept"})
+        purged += step
+        await store.flush()
+    assert purged == ["gone"]
+    assert await store.get_meta(key="any key for gone") is None
+    assert await store.get_meta(key="gone/once") is None
+    assert await store.get_meta(key="any key for kept") == "1"
+    assert await store.get_meta(key="kept/once") == "2"
+    assert await store.get_meta(key="about gone, but filed under none") == "3"
+    assert await store.get_meta(key="gone:prefixed") == "4"
 
 
 async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
@@ -337,41 +387,6 @@ async def test_sqlite_a_lost_write_is_reported_even_after_later_ones_commit(
         await store.close()
 
 
-async def test_sqlite_answers_from_memory_match_the_file(tmp_path: Path) -> None:
-    """Conversations and handoffs are cached: whatever the cache answers, the file agrees."""
-    store = SqliteStore(tmp_path / "m.db")
-    conversation = await store.save_conversation(conversation=Conversation("c1", VISITOR, T0))
-    await store.save_conversation(conversation=replace(conversation, fallbacks_in_row=2))
-    assert await store.open_handoff(conversation_id="c1") is None  # "none open" is cached too
-    first = await store.save_handoff(
-        handoff=Handoff("h1", "c1", "support", HandoffState.QUEUED, T0, "asked", "19:a")
-    )
-    assert await store.open_handoff(conversation_id="c1") == first
-    await store.save_handoff(handoff=replace(first, state=HandoffState.ENDED, ended_at=T0))
-    assert await store.open_handoff(conversation_id="c1") is None
-    second = await store.save_handoff(
-        handoff=Handoff("h2", "c1", "support", HandoffState.QUEUED, T0, "again", "19:b")
-    )
-    answers = [
-        await store.get_conversation(conversation_id="c1"),
-        await store.open_handoff(conversation_id="c1"),
-        await store.get_handoff(handoff_id="h1"),
-        await store.handoff_for_thread(thread_id="19:a"),
-        await store.handoff_for_thread(thread_id="19:b"),
-    ]
-    assert answers[1] == second and answers[0].fallbacks_in_row == 2
-    await store.close()
-    fresh = SqliteStore(tmp_path / "m.db")
-    assert answers == [
-        await fresh.get_conversation(conversation_id="c1"),
-        await fresh.open_handoff(conversation_id="c1"),
-        await fresh.get_handoff(handoff_id="h1"),
-        await fresh.handoff_for_thread(thread_id="19:a"),
-        await fresh.handoff_for_thread(thread_id="19:b"),
-    ]
-    await fresh.close()
-
-
 async def test_activity_keys(store: Any) -> None:
     assert await store.recent_keys(conversation_id="c1", limit=10) == []
     await store.append_activity(conversation_id="c1", activity={"n": 1}, key="client:a")
@@ -385,27 +400,6 @@ async def test_activity_keys(store: Any) -> None:
     assert await store.recent_keys(conversation_id="c1", limit=1) == [(3, "teams:m1")]
     assert await store.keyed_activity(conversation_id="c1", key="teams:m1") == 3
     assert await store.keyed_activity(conversation_id="c1", key="teams:nope") is None
-
-
-async def test_sqlite_file_from_before_activity_keys_is_upgraded(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with contextlib.closing(sqlite3.connect(path)) as old:
-        old.execute(
-            "CREATE TABLE activities (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " body TEXT NOT NULL, PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID"
-        )
-        old.execute("INSERT INTO activities VALUES ('c1', 1, '{\"type\": \"message\"}')")
-        old.commit()
-    store = SqliteStore(path)
-    try:
-        assert await store.append_activity(conversation_id="c1", activity={}, key="client:x") == 2
-        assert await store.recent_keys(conversation_id="c1", limit=5) == [(2, "client:x")]
-        assert [a for _, a in await store.activities_after(conversation_id="c1", watermark=0)] == [
-            {"type": "message"},
-            {},
-        ]
-    finally:
-        await store.close()
 
 
 async def test_sqlite_a_rolled_back_activity_number_is_never_handed_out_again(
@@ -588,9 +582,10 @@ async def test_retention_deletes_idle_conversations_with_everything_of_theirs(st
     await store.remember(key="teams:new", now=cutoff)
     # What the Direct Line channel keeps per conversation besides its log.
     for cid in ("idle", "recent"):
-        await store.set_meta_once(key=f"dl.posted:{cid}", value="x")
-        await store.set_meta_once(key=f"dl.ref:{cid}:m1", value="y")
-    await store.set_meta_once(key="dl.ref:idle-2:m1", value="z")  # another conversation's
+        await store.set_meta_once(key=f"dl.posted:{cid}", value="x", conversation_id=cid)
+        await store.set_meta(key=f"dl.ref:{cid}:m1", value="y", conversation_id=cid)
+    # another conversation's
+    await store.set_meta_once(key="dl.ref:idle-2:m1", value="z", conversation_id="idle-2")
     await store.flush()
 
     purged: list[str] = []
@@ -632,8 +627,8 @@ async def stepping_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[SqliteStore]:
     """A SQLite store whose retention steps are tiny: 3 conversations, 4 delivery keys."""
-    monkeypatch.setattr("adapters.storage.sqlite.PURGE_SCAN", 3)
-    monkeypatch.setattr("adapters.storage.sqlite.SEEN_BATCH", 4)
+    monkeypatch.setattr("adapters.storage.sqlite.retention.PURGE_SCAN", 3)
+    monkeypatch.setattr("adapters.storage.sqlite.retention.SEEN_BATCH", 4)
     store = SqliteStore(tmp_path / "r.db")
     yield store
     await store.close()
@@ -691,7 +686,8 @@ async def test_retention_looks_again_after_a_failed_commit_and_keeps_caches_warm
         for n in range(4):
             await _conversation_with_history(store, f"c{n}", last=T0)
         await _conversation_with_history(store, "recent", last=cutoff)
-        cached = store._conversations["recent"]
+        cached = store._cache.conversation("recent")
+        assert cached is not None
         store._db = full_disk(real)  # type: ignore[assignment]
         assert await store.purge(before=cutoff) == (["c0", "c1", "c2"], False)
         with pytest.raises(StoreError):
@@ -703,11 +699,11 @@ async def test_retention_looks_again_after_a_failed_commit_and_keeps_caches_warm
         await store.flush()
         # A kept conversation stays in memory across steps: no re-read for live traffic.
         recent = await store.get_conversation(conversation_id="recent")
-        assert store._conversations["recent"] is recent
+        assert store._cache.conversation("recent") is recent
         # "recent" is as old as the others, but not idle: the pass ends without it.
         assert await store.purge(before=cutoff) == (["c3"], True)
         await store.flush()
-        assert store._conversations["recent"] is recent
+        assert store._cache.conversation("recent") is recent
         assert recent.version == cached.version
     finally:
         store._db = real  # the fixture closes it

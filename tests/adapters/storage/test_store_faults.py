@@ -76,9 +76,7 @@ async def test_a_full_disk_answers_503_keeps_nothing_and_recovers_without_restar
         status, health = await _health(http, bot)
         assert status == 503 and FULL in health["store"]
         # A new visitor is refused as cleanly.
-        async with http.post(
-            f"{bot.directline}/tokens/generate", headers={"Origin": bot.url}
-        ) as r:
+        async with http.post(f"{bot.directline}/tokens/generate", headers={"Origin": bot.url}) as r:
             assert r.status == 503 and r.headers["Retry-After"]
         disk.full = False
         # The disk has room again: no restart, the next writes commit.
@@ -100,9 +98,7 @@ async def test_one_failed_commit_does_not_wedge_later_requests(
     assert isinstance(store, SqliteStore)
     with faulty(store) as disk:
         disk.full = True
-        async with http.post(
-            f"{bot.directline}/tokens/generate", headers={"Origin": bot.url}
-        ) as r:
+        async with http.post(f"{bot.directline}/tokens/generate", headers={"Origin": bot.url}) as r:
             assert r.status == 503
         disk.full = False
     for _ in range(5):

@@ -1,0 +1,141 @@
+"""Everything a store does, in one place; every store (memory, SQLite, PostgreSQL) implements
+``Store``, and one suite (tests/adapters/storage/test_store_contract.py) holds each to it.
+
+- the domain's records (``bot.ports.HandoffStore``): conversations, transcript, handoffs (saved
+  compare-and-set on their version) and inbound dedupe keys (``seen``/``remember``);
+- the Direct Line activity log and the inbox's positions (``ActivityLog``);
+- the Teams outbox (``OutboundStore``);
+- meta rows, each optionally filed under a conversation (``MetaStore``);
+- retention (``Retention``) and durability (``Durability``).
+
+Truth is what a store has committed. A store may keep caches of what it wrote, but only behind
+this contract: a cache never answers what the truth would not, a failed commit empties it, and
+it can be switched off (``SqliteStore(cache=False)``), so the suite runs with and without.
+
+The edges name only the part they use (``ActivityLog``, ``OutboundStore``); the app takes the
+whole ``Store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.errors import StoreError
+from bot.ports import HandoffStore
+
+
+class MetaStore(Protocol):
+    """Small named values. One filed under a conversation is deleted with it by retention;
+    one filed under none (``conversation_id=""``) is kept until overwritten."""
+
+    async def get_meta(self, *, key: str) -> str | None: ...
+
+    async def set_meta(self, *, key: str, value: str, conversation_id: str = "") -> None:
+        """Keep ``value`` under ``key`` (replacing any), filed under ``conversation_id``."""
+
+    async def set_meta_once(self, *, key: str, value: str, conversation_id: str = "") -> str:
+        """Keep ``value`` unless ``key`` holds one already; returns the value kept."""
+
+
+class ActivityLog(MetaStore, Protocol):
+    """Per-conversation, append-only activity storage with integer watermarks, and the
+    inbox's positions in it."""
+
+    async def append_activity(
+        self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
+    ) -> int:
+        """Append; returns its seq (1, 2, ... per conversation; one rolled back is not reused)."""
+
+    async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
+        """``(seq, key)`` of the conversation's latest keyed activities, oldest first."""
+
+    async def keyed_activity(self, *, conversation_id: str, key: str) -> int | None:
+        """The first activity stored with ``key`` (a scan: for rare look-ups)."""
+
+    async def activities_after(
+        self, *, conversation_id: str, watermark: int, limit: int = 500
+    ) -> list[tuple[int, dict[str, Any]]]: ...
+
+    async def last_watermark(self, *, conversation_id: str) -> int: ...
+
+    async def inbox_position(self, *, conversation_id: str) -> int: ...
+
+    async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None:
+        """Move the position forward (never back)."""
+
+    async def inbox_backlog(self) -> list[str]:
+        """Conversations with activities past their inbox position."""
+
+    async def flush(self) -> None:
+        """Return once every write so far is durable."""
+
+
+class OutboundStore(Protocol):
+    """The Teams outbox: items queued durably per thread, delivered in order."""
+
+    async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int: ...
+
+    async def outbound(
+        self, *, thread_id: str, limit: int = 50
+    ) -> list[tuple[int, dict[str, Any]]]: ...
+
+    async def outbound_threads(self) -> list[str]: ...
+
+    async def drop_outbound(self, *, seqs: list[int]) -> None: ...
+
+    async def flush(self) -> None:
+        """Return once every write so far is durable."""
+
+    @property
+    def failed_commits(self) -> int:
+        """How many commits failed so far (what was written before one may be gone)."""
+
+
+class Retention(Protocol):
+    """Deleting what is old, in small steps between live traffic."""
+
+    async def purge(
+        self, *, before: datetime, keep: Container[str] = ...
+    ) -> tuple[list[str], bool]:
+        """One step: delete conversations created and idle since before ``before`` (no open
+        handoff, not in ``keep``) with everything of theirs (transcript, handoffs, activities,
+        inbox position, meta rows filed under them). Returns the deleted conversations, and
+        whether this pass has looked at all of them."""
+
+    async def forget_deliveries(self, *, before: datetime) -> bool:
+        """One step: delete dedupe keys remembered before ``before``; True when none is left."""
+
+
+class Durability(Protocol):
+    """Acknowledged means committed: what a store promises about its writes."""
+
+    # Called once commits work again after failures (workers waiting out a backoff).
+    on_recovered: list[Callable[[], None]]
+
+    @property
+    def failing(self) -> StoreError | None:
+        """The last commit's failure while no commit has worked since, else None."""
+
+    @property
+    def failed_commits(self) -> int:
+        """How many commits failed since the store opened."""
+
+    async def flush(self, *, reads: bool = True) -> None:
+        """Return once this task's writes are committed; ``StoreError`` if any was rolled back.
+        ``reads``: also wait for a pending commit this task only read from."""
+
+    async def health(self) -> str | None:
+        """None when the store works, else why not."""
+
+    async def close(self) -> None: ...
+
+
+class Store(HandoffStore, ActivityLog, OutboundStore, Retention, Durability, Protocol):
+    """Everything a store does."""
+
+    async def flush(self, *, reads: bool = True) -> None: ...
+
+    @property
+    def failed_commits(self) -> int: ...
