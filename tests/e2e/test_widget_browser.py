@@ -170,3 +170,39 @@ async def test_the_widget_waits_as_asked_and_sends_everything_in_order(
     finally:
         bot.stop()
     assert "refused, too many" in bot.log.read_text()  # the limit was met, and waited out
+
+
+async def test_a_message_that_could_not_be_sent_goes_again_on_retry(
+    two_team_bot: BotProcess, standin: Standin
+) -> None:
+    """The bot goes away: the widget says it is reconnecting, and a message sent meanwhile is
+    marked "not sent" with a retry button; the bot is back: the banner goes, retry delivers it."""
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(two_team_bot.url + "/")
+            await page.click("#chat-launcher")
+            await expect(page.locator("#chat-log")).to_contain_text(
+                "virtual assistant", timeout=15_000
+            )
+            two_team_bot.kill()
+            banner = page.locator("#chat-banner")
+            await expect(banner).to_be_visible(timeout=15_000)
+            await expect(banner).to_contain_text("Reconnecting")
+            await page.fill("#chat-input", "are you still there?")
+            await page.press("#chat-input", "Enter")
+            mine = page.locator('.msg[data-role="user"]')
+            await expect(mine).to_have_attribute("data-status", "failed", timeout=30_000)
+            await expect(mine.locator(".msg-status")).to_have_text("Not sent — retry")
+
+            await two_team_bot.start()
+            await expect(banner).to_be_hidden(timeout=40_000)
+            await page.get_by_role("button", name="Retry sending this message").click()
+            await expect(mine).to_have_attribute("data-status", "delivered", timeout=15_000)
+            await expect(mine).to_have_count(1)
+            await expect(page.locator(".msg-failed")).to_have_count(0)
+        finally:
+            await browser.close()
