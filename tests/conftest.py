@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 import pytest
@@ -16,14 +17,25 @@ from aiohttp import web
 
 from adapters.ops.config_file import load_settings
 from adapters.runtime.clock import utc_now
-from adapters.teams.auth import BotCredentials
+from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.web.app import SERVICE, create_app
 from adapters.web.proxies import Proxies
 from adapters.web.server import start as start_server
 from bot.config import Settings
+from tests.support.auth import (
+    APP_ID,
+    ORIGIN,
+    FakeMsal,
+    Issuer,
+    ProductionBot,
+    ProductionFactory,
+    running_issuer,
+)
 from tests.support.directline_client import DirectLineClient
 from tests.support.processes import BotProcess, free_port
-from tests.support.standin import Standin, build_standin_app
+from tests.support.scenarios import Teams
+from tests.support.servers import serve
+from tests.support.standin import Standin, running_standin
 from tests.support.teams import TENANT
 
 CHANNEL = "19:support@thread.tacv2"
@@ -50,23 +62,10 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 async def standin() -> AsyncIterator[Standin]:
-    state = Standin()
-    runner, state.url = await _serve(build_standin_app(state))
-    yield state
-    await runner.cleanup()
+    async with running_standin() as state:
+        yield state
 
 
 def test_settings(standin: Standin, db: Path, **sections: Any) -> Settings:
@@ -126,9 +125,16 @@ BotFactory = Callable[..., Awaitable[RunningBot]]
 
 
 @pytest.fixture
-async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactory]:
+async def running_bots() -> AsyncIterator[list[RunningBot]]:
+    """Every in-process bot a test starts, stopped after it."""
     running: list[RunningBot] = []
+    yield running
+    for bot in running:
+        await bot.stop()
 
+
+@pytest.fixture
+def start_bot(standin: Standin, tmp_path: Path, running_bots: list[RunningBot]) -> BotFactory:
     async def start(
         db: Path | None = None,
         env: dict[str, str] | None = None,
@@ -141,7 +147,8 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
             settings = load_settings(config)
         else:
             # One SQLite file per running bot (a file is one process's); a restart names its file.
-            default = tmp_path / ("handoff.db" if not running else f"handoff-{len(running)}.db")
+            n = len(running_bots)
+            default = tmp_path / ("handoff.db" if not n else f"handoff-{n}.db")
             settings = test_settings(standin, db or default, **sections)
         app = await create_app(
             settings,
@@ -162,12 +169,10 @@ async def start_bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotFactor
         )
         port = server.sockets[0].getsockname()[1]
         bot = RunningBot(f"http://127.0.0.1:{port}", app, runner, server)
-        running.append(bot)
+        running_bots.append(bot)
         return bot
 
-    yield start
-    for bot in running:
-        await bot.stop()
+    return start
 
 
 @pytest.fixture
@@ -189,32 +194,142 @@ def visitor_factory(http: aiohttp.ClientSession) -> Callable[[RunningBot], Direc
     return make
 
 
+class Served(Protocol):
+    """A bot in this process or in its own (``RunningBot``, ``BotProcess``, ``ProductionBot``)."""
+
+    @property
+    def url(self) -> str: ...
+
+
+VisitorFactory = Callable[..., Awaitable[DirectLineClient]]
+
+
 @pytest.fixture
-async def visitor(
-    bot: RunningBot, visitor_factory: Callable[[RunningBot], DirectLineClient]
-) -> AsyncIterator[DirectLineClient]:
-    client = visitor_factory(bot)
-    await client.start()
-    yield client
-    await client.disconnect()
+async def start_visitor(http: aiohttp.ClientSession) -> AsyncIterator[VisitorFactory]:
+    """Open a visitor's widget on a bot (from the bot's own page unless ``origin`` says)."""
+    opened: list[DirectLineClient] = []
+
+    async def start(bot: Served, origin: str = "") -> DirectLineClient:
+        client = DirectLineClient(http, f"{bot.url}/v3/directline", origin=origin or bot.url)
+        opened.append(client)
+        await client.start()
+        return client
+
+    yield start
+    for client in opened:
+        await client.disconnect()
+
+
+@pytest.fixture
+async def visitor(bot: RunningBot, start_visitor: VisitorFactory) -> DirectLineClient:
+    return await start_visitor(bot)
+
+
+class Chat(NamedTuple):
+    bot: RunningBot
+    visitor: DirectLineClient
+
+
+ChatFactory = Callable[..., Awaitable[Chat]]
+
+
+@pytest.fixture
+def start_chat(start_bot: BotFactory, start_visitor: VisitorFactory) -> ChatFactory:
+    """A bot started as ``start_bot`` takes it, and a visitor's widget open on it."""
+
+    async def start(**options: Any) -> Chat:
+        bot = await start_bot(**options)
+        return Chat(bot, await start_visitor(bot))
+
+    return start
+
+
+@pytest.fixture
+def teams(http: aiohttp.ClientSession, bot: RunningBot, standin: Standin) -> Teams:
+    """The specialists' side of the default ``bot``."""
+    return Teams(http, bot.url, standin)
+
+
+def one_route_yaml(
+    service_url: str, db: Path, *, tenant: str = TENANT, channel: str = CHANNEL, extra: str = ""
+) -> str:
+    """A config as ops write one: one route, its own SQLite file, then ``extra`` YAML."""
+    return (
+        f"teams:\n  service_url: {service_url}\n  tenant_id: {tenant}\n"
+        f'routes:\n  - id: support\n    name: Customer support\n    channel: "{channel}"\n'
+        f"storage:\n  sqlite_path: {db}\n{extra}"
+    )
 
 
 def one_route_config(folder: Path, standin: Standin, db: Path | None = None) -> Path:
     """A config file as ops write one: one route, to the stand-in, its own SQLite file."""
     config = folder / "handoff.yaml"
-    config.write_text(
-        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
-        f'routes:\n  - id: support\n    name: Customer support\n    channel: "{CHANNEL}"\n'
-        f"storage:\n  sqlite_path: {db or folder / 'handoff.db'}\n"
-    )
+    config.write_text(one_route_yaml(standin.url, db or folder / "handoff.db"))
     return config
 
 
+ProcessFactory = Callable[..., Awaitable[BotProcess]]
+
+
 @pytest.fixture
-async def bot_process(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
+async def start_process(tmp_path: Path) -> AsyncIterator[ProcessFactory]:
+    """``python app.py --config ...`` on a free port, logging to ``bot.log``; stopped after."""
+    started: list[BotProcess] = []
+
+    async def start(config: Path, **options: Any) -> BotProcess:
+        process = BotProcess(config, free_port(), tmp_path / "bot.log", **options)
+        started.append(process)
+        await process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+async def bot_process(
+    standin: Standin, tmp_path: Path, start_process: ProcessFactory
+) -> BotProcess:
     """``python app.py`` as ops run it: one route, to the stand-in, its own SQLite file."""
-    config = one_route_config(tmp_path, standin)
-    process = BotProcess(config, free_port(), tmp_path / "bot.log")
-    await process.start()
-    yield process
-    process.stop()
+    return await start_process(one_route_config(tmp_path, standin))
+
+
+# ---- production mode: inbound tokens checked, outbound tokens fetched ----------------------
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[Issuer]:
+    async with running_issuer() as state:
+        yield state
+
+
+@pytest.fixture
+def start_production(
+    standin: Standin, tmp_path: Path, issuer: Issuer, running_bots: list[RunningBot]
+) -> ProductionFactory:
+    """A bot with an app id: inbound tokens checked against ``issuer``, outbound from MSAL."""
+
+    async def start(app_type: str = "MultiTenant", **overrides: Any) -> ProductionBot:
+        fields: dict[str, Any] = {
+            "app_id": APP_ID,
+            "password": "x",
+            "app_type": app_type,
+            "tenant_id": TENANT if app_type == "SingleTenant" else "",
+            "openid_metadata_url": issuer.metadata_url,
+            **overrides,
+        }
+        credentials = BotCredentials(**fields)
+        msal = FakeMsal()
+        settings = test_settings(
+            standin, tmp_path / f"{uuid.uuid4().hex}.db", widget={"allowed_origins": [ORIGIN]}
+        )
+        app = await create_app(
+            settings, credentials, env={}, tokens=ConnectorTokens(credentials, client=msal)
+        )
+        runner, url = await serve(app)
+        bot = RunningBot(url, app, runner)
+        running_bots.append(bot)
+        return ProductionBot(bot, msal, credentials)
+
+    return start

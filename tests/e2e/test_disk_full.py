@@ -14,9 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import need, one_route_config
-from tests.support.directline_client import DirectLineClient
-from tests.support.processes import BotProcess, free_port
+from tests.conftest import ProcessFactory, VisitorFactory, need, one_route_config
 from tests.support.standin import Standin
 
 pytestmark = pytest.mark.e2e
@@ -49,67 +47,62 @@ def _fill(disk: Path) -> Path:
 
 
 async def test_a_full_disk_under_the_real_process(
-    tiny_disk: Path, tmp_path: Path, standin: Standin
+    tiny_disk: Path,
+    tmp_path: Path,
+    standin: Standin,
+    http: aiohttp.ClientSession,
+    start_process: ProcessFactory,
+    start_visitor: VisitorFactory,
 ) -> None:
-    config = one_route_config(tmp_path, standin, tiny_disk / 'handoff.db')
-    bot = BotProcess(config, free_port(), tmp_path / "bot.log")
-    await bot.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            visitor = DirectLineClient(http, f"{bot.url}/v3/directline", origin=bot.url)
-            await visitor.start()
-            await visitor.wait_text("virtual assistant")
-            ballast = _fill(tiny_disk)
-            answered: dict[str, int] = {}
+    bot = await start_process(one_route_config(tmp_path, standin, tiny_disk / "handoff.db"))
+    visitor = await start_visitor(bot)
+    await visitor.wait_text("virtual assistant")
+    ballast = _fill(tiny_disk)
+    answered: dict[str, int] = {}
 
-            async def post(text: str) -> int:
-                async with http.post(
-                    f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
-                    json={
-                        "type": "message",
-                        "text": text,
-                        "channelData": {"clientActivityID": uuid.uuid4().hex},
-                    },
-                    headers={"Authorization": f"Bearer {visitor.token}"},
-                ) as r:
-                    if r.status == 503:
-                        assert r.headers["Retry-After"]
-                    answered[text] = r.status
-                    return r.status
+    async def post(text: str) -> int:
+        async with http.post(
+            f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
+            json={
+                "type": "message",
+                "text": text,
+                "channelData": {"clientActivityID": uuid.uuid4().hex},
+            },
+            headers={"Authorization": f"Bearer {visitor.token}"},
+        ) as r:
+            if r.status == 503:
+                assert r.headers["Retry-After"]
+            answered[text] = r.status
+            return r.status
 
-            # Big messages: the log must grow, and the disk has no room for it (what the
-            # write-ahead log already holds may take a few first).
-            statuses: list[int] = []
-            while len(statuses) < 300 and statuses.count(503) < 10:
-                statuses.append(await post(f"{len(statuses)} " + "x" * 3_800))
-            assert statuses.count(503) == 10 and set(statuses) <= {200, 503}, statuses
-            async with http.get(f"{bot.url}/healthz") as r:
-                health = await r.json()
-                assert r.status in (200, 503), health
-                if r.status == 503:
-                    assert "full" in health["store"]
-            ballast.unlink()
-            # Room again: writes succeed without a restart (Retry-After is 2 s).
-            for _ in range(50):
-                if await post(f"after {uuid.uuid4().hex}") == 200:
-                    break
-                await asyncio.sleep(0.2)
-            assert list(answered.values())[-1] == 200
-            async with http.get(f"{bot.url}/healthz") as r:
-                assert r.status == 200, await r.text()
-            async with http.get(
-                f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
-                headers={"Authorization": f"Bearer {visitor.token}"},
-            ) as r:
-                kept = [
-                    a["text"]
-                    for a in (await r.json())["activities"]
-                    if a["type"] == "message" and a["from"]["role"] == "user"
-                ]
-            assert sorted(kept) == sorted(t for t, s in answered.items() if s == 200)
-            await visitor.disconnect()
-    finally:
-        bot.stop()
+    # Big messages: the log must grow, and the disk has no room for it (what the
+    # write-ahead log already holds may take a few first).
+    statuses: list[int] = []
+    while len(statuses) < 300 and statuses.count(503) < 10:
+        statuses.append(await post(f"{len(statuses)} " + "x" * 3_800))
+    assert statuses.count(503) == 10 and set(statuses) <= {200, 503}, statuses
+    async with http.get(f"{bot.url}/healthz") as r:
+        health = await r.json()
+        assert r.status in (200, 503), health
+        if r.status == 503:
+            assert "full" in health["store"]
+    ballast.unlink()
+    # Room again: writes succeed without a restart (Retry-After is 2 s).
+    for _ in range(50):
+        if await post(f"after {uuid.uuid4().hex}") == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert list(answered.values())[-1] == 200
+    async with http.get(f"{bot.url}/healthz") as r:
+        assert r.status == 200, await r.text()
+    kept = [
+        a["text"]
+        for a in await visitor.history()
+        if a["type"] == "message" and a["from"]["role"] == "user"
+    ]
+    assert sorted(kept) == sorted(t for t, s in answered.items() if s == 200)
+    await visitor.disconnect()
+    bot.stop()
     log = bot.log.read_text()
     assert len(log) < 100_000, f"{len(log)} bytes of log"
     assert log.count("Traceback") <= 2, log[-3000:]

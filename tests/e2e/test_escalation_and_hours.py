@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from tests.conftest import CHANNEL, BotFactory
+from tests.conftest import CHANNEL, ChatFactory
+from tests.support.directline_client import DirectLineClient
 from tests.support.standin import Standin
 
 CLOSED_NOW = {"timezone": "Europe/Berlin", "weekly": {"mon": ["09:00-17:00"]}}
 TUESDAY_10_UTC = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
-async def started(start_bot: BotFactory, visitor_factory: Any, **sections: Any) -> Any:
-    bot = await start_bot(**sections)
-    visitor = visitor_factory(bot)
-    await visitor.start()
-    return visitor
-
-
 async def test_visitor_picks_a_team_when_several_are_offered(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+    start_chat: ChatFactory, standin: Standin
 ) -> None:
-    visitor = await started(
-        start_bot,
-        visitor_factory,
+    _, visitor = await start_chat(
         routes=[
             {
                 "id": "billing",
@@ -63,10 +54,7 @@ async def test_visitor_picks_a_team_when_several_are_offered(
     assert "Bugs and outages" in str(call.body)
 
 
-async def test_frustration_hands_off(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
-) -> None:
-    visitor = await started(start_bot, visitor_factory)
+async def test_frustration_hands_off(visitor: DirectLineClient, standin: Standin) -> None:
     await visitor.say("your product is useless")
     await visitor.wait_text("not sure I can answer")
     await visitor.say("this is ridiculous, nothing works")
@@ -75,9 +63,8 @@ async def test_frustration_hands_off(
 
 
 async def test_bot_failing_three_times_hands_off(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+    visitor: DirectLineClient, standin: Standin
 ) -> None:
-    visitor = await started(start_bot, visitor_factory)
     for question in ("Where is my parcel?", "Can you track order 42?"):
         await visitor.say(question)
     await visitor.wait_for(lambda: sum("not sure I can answer" in t for t in visitor.texts()) == 2)
@@ -88,12 +75,8 @@ async def test_bot_failing_three_times_hands_off(
     assert "Where is my parcel?" in shown and "Which courier do you use?" in shown  # open questions
 
 
-async def test_switched_off_triggers(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
-) -> None:
-    visitor = await started(
-        start_bot,
-        visitor_factory,
+async def test_switched_off_triggers(start_chat: ChatFactory, standin: Standin) -> None:
+    _, visitor = await start_chat(
         escalation={"phrases": {"enabled": False}, "widget_request": False},
     )
     await visitor.say("can I talk to a human?")
@@ -103,12 +86,8 @@ async def test_switched_off_triggers(
     assert standin.threads == []
 
 
-async def test_context_rule_hands_off(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
-) -> None:
-    visitor = await started(
-        start_bot,
-        visitor_factory,
+async def test_context_rule_hands_off(start_chat: ChatFactory, standin: Standin) -> None:
+    _, visitor = await start_chat(
         escalation={
             "rules": [
                 {
@@ -127,11 +106,9 @@ async def test_context_rule_hands_off(
 
 
 async def test_out_of_hours_says_when_the_team_is_back_in_the_visitors_zone(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+    start_chat: ChatFactory, standin: Standin
 ) -> None:
-    visitor = await started(
-        start_bot,
-        visitor_factory,
+    _, visitor = await start_chat(
         clock=lambda: TUESDAY_10_UTC,
         routes=[
             {
@@ -154,11 +131,9 @@ async def test_out_of_hours_says_when_the_team_is_back_in_the_visitors_zone(
 
 
 async def test_out_of_hours_continue_and_fallback_route(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+    start_chat: ChatFactory, standin: Standin
 ) -> None:
-    visitor = await started(
-        start_bot,
-        visitor_factory,
+    _, visitor = await start_chat(
         clock=lambda: TUESDAY_10_UTC,
         routes=[
             {
@@ -190,12 +165,8 @@ async def test_out_of_hours_continue_and_fallback_route(
     assert call.body["channelData"]["channel"]["id"] == "19:night@thread.tacv2"
 
 
-async def test_texts_follow_the_visitors_locale(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
-) -> None:
-    visitor = await started(
-        start_bot,
-        visitor_factory,
+async def test_texts_follow_the_visitors_locale(start_chat: ChatFactory, standin: Standin) -> None:
+    _, visitor = await start_chat(
         texts={
             "queued": "Connecting you to {route}.",
             "locales": {"de": {"queued": "Ich verbinde Sie mit {route}."}},
@@ -207,11 +178,9 @@ async def test_texts_follow_the_visitors_locale(
 
 
 async def test_a_rule_that_cannot_evaluate_never_silences_the_bot(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+    start_chat: ChatFactory, standin: Standin
 ) -> None:
-    visitor = await started(
-        start_bot,
-        visitor_factory,
+    _, visitor = await start_chat(
         escalation={"rules": [{"name": "vip", "when": 'visitor.tags[0] == "vip"'}]},
     )
     await visitor.event("visitor.context", {"name": "Jane", "seats": 2**70})  # beyond 64 bits too

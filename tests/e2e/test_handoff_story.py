@@ -2,62 +2,29 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import aiohttp
-
-from tests.conftest import CHANNEL, BotFactory, RunningBot
+from tests.conftest import CHANNEL, ChatFactory
 from tests.support.directline_client import DirectLineClient
-from tests.support.standin import Call, Standin
-from tests.support.teams import ALEX, ISAIAH, TENANT, card_action, card_submit, send, thread_message
-
-CONTEXT = {
-    "name": "Jane Doe",
-    "email": "jane@fabrikam.example",
-    "company": "Fabrikam",
-    "page": {"url": "https://contoso.example/pricing", "title": "Pricing", "referrer": ""},
-    "locale": "en-GB",
-    "timezone": "Europe/London",
-    "plan": "Enterprise",
-}
-
-
-def card_of(call: Call) -> dict[str, Any]:
-    activity = call.body.get("activity", call.body)
-    return activity["attachments"][0]["content"]
-
-
-def card_text(card: dict[str, Any]) -> str:
-    return json.dumps(card, ensure_ascii=False)
-
-
-def relayed_texts(standin: Standin, thread_id: str) -> list[str]:
-    return [c.body.get("text", "") for c in standin.posts_to(thread_id) if "text" in c.body]
-
-
-async def open_handoff(visitor: DirectLineClient, standin: Standin) -> tuple[str, str, str]:
-    """Visitor asks for a person; returns (thread id, root id, handoff id)."""
-    await visitor.event("visitor.context", CONTEXT)
-    await visitor.say("How do I export my invoices?")
-    await visitor.wait_text("not sure I can answer")
-    threads_before = len(standin.created)
-    await visitor.say("Can I talk to a human please?")
-    await standin.wait_for(lambda: len(standin.created) > threads_before)
-    await visitor.wait_for(lambda: "queued" in visitor.statuses())
-    card = card_of(standin.threads[-1])
-    join = next(a for a in card["actions"] if a["title"] == "Join conversation")
-    thread_id, root = standin.created[-1]
-    return thread_id, root, join["data"]["handoffId"]
+from tests.support.scenarios import (
+    Teams,
+    card_of,
+    card_text,
+    card_updates,
+    handed_off,
+    joined,
+    summary_in,
+)
+from tests.support.standin import Standin
+from tests.support.teams import ISAIAH, TENANT
 
 
 async def test_visitor_hands_off_to_specialist_and_back(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
     greeting = await visitor.wait_text("virtual assistant")
     assert greeting["from"]["role"] == "bot"
 
-    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    handoff = await handed_off(visitor, standin)
+    thread_id, root, _ = handoff
 
     # The thread: a new conversation in the route's channel, whose root is the context card.
     opened = standin.threads[0]
@@ -85,14 +52,10 @@ async def test_visitor_hands_off_to_specialist_and_back(
 
     # While waiting, what the visitor writes already lands in the thread.
     await visitor.say("Still there?")
-    await standin.wait_for(
-        lambda: any("Still there?" in t for t in relayed_texts(standin, thread_id))
-    )
+    await standin.wait_text_in(thread_id, "Still there?")
 
     # Alex joins by clicking the card.
-    status, body = await send(
-        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
+    status, body = await teams.click(handoff, "handoff.join")
     assert status == 200
     assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
     assert "Alex Wilber joined" in card_text(body["value"])
@@ -105,9 +68,7 @@ async def test_visitor_hands_off_to_specialist_and_back(
 
     # Isaiah clicks Join too: he is told who has it, nothing changes.
     puts_before = len(standin.of("PUT"))
-    status, body = await send(
-        http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id)
-    )
+    status, body = await teams.click(handoff, "handoff.join", by=ISAIAH)
     assert status == 200
     assert "Alex Wilber is already handling this conversation" in card_text(body["value"])
     assert len(standin.of("PUT")) == puts_before
@@ -120,7 +81,7 @@ async def test_visitor_hands_off_to_specialist_and_back(
 
     # When the queue is behind, consecutive messages may share a post, whole and in order.
     def burst_lines() -> list[str]:
-        posts = [t for t in relayed_texts(standin, thread_id) if "message " in t]
+        posts = [t for t in standin.texts_in(thread_id) if "message " in t]
         assert all(t.startswith("**Jane Doe:**") for t in posts)
         return [line.removeprefix("**Jane Doe:** ") for t in posts for line in t.split("<br>")]
 
@@ -128,15 +89,8 @@ async def test_visitor_hands_off_to_specialist_and_back(
     assert burst_lines() == burst
 
     # Thread -> visitor: the specialist's reply, mention and HTML stripped, under his name.
-    status, _ = await send(
-        http,
-        bot.url,
-        thread_message(
-            standin.url,
-            thread_id,
-            ALEX,
-            "Hi Jane, <b>happy</b> to help with <at>Isaiah Langer</at>&#39;s export!",
-        ),
+    status, _ = await teams.write(
+        thread_id, "Hi Jane, <b>happy</b> to help with <at>Isaiah Langer</at>&#39;s export!"
     )
     assert status in (200, 201)
     reply = await visitor.wait_text("Hi Jane")
@@ -145,30 +99,19 @@ async def test_visitor_hands_off_to_specialist_and_back(
     assert reply["channelData"]["handoff"]["senderRole"] == "specialist"
 
     # Someone who has not joined writes in the thread: an internal note, not relayed.
-    await send(
-        http, bot.url, thread_message(standin.url, thread_id, ISAIAH, "FYI she is on the old plan")
-    )
+    await teams.write(thread_id, "FYI she is on the old plan", by=ISAIAH)
     # The bot stays silent while the human is first responder.
     bot_lines_before = len(visitor.texts("bot"))
     await visitor.say("What is the refund policy?")
-    await standin.wait_for(
-        lambda: any("refund policy" in t for t in relayed_texts(standin, thread_id))
-    )
+    await standin.wait_text_in(thread_id, "refund policy")
     assert len(visitor.texts("bot")) == bot_lines_before
     assert not any("old plan" in t for t in visitor.texts())
 
     # Alex ends it with /end: both sides told, card shows it ended, summary in the thread.
-    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "/end"))
+    await teams.write(thread_id, "/end")
     await visitor.wait_text("has ended the chat")
     assert visitor.statuses()[-1] == "completed"
-    summary = await standin.wait_for(
-        lambda: [
-            c
-            for c in standin.posts_to(thread_id)
-            if c.body.get("attachments") and "Conversation summary" in card_text(card_of(c))
-        ]
-    )
-    summary_text = card_text(card_of(summary[0]))
+    summary_text = card_text(card_of(await summary_in(standin, thread_id)))
     for part in ("Jane Doe with Alex Wilber", "Still open", "refund policy"):
         assert part in summary_text, part
     ended = standin.of("PUT", f"/activities/{root}")[-1]
@@ -183,37 +126,24 @@ async def test_visitor_hands_off_to_specialist_and_back(
 
 
 async def test_visitor_ends_from_the_widget(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, root, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+    handoff = await joined(visitor, teams)
     await visitor.event("handoff.end")
     await visitor.wait_text("You ended the chat with Alex Wilber")
     assert visitor.statuses()[-1] == "completed"
-    ended = await standin.wait_for(
-        lambda: [c for c in standin.of("PUT", root) if "Ended by Jane Doe" in card_text(card_of(c))]
-    )
-    assert ended
-    await standin.wait_for(
-        lambda: any(
-            "Conversation summary" in card_text(card_of(c))
-            for c in standin.posts_to(thread_id)
-            if c.body.get("attachments")
-        )
-    )
+    assert await card_updates(standin, handoff.root, showing="Ended by Jane Doe")
+    await summary_in(standin, handoff.thread_id)
     # A late click on the ended card is refused politely.
-    status, body = await send(
-        http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.join", handoff_id)
-    )
+    status, body = await teams.click(handoff, "handoff.join", by=ISAIAH)
     assert status == 200
     assert "already ended" in card_text(body["value"])
 
 
 async def test_visitor_end_of_conversation_activity_ends_handoff(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin
 ) -> None:
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    thread_id, _, _ = await handed_off(visitor, standin)
     status, _ = await visitor.post({"type": "endOfConversation"})
     assert status == 200
     await visitor.wait_for(lambda: visitor.statuses()[-1:] == ["completed"])
@@ -223,33 +153,25 @@ async def test_visitor_end_of_conversation_activity_ends_handoff(
 
 
 async def test_specialist_ends_with_card_button_and_submit_fallback(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    handoff = await handed_off(visitor, standin)
     # Action.Submit fallback (hosts without Universal Actions) joins as well.
-    status, _ = await send(
-        http, bot.url, card_submit(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
+    status, _ = await teams.click(handoff, "handoff.join", submit=True)
     assert status in (200, 201)
     await visitor.wait_text("Alex Wilber has joined")
     # Isaiah may not end Alex's conversation.
-    status, body = await send(
-        http, bot.url, card_action(standin.url, thread_id, ISAIAH, "handoff.end", handoff_id)
-    )
+    status, body = await teams.click(handoff, "handoff.end", by=ISAIAH)
     assert "Only Alex Wilber" in card_text(body["value"])
-    status, body = await send(
-        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.end", handoff_id)
-    )
+    status, body = await teams.click(handoff, "handoff.end")
     assert status == 200 and "Ended by Alex Wilber" in card_text(body["value"])
     await visitor.wait_text("Alex Wilber has ended the chat")
 
 
 async def test_upstream_agent_initiates_handoff_with_transcript(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin, http: aiohttp.ClientSession
+    start_chat: ChatFactory, standin: Standin
 ) -> None:
-    bot = await start_bot(env={"DIRECTLINE_SECRET": "agent-secret"})
-    visitor = visitor_factory(bot)
-    await visitor.start()
+    _, visitor = await start_chat(env={"DIRECTLINE_SECRET": "agent-secret"})
     transcript = {
         "activities": [
             {
@@ -304,7 +226,7 @@ async def test_upstream_agent_initiates_handoff_with_transcript(
 
 
 async def test_request_button_picks_route_by_category(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+    visitor: DirectLineClient, standin: Standin
 ) -> None:
     await visitor.event("handoff.request", {"category": "sales"})
     call = await standin.thread_opened()
@@ -316,24 +238,22 @@ async def test_request_button_picks_route_by_category(
 
 
 async def test_visitor_leaves_the_queue_before_anyone_joins(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    first = await handed_off(visitor, standin)
     await visitor.event("handoff.end")
     await visitor.wait_text("cancelled the request for a specialist")
-    ended = await standin.wait_for(lambda: standin.of("PUT", root))
+    ended = await standin.wait_for(lambda: standin.of("PUT", first.root))
     assert "Ended by Jane Doe" in card_text(card_of(ended[-1]))
     # A specialist declining a queued request is told apart from ending a joined chat.
-    second_thread, _, second = await open_handoff(visitor, standin)
-    status, body = await send(
-        http, bot.url, card_action(standin.url, second_thread, ISAIAH, "handoff.end", second)
-    )
+    second = await handed_off(visitor, standin)
+    status, body = await teams.click(second, "handoff.end", by=ISAIAH)
     assert status == 200 and "Ended by Isaiah Langer" in card_text(body["value"])
     await visitor.wait_text("can't take this chat right now")
 
 
 async def test_the_handoff_notice_does_not_count_as_an_answer(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+    visitor: DirectLineClient, standin: Standin
 ) -> None:
     await visitor.say("How do I export my invoices?")
     await visitor.wait_text("not sure I can answer")

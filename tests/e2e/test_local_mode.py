@@ -3,15 +3,12 @@ operator insists, loudly; the process raises its open-files limit and says so.""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, free_port, wait_http
+from tests.conftest import ProcessFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -37,28 +34,19 @@ def _reachable(address: str, port: int) -> bool:
 
 @pytest.mark.parametrize("insist", [False, True], ids=["default", "insecure-local-mode"])
 async def test_local_mode_listens_on_loopback_unless_told_otherwise(
-    tmp_path: Path, insist: bool
+    tmp_path: Path, insist: bool, start_process: ProcessFactory
 ) -> None:
     config = tmp_path / "handoff.yaml"
     config.write_text(f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n")
-    port, log = free_port(), tmp_path / "bot.log"
-    args = [sys.executable, "app.py", "--config", str(config), "--host", "0.0.0.0"]
-    args += ["--port", str(port), *(["--insecure-local-mode"] if insist else [])]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("Microsoft")}
-    with log.open("ab") as out:
-        process = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        await wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
-        text = log.read_text()
-        assert "open files: up to" in text
-        address = _own_address()
-        if insist:
-            assert "INSECURE: LOCAL MODE on 0.0.0.0" in text
-            assert address is None or _reachable(address, port)
-        else:
-            assert "Listening on 127.0.0.1 instead" in text
-            assert f"listening on http://127.0.0.1:{port}" in text
-            assert address is None or not _reachable(address, port)
-    finally:
-        process.terminate()
-        process.wait(10)
+    args = ["--host", "0.0.0.0", *(["--insecure-local-mode"] if insist else [])]
+    bot = await start_process(config, args=args)
+    text = bot.log.read_text()
+    assert "open files: up to" in text
+    address = _own_address()
+    if insist:
+        assert "INSECURE: LOCAL MODE on 0.0.0.0" in text
+        assert address is None or _reachable(address, bot.port)
+    else:
+        assert "Listening on 127.0.0.1 instead" in text
+        assert f"listening on http://127.0.0.1:{bot.port}" in text
+        assert address is None or not _reachable(address, bot.port)

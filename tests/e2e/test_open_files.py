@@ -5,17 +5,14 @@ accept() (and every other file the process opens) for everyone."""
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.processes import ROOT, free_port, wait_http
+from tests.conftest import ProcessFactory
 
 pytestmark = pytest.mark.e2e
 OPEN_FILES = 400
@@ -25,32 +22,23 @@ def _low_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
 
 
-async def test_a_connection_flood_stays_under_the_open_files_limit(tmp_path: Path) -> None:
+async def test_a_connection_flood_stays_under_the_open_files_limit(
+    tmp_path: Path, start_process: ProcessFactory
+) -> None:
     config = tmp_path / "handoff.yaml"
     config.write_text(
         f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
         "limits:\n  connections_per_ip: 100000\n"
     )
-    port, log = free_port(), tmp_path / "bot.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("Microsoft")}
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--config", str(config), "--port", str(port)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_low_limit,
-        )
+    bot = await start_process(config, preexec_fn=_low_limit)
     held: list[socket.socket] = []
     try:
-        await wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
-        assert "at most 144 connections are taken" in log.read_text()
+        assert "at most 144 connections are taken" in bot.log.read_text()
 
         def flood() -> int:
             busy = 0
             for _ in range(OPEN_FILES):
-                conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+                conn = socket.create_connection(("127.0.0.1", bot.port), timeout=5)
                 held.append(conn)
                 conn.settimeout(0.05)  # all of them well within the header deadline
                 try:
@@ -66,13 +54,9 @@ async def test_a_connection_flood_stays_under_the_open_files_limit(tmp_path: Pat
             conn.close()
         held.clear()
         await asyncio.sleep(0.5)
-        async with aiohttp.ClientSession() as http, http.get(
-            f"http://127.0.0.1:{port}/healthz"
-        ) as r:
+        async with aiohttp.ClientSession() as http, http.get(f"{bot.url}/healthz") as r:
             assert r.status == 200
-        assert "Too many open files" not in log.read_text()
+        assert "Too many open files" not in bot.log.read_text()
     finally:
         for conn in held:
             conn.close()
-        process.terminate()
-        process.wait(10)

@@ -11,26 +11,20 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import CHANNEL, BotFactory
-from tests.e2e.test_handoff_story import open_handoff
-from tests.support.directline_client import DirectLineClient
-from tests.support.processes import ROOT, BotProcess, eventually, free_port
+from tests.conftest import ChatFactory, ProcessFactory, one_route_yaml
+from tests.support.processes import ROOT, eventually
+from tests.support.scenarios import Teams, joined
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, TENANT, card_action, send, thread_message
 
 
 def config_text(standin: Standin, db: Path, answer: str, extra: str = "") -> str:
-    return (
-        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
-        f'routes:\n  - id: support\n    name: Customer support\n    channel: "{CHANNEL}"\n'
-        f"bot:\n  answers:\n    - match: [price]\n      answer: {answer}\n"
-        f"storage:\n  sqlite_path: {db}\n{extra}"
-    )
+    """One route to the stand-in, and the bot's answer to a question about the price."""
+    answers = f"bot:\n  answers:\n    - match: [price]\n      answer: {answer}\n"
+    return one_route_yaml(standin.url, db, extra=answers + extra)
 
 
 async def test_reload_good_then_bad_edit_while_a_handoff_is_active(
-    start_bot: BotFactory,
-    visitor_factory,
+    start_chat: ChatFactory,
     standin: Standin,
     http: aiohttp.ClientSession,
     tmp_path: Path,
@@ -39,12 +33,9 @@ async def test_reload_good_then_bad_edit_while_a_handoff_is_active(
     caplog.set_level(logging.INFO, logger="adapters.ops.reload")
     config = tmp_path / "handoff.yaml"
     config.write_text(config_text(standin, tmp_path / "h.db", "Ten euros."))
-    bot = await start_bot(config=config)
-    visitor: DirectLineClient = visitor_factory(bot)
-    await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+    bot, visitor = await start_chat(config=config)
+    teams = Teams(http, bot.url, standin)
+    thread_id, _, _ = await joined(visitor, teams)
 
     # A good edit: new texts apply to what happens next.
     config.write_text(
@@ -63,31 +54,27 @@ async def test_reload_good_then_bad_edit_while_a_handoff_is_active(
     assert "the last good config stays in force" in caplog.text
 
     await visitor.say("still with me?")
-    await standin.wait_for(
-        lambda: any("still with me?" in c.body.get("text", "") for c in standin.posts_to(thread_id))
-    )
-    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "Yes!"))
+    await standin.wait_text_in(thread_id, "still with me?")
+    await teams.write(thread_id, "Yes!")
     await visitor.wait_text("Yes!")
-    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "/end"))
+    await teams.write(thread_id, "/end")
     await visitor.wait_text("Alex Wilber wrapped up. Bye!")  # the good edit's text
     await visitor.say("what is the price?")
     await visitor.wait_text("Twelve euros.")  # not the bad edit's
     await visitor.disconnect()
 
 
-async def test_sighup_reloads(standin: Standin, tmp_path: Path) -> None:
+async def test_sighup_reloads(
+    standin: Standin, tmp_path: Path, start_process: ProcessFactory
+) -> None:
     config = tmp_path / "handoff.yaml"
     config.write_text(config_text(standin, tmp_path / "h.db", "Ten euros."))
-    process = BotProcess(config, free_port(), tmp_path / "bot.log")
-    await process.start()
-    try:
-        config.write_text(config_text(standin, tmp_path / "h.db", "Eleven euros."))
-        assert process.process is not None
-        process.process.send_signal(signal.SIGHUP)
-        await eventually(lambda: "reloaded on SIGHUP" in process.log.read_text())
-        assert process.process.poll() is None
-    finally:
-        process.stop()
+    process = await start_process(config)
+    config.write_text(config_text(standin, tmp_path / "h.db", "Eleven euros."))
+    assert process.process is not None
+    process.process.send_signal(signal.SIGHUP)
+    await eventually(lambda: "reloaded on SIGHUP" in process.log.read_text())
+    assert process.process.poll() is None
 
 
 EXPLAIN_CONFIG = """\

@@ -8,14 +8,14 @@ ways, and the specialist ends it from the card.
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import need
+from tests.conftest import ProcessFactory, need, one_route_yaml
+from tests.support.browser import BROWSER_ARGS, CHROMIUM
 from tests.support.processes import (
     PLAYGROUND_BIN,
     PLAYGROUND_CHANNEL,
@@ -25,43 +25,35 @@ from tests.support.processes import (
     free_port,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[tuple[BotProcess, PlaygroundProcess]]:
+async def stack(
+    tmp_path: Path, start_process: ProcessFactory
+) -> AsyncIterator[tuple[BotProcess, PlaygroundProcess]]:
     need(
         PLAYGROUND_BIN.exists(),
         f"the Agents Playground is not installed ({PLAYGROUND_BIN}); run make setup",
     )
     need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
-    bot_port, playground_port = free_port(), free_port()
+    playground_port = free_port()
     config = tmp_path / "handoff.yaml"
     config.write_text(
-        f"teams:\n  service_url: http://127.0.0.1:{playground_port}/_connector\n"
-        f"  tenant_id: {PLAYGROUND_TENANT}\n"
-        f'routes:\n  - id: support\n    name: Customer support\n    channel: "{PLAYGROUND_CHANNEL}"\n'
-        f"storage:\n  sqlite_path: {tmp_path / 'handoff.db'}\n"
+        one_route_yaml(
+            f"http://127.0.0.1:{playground_port}/_connector",
+            tmp_path / "handoff.db",
+            tenant=PLAYGROUND_TENANT,
+            channel=PLAYGROUND_CHANNEL,
+        )
     )
-    bot = BotProcess(config, bot_port, tmp_path / "bot.log")
+    bot = await start_process(config)
     playground = PlaygroundProcess(tmp_path / "playground", playground_port, bot.url)
-    await bot.start()
     try:
         await playground.start()
         yield bot, playground
     finally:
         playground.stop()
-        bot.stop()
 
 
 async def test_handoff_in_the_agents_playground(

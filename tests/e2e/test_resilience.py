@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
-
 from adapters.runtime.httpclient import HttpClient
 from adapters.storage.sqlite import SqliteStore
-from adapters.teams.auth import BotCredentials, ConnectorTokens
-from adapters.teams.connector import BotConnector
 from bot.errors import RetryableGatewayError
 from bot.model import Handoff, HandoffState
-from tests.conftest import CHANNEL, BotFactory, RunningBot
-from tests.e2e.test_handoff_story import card_of, card_text, open_handoff, relayed_texts
+from tests.conftest import CHANNEL, BotFactory, ChatFactory
+from tests.support.delivery import make_connector
 from tests.support.directline_client import DirectLineClient
+from tests.support.scenarios import Teams, card_of, card_text, card_updates, handed_off, joined
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, card_action, send, thread_message
 
 
 async def test_stored_but_unhandled_activity_is_handled_after_restart(
-    start_bot: BotFactory, visitor_factory: Callable[[RunningBot], DirectLineClient], tmp_path: Path
+    start_chat: ChatFactory, start_bot: BotFactory, tmp_path: Path
 ) -> None:
-    first = await start_bot(db=tmp_path / "crash.db")
-    visitor = visitor_factory(first)
-    await visitor.start()
+    first, visitor = await start_chat(db=tmp_path / "crash.db")
     await visitor.wait_text("virtual assistant")
     await visitor.disconnect()
     await first.stop()
@@ -46,24 +39,16 @@ async def test_stored_but_unhandled_activity_is_handled_after_restart(
     await store.close()
 
     second = await start_bot(db=tmp_path / "crash.db")
-    visitor.base = second.directline
-    visitor.stream_url = visitor.stream_url.replace(
-        first.url.split("//")[1], second.url.split("//")[1]
-    )
+    visitor.follow(second.url)
     await visitor.connect(watermark=visitor.watermark)
     await visitor.wait_text("29 EUR")
     await visitor.disconnect()
 
 
 async def test_queued_handoff_without_thread_is_opened_after_restart(
-    start_bot: BotFactory,
-    visitor_factory: Callable[[RunningBot], DirectLineClient],
-    standin: Standin,
-    tmp_path: Path,
+    start_chat: ChatFactory, start_bot: BotFactory, standin: Standin, tmp_path: Path
 ) -> None:
-    first = await start_bot(db=tmp_path / "queued.db")
-    visitor = visitor_factory(first)
-    await visitor.start()
+    first, visitor = await start_chat(db=tmp_path / "queued.db")
     await visitor.disconnect()
     await first.stop()
     # The process died between saving the queued handoff and opening its thread.
@@ -86,13 +71,7 @@ async def test_queued_handoff_without_thread_is_opened_after_restart(
 
 async def test_thread_creation_that_times_out_fails_cleanly(standin: Standin) -> None:
     standin.delay = 1.0
-    connector = BotConnector(
-        tokens=ConnectorTokens(BotCredentials()),
-        service_url=standin.url,
-        tenant_id="t",
-        bot_id="b",
-        bot_name="Ava",
-    )
+    connector = make_connector(standin.url)
     client = HttpClient(timeout=0.2)
     connector.use_client(client)
     try:
@@ -109,11 +88,9 @@ async def test_thread_creation_that_times_out_fails_cleanly(standin: Standin) ->
 
 
 async def test_gone_thread_ends_the_handoff_and_tells_the_visitor(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+    await joined(visitor, teams)
     standin.failures = [(404, {})]  # the channel was deleted / the bot removed
     await visitor.say("hello?")
     await visitor.wait_for(lambda: visitor.statuses()[-1:] == ["failed"])
@@ -124,34 +101,28 @@ async def test_gone_thread_ends_the_handoff_and_tells_the_visitor(
 
 
 async def test_card_action_from_another_conversation_is_refused(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    _, _, handoff_id = await open_handoff(visitor, standin)
-    elsewhere = f"{CHANNEL};messageid=999999"
-    status, body = await send(
-        http, bot.url, card_action(standin.url, elsewhere, ALEX, "handoff.join", handoff_id)
-    )
+    handoff = await handed_off(visitor, standin)
+    elsewhere = handoff._replace(thread_id=f"{CHANNEL};messageid=999999")
+    status, body = await teams.click(elsewhere, "handoff.join")
     assert status == 200 and "not known" in body["value"]
     assert not any("has joined" in t for t in visitor.texts())
 
 
 async def test_join_is_answered_while_a_relay_is_still_in_flight(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    handoff = await handed_off(visitor, standin)
     standin.gate = asyncio.Event()  # Teams stops answering posts into the thread
     await visitor.say("message while Teams is slow")
-    await standin.wait_for(
-        lambda: any("while Teams is slow" in t for t in relayed_texts(standin, thread_id))
-    )
-    status, body = await send(
-        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
+    await standin.wait_text_in(handoff.thread_id, "while Teams is slow")
+    status, body = await teams.click(handoff, "handoff.join")
     assert status == 200 and "Alex Wilber joined" in card_text(body["value"])
     await visitor.wait_text("has joined")
     standin.gate.set()
     # The card update for everyone comes after the held relay, in order.
-    update = await standin.wait_for(lambda: standin.of("PUT", root))
+    update = await card_updates(standin, handoff.root)
     relay_index = next(
         i for i, c in enumerate(standin.calls) if "while Teams is slow" in c.body.get("text", "")
     )
@@ -159,31 +130,21 @@ async def test_join_is_answered_while_a_relay_is_still_in_flight(
 
 
 async def test_visitor_markdown_is_shown_verbatim_in_the_thread(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin
+    visitor: DirectLineClient, standin: Standin
 ) -> None:
-    thread_id, _, _ = await open_handoff(visitor, standin)
+    thread_id, _, _ = await handed_off(visitor, standin)
     await visitor.say("[Reset password](https://evil.example) **now**\n- a list")
-    text = (
-        await standin.wait_for(
-            lambda: [t for t in relayed_texts(standin, thread_id) if "evil" in t]
-        )
-    )[0]
+    text = (await standin.wait_text_in(thread_id, "evil"))[0]
     assert "[Reset password]" not in text and "&#91;Reset password&#93;" in text
     assert "**now**" not in text and "<br>&#45; a list" in text
 
 
 async def test_specialist_writing_after_the_end_is_told(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    thread_id, _, _ = await joined(visitor, teams)
     await visitor.event("handoff.end")
     await visitor.wait_text("You ended the chat")
-    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "one more thing"))
-    reply = await standin.wait_for(
-        lambda: [
-            c for c in standin.posts_to(thread_id) if "already ended" in c.body.get("text", "")
-        ]
-    )
-    assert reply
+    await teams.write(thread_id, "one more thing")
+    assert await standin.wait_text_in(thread_id, "already ended")
     assert not any("one more thing" in t for t in visitor.texts())

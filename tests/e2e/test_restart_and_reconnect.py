@@ -8,30 +8,23 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import BotFactory, RunningBot
-from tests.e2e.test_handoff_story import open_handoff
+from tests.conftest import BotFactory, ChatFactory, RunningBot, VisitorFactory
 from tests.support.directline_client import DirectLineClient
 from tests.support.processes import BotProcess
+from tests.support.scenarios import Teams, handed_off, joined
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, card_action, send, thread_edit, thread_message
-
-
-async def joined_handoff(
-    url: str, standin: Standin, http: aiohttp.ClientSession
-) -> tuple[DirectLineClient, str]:
-    """A widget in a handoff Alex has joined; returns it and the thread id."""
-    visitor = DirectLineClient(http, f"{url}/v3/directline", origin=url)
-    await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
-    return visitor, thread_id
+from tests.support.teams import ALEX, send, thread_edit, thread_message
 
 
 async def test_kill_mid_conversation_loses_nothing(
-    bot_process: BotProcess, standin: Standin, http: aiohttp.ClientSession
+    bot_process: BotProcess,
+    standin: Standin,
+    http: aiohttp.ClientSession,
+    start_visitor: VisitorFactory,
 ) -> None:
-    visitor, thread_id = await joined_handoff(bot_process.url, standin, http)
+    visitor = await start_visitor(bot_process)
+    teams = Teams(http, bot_process.url, standin)
+    thread_id, _, _ = await joined(visitor, teams)
     seen = visitor.watermark
 
     bot_process.kill()
@@ -42,29 +35,23 @@ async def test_kill_mid_conversation_loses_nothing(
     before = len(visitor.activities)
     await visitor.connect(watermark=seen)
     await visitor.say("Are you still there after the hiccup?")
-    await standin.wait_for(
-        lambda: any(
-            "after the hiccup" in c.body.get("text", "") for c in standin.posts_to(thread_id)
-        )
-    )
+    await standin.wait_text_in(thread_id, "after the hiccup")
     ids = [a["id"] for a in visitor.activities]
     assert len(ids) == len(set(ids)), "replay duplicated activities"
     assert len(visitor.activities) > before
 
     # The thread still relays to the widget after the restart.
-    await send(
-        http, bot_process.url, thread_message(standin.url, thread_id, ALEX, "Yes, still here.")
-    )
+    await teams.write(thread_id, "Yes, still here.")
     reply = await visitor.wait_text("Yes, still here.")
     assert reply["from"]["name"] == "Alex Wilber"
     await visitor.disconnect()
 
 
 async def test_reconnect_replays_everything_after_the_watermark(
-    bot: RunningBot, visitor_factory: Callable[[RunningBot], DirectLineClient], standin: Standin
+    bot: RunningBot,
+    visitor: DirectLineClient,
+    visitor_factory: Callable[[RunningBot], DirectLineClient],
 ) -> None:
-    visitor = visitor_factory(bot)
-    await visitor.start()
     await visitor.say("hello")
     await visitor.wait_text("How can I help")
     mark = visitor.watermark
@@ -95,38 +82,36 @@ async def test_reconnect_replays_everything_after_the_watermark(
 
 
 async def test_in_process_restart_keeps_handoff_and_thread(
+    start_chat: ChatFactory,
     start_bot: BotFactory,
-    visitor_factory: Callable[[RunningBot], DirectLineClient],
     standin: Standin,
     http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    first = await start_bot(db=tmp_path / "keep.db")
-    visitor = visitor_factory(first)
-    await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
+    first, visitor = await start_chat(db=tmp_path / "keep.db")
+    handoff = await handed_off(visitor, standin)
     await visitor.disconnect()
     await first.stop()
 
     second = await start_bot(db=tmp_path / "keep.db")
-    status, body = await send(
-        http, second.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
+    status, body = await Teams(http, second.url, standin).click(handoff, "handoff.join")
     assert status == 200 and "Alex Wilber joined" in str(body)
-    visitor.base = second.directline
-    visitor.stream_url = visitor.stream_url.replace(
-        first.url.split("//")[1], second.url.split("//")[1]
-    )
+    visitor.follow(second.url)
     await visitor.connect(watermark=visitor.watermark)
     await visitor.wait_text("has joined")
     await visitor.disconnect()
 
 
 async def test_everything_acknowledged_survives_a_kill_right_after(
-    bot_process: BotProcess, standin: Standin, http: aiohttp.ClientSession
+    bot_process: BotProcess,
+    standin: Standin,
+    http: aiohttp.ClientSession,
+    start_visitor: VisitorFactory,
 ) -> None:
     """An HTTP 200 is a promise: the process is killed the moment the last answer arrives."""
-    visitor, thread_id = await joined_handoff(bot_process.url, standin, http)
+    visitor = await start_visitor(bot_process)
+    teams = Teams(http, bot_process.url, standin)
+    thread_id, _, _ = await joined(visitor, teams)
     await visitor.disconnect()
 
     async def from_visitor(i: int) -> int:
@@ -134,9 +119,7 @@ async def test_everything_acknowledged_survives_a_kill_right_after(
         return status
 
     async def from_thread(i: int) -> int:
-        status, _ = await send(
-            http, bot_process.url, thread_message(standin.url, thread_id, ALEX, f"thread line {i}")
-        )
+        status, _ = await teams.write(thread_id, f"thread line {i}")
         return status
 
     statuses = await asyncio.gather(
@@ -165,11 +148,10 @@ async def test_everything_acknowledged_survives_a_kill_right_after(
 
 
 async def test_stopping_closes_open_widgets_at_once(
-    bot_process: BotProcess, http: aiohttp.ClientSession
+    bot_process: BotProcess, http: aiohttp.ClientSession, start_visitor: VisitorFactory
 ) -> None:
     """SIGTERM with widgets open: they are told "going away" (1001) and the process exits."""
-    visitor = DirectLineClient(http, f"{bot_process.url}/v3/directline", origin=bot_process.url)
-    await visitor.start()
+    visitor = await start_visitor(bot_process)
     async with http.ws_connect(visitor.stream_url) as ws:
         await ws.receive_json(timeout=5)
         assert bot_process.process is not None
@@ -183,22 +165,16 @@ async def test_stopping_closes_open_widgets_at_once(
 
 
 async def test_retries_and_edits_are_recognised_after_a_restart(
+    start_chat: ChatFactory,
     start_bot: BotFactory,
-    visitor_factory: Callable[[RunningBot], DirectLineClient],
     standin: Standin,
     http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
     """A widget retrying across a restart is not duplicated, and a specialist's edit of a
     message relayed before the restart still reaches the widget."""
-    first = await start_bot(db=tmp_path / "keys.db")
-    visitor = visitor_factory(first)
-    await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(
-        http, first.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
-    await visitor.wait_text("has joined")
+    first, visitor = await start_chat(db=tmp_path / "keys.db")
+    thread_id, _, _ = await joined(visitor, Teams(http, first.url, standin))
     said = thread_message(standin.url, thread_id, ALEX, "Typo in thsi one")
     await send(http, first.url, said)
     await visitor.wait_text("Typo in thsi one")
@@ -209,10 +185,7 @@ async def test_retries_and_edits_are_recognised_after_a_restart(
     await first.stop()
 
     second = await start_bot(db=tmp_path / "keys.db")
-    visitor.base = second.directline
-    visitor.stream_url = visitor.stream_url.replace(
-        first.url.split("//")[1], second.url.split("//")[1]
-    )
+    visitor.follow(second.url)
     status, again = await visitor.post(dict(retry))
     assert status == 200 and again["id"] == sent["id"]
     await send(
@@ -221,9 +194,7 @@ async def test_retries_and_edits_are_recognised_after_a_restart(
         thread_edit(standin.url, thread_id, ALEX, said["id"], "Typo in this one"),
     )
     await visitor.connect(watermark="0")
-    update = await visitor.wait_for(
-        lambda: next((a for a in visitor.activities if a["type"] == "messageUpdate"), None)
-    )
+    update = await visitor.wait_type("messageUpdate")
     assert update["text"] == "Typo in this one"
     assert [a.get("text") for a in visitor.activities].count("sent twice") == 1
     await visitor.disconnect()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.directline import meta_keys
 from adapters.runtime.clock import utc_now
 from adapters.web.app import DIRECTLINE, STORE
-from tests.conftest import BotFactory
-from tests.e2e.test_handoff_story import open_handoff
-from tests.support.directline_client import DirectLineClient
+from tests.conftest import BotFactory, ChatFactory, VisitorFactory
+from tests.support.scenarios import Teams, handed_off, joined
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, card_action, send, thread_message
 
 
 async def deleted(store: Any, cid: str, timeout: float) -> bool:
@@ -43,7 +41,7 @@ class Clock:
 
 async def test_idle_conversations_are_deleted_and_the_rest_kept(
     start_bot: BotFactory,
-    visitor_factory: Callable[..., DirectLineClient],
+    start_visitor: VisitorFactory,
     standin: Standin,
     http: aiohttp.ClientSession,
     tmp_path: Path,
@@ -55,21 +53,21 @@ async def test_idle_conversations_are_deleted_and_the_rest_kept(
 
     # Jane talked to Alex and left (socket closed); Sam is still on the page; Kim is waiting
     # for a specialist.
-    jane = visitor_factory(bot)
-    await jane.start()
-    thread_id, _root, handoff_id = await open_handoff(jane, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await jane.wait_text("has joined")
-    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "/end"))
+    teams = Teams(http, bot.url, standin)
+    jane = await start_visitor(bot)
+    handoff = await joined(jane, teams)
+    await teams.write(handoff.thread_id, "/end")
     await jane.wait_text("has ended the chat")
     await jane.disconnect()
-    sam = visitor_factory(bot)
-    await sam.start()
+    sam = await start_visitor(bot)
     await sam.wait_text("virtual assistant")
-    kim = visitor_factory(bot)
-    await kim.start()
-    await open_handoff(kim, standin)
+    kim = await start_visitor(bot)
+    await handed_off(kim, standin)
     await kim.disconnect()
+
+    # The channel's own rows for the conversation are filed under it.
+    posted = f"{meta_keys.POSTED}:{jane.conversation_id}"
+    assert await store.get_meta(key=posted) is not None
 
     # 31 days on: the retention pass deletes Jane's conversation only.
     clock.ahead = timedelta(days=31)
@@ -77,7 +75,8 @@ async def test_idle_conversations_are_deleted_and_the_rest_kept(
     assert await deleted(store, jane.conversation_id, timeout=10)
     assert await store.activities_after(conversation_id=jane.conversation_id, watermark=0) == []
     assert await store.turns(conversation_id=jane.conversation_id) == []
-    assert await store.get_handoff(handoff_id=handoff_id) is None
+    assert await store.get_handoff(handoff_id=handoff.handoff_id) is None
+    assert await store.get_meta(key=posted) is None
     for kept in (sam, kim):
         assert await store.get_conversation(conversation_id=kept.conversation_id) is not None
     assert jane.conversation_id not in bot.app[DIRECTLINE].connected()
@@ -95,13 +94,9 @@ async def test_idle_conversations_are_deleted_and_the_rest_kept(
     status, body = await jane.post({"type": "message", "text": "hello?"})
     assert status == 404 and body["error"]["code"] == "BadArgument"
     # Alex writes in the old thread, and clicks the old card: no error, nothing relayed.
-    status, _ = await send(
-        http, bot.url, thread_message(standin.url, thread_id, ALEX, "anyone there?")
-    )
+    status, _ = await teams.write(handoff.thread_id, "anyone there?")
     assert status in (200, 201)
-    status, card = await send(
-        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
+    status, card = await teams.click(handoff, "handoff.join")
     assert status == 200 and card["statusCode"] == 200
 
     # Sam, still on the page, talks on as if nothing happened.
@@ -112,8 +107,7 @@ async def test_idle_conversations_are_deleted_and_the_rest_kept(
 
 @pytest.mark.parametrize("days", [None, 30])
 async def test_retention_can_be_switched_off(
-    start_bot: BotFactory,
-    visitor_factory: Callable[..., DirectLineClient],
+    start_chat: ChatFactory,
     days: int | None,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -121,9 +115,7 @@ async def test_retention_can_be_switched_off(
     caplog.set_level(logging.INFO, logger="adapters.web.app")
     clock = Clock()
     storage = {"sqlite_path": str(tmp_path / "h.db"), "retention_days": days}
-    bot = await start_bot(clock=clock, retention_interval=0.05, storage=storage)
-    visitor = visitor_factory(bot)
-    await visitor.start()
+    bot, visitor = await start_chat(clock=clock, retention_interval=0.05, storage=storage)
     await visitor.wait_text("virtual assistant")
     await visitor.disconnect()
     store = bot.app[STORE]

@@ -8,33 +8,25 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.adapters.teams.test_teams_auth import (  # noqa: F401 (fixtures)
-    ORIGIN,
-    ProductionFactory,
-    issuer,
-    post,
-    start_production,
-    token,
-)
-from tests.conftest import CHANNEL, RunningBot, _serve
-from tests.e2e.test_handoff_story import open_handoff
+from tests.conftest import CHANNEL, VisitorFactory
+from tests.support.auth import ORIGIN, ProductionFactory, post, token
 from tests.support.directline_client import DirectLineClient
-from tests.support.standin import Standin, build_standin_app
-from tests.support.teams import ALEX, send, thread_message
+from tests.support.scenarios import Teams, handed_off
+from tests.support.standin import Standin, running_standin
+from tests.support.teams import ALEX, thread_message
 
 
 @pytest.fixture
 async def moved() -> AsyncIterator[Standin]:
     """Another connector: where Teams (or someone claiming to be Teams) says the tenant is."""
-    state = Standin()
-    runner, state.url = await _serve(build_standin_app(state))
-    yield state
-    await runner.cleanup()
+    async with running_standin() as state:
+        yield state
 
 
 async def test_learned_service_url_wins(
     http: aiohttp.ClientSession,
-    start_production: ProductionFactory,  # noqa: F811
+    start_production: ProductionFactory,
+    start_visitor: VisitorFactory,
     standin: Standin,
     moved: Standin,
 ) -> None:
@@ -44,28 +36,19 @@ async def test_learned_service_url_wins(
     chatter = thread_message(moved.url, f"{CHANNEL};messageid=77", ALEX, "hi", mention=False)
     status, _ = await post(http, production.url, chatter, f"Bearer {token(moved.url)}")
     assert status in (200, 201)
-    visitor = DirectLineClient(http, production.running.directline, origin=ORIGIN)
-    await visitor.start()
-    try:
-        await open_handoff(visitor, moved)
-    finally:
-        await visitor.disconnect()
+    visitor = await start_visitor(production, origin=ORIGIN)
+    await handed_off(visitor, moved)
+    await visitor.disconnect()
     assert moved.threads and standin.threads == []
 
 
 async def test_local_mode_sends_only_to_the_configured_service_url(
-    bot: RunningBot,
-    visitor: DirectLineClient,
-    standin: Standin,
-    moved: Standin,
-    http: aiohttp.ClientSession,
+    visitor: DirectLineClient, standin: Standin, moved: Standin, teams: Teams
 ) -> None:
     # Local mode authenticates nothing: anyone could post this.
-    status, _ = await send(
-        http,
-        bot.url,
-        thread_message(moved.url, f"{CHANNEL};messageid=77", ALEX, "hi", mention=False),
+    status, _ = await teams.send(
+        thread_message(moved.url, f"{CHANNEL};messageid=77", ALEX, "hi", mention=False)
     )
     assert status in (200, 201)
-    await open_handoff(visitor, standin)
+    await handed_off(visitor, standin)
     assert standin.threads and moved.calls == []

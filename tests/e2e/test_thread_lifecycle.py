@@ -9,11 +9,19 @@ import aiohttp
 
 from adapters.runtime.clock import utc_now
 from adapters.web.app import SERVICE
-from tests.conftest import CHANNEL, BotFactory, RunningBot
-from tests.e2e.test_handoff_story import card_of, card_text, open_handoff, relayed_texts
+from tests.conftest import CHANNEL, ChatFactory, RunningBot
 from tests.support.directline_client import DirectLineClient
+from tests.support.scenarios import (
+    Teams,
+    card_of,
+    card_text,
+    card_updates,
+    handed_off,
+    joined,
+    summary_in,
+)
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, card_action, send, thread_message
+from tests.support.teams import ALEX, thread_message
 
 
 def route(**extra: Any) -> list[dict[str, Any]]:
@@ -27,32 +35,24 @@ async def sweep(bot: RunningBot, minutes: float) -> None:
     await bot.app[SERVICE].sweep(now=utc_now() + timedelta(minutes=minutes))
 
 
-async def test_notes_are_not_relayed(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
-) -> None:
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+async def test_notes_are_not_relayed(visitor: DirectLineClient, teams: Teams) -> None:
+    thread_id, _, _ = await joined(visitor, teams)
     for note in ("// she is on the legacy plan", "Note: check the refund first"):
-        await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, note))
-    await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "Hello Jane!"))
+        await teams.write(thread_id, note)
+    await teams.write(thread_id, "Hello Jane!")
     await visitor.wait_text("Hello Jane!")
     assert not any("legacy plan" in t or "refund first" in t for t in visitor.texts())
 
 
-async def test_join_timeout_keeps_the_bot(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
-) -> None:
-    bot = await start_bot(routes=route(join_timeout_minutes=5))
-    visitor = visitor_factory(bot)
-    await visitor.start()
-    _, root, _ = await open_handoff(visitor, standin)
+async def test_join_timeout_keeps_the_bot(start_chat: ChatFactory, standin: Standin) -> None:
+    bot, visitor = await start_chat(routes=route(join_timeout_minutes=5))
+    _, root, _ = await handed_off(visitor, standin)
     await sweep(bot, 4)
     assert standin.of("PUT") == []
     await sweep(bot, 6)
     await visitor.wait_text("none of our specialists could take your chat")
     assert visitor.statuses()[-1] == "failed"
-    update = await standin.wait_for(lambda: standin.of("PUT", root))
+    update = await card_updates(standin, root)
     assert "No one joined within" in card_text(card_of(update[-1]))
     assert card_of(update[-1])["actions"] == []
     await visitor.say("what does it cost?")
@@ -62,34 +62,28 @@ async def test_join_timeout_keeps_the_bot(
 
 
 async def test_join_timeout_leave_a_message(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin, http: aiohttp.ClientSession
+    start_chat: ChatFactory, standin: Standin, http: aiohttp.ClientSession
 ) -> None:
-    bot = await start_bot(routes=route(join_timeout_minutes=5, on_join_timeout="leave_message"))
-    visitor = visitor_factory(bot)
-    await visitor.start()
-    thread_id, root, handoff_id = await open_handoff(visitor, standin)
+    bot, visitor = await start_chat(
+        routes=route(join_timeout_minutes=5, on_join_timeout="leave_message")
+    )
+    handoff = await handed_off(visitor, standin)
     await sweep(bot, 6)
     await visitor.wait_text("Leave your message here")
-    update = await standin.wait_for(lambda: standin.of("PUT", root))
+    update = await card_updates(standin, handoff.root)
     assert "visitor can leave a message" in card_text(card_of(update[-1]))
     await visitor.say("Please call me back on 555-0100")
-    await standin.wait_for(lambda: any("555-0100" in t for t in relayed_texts(standin, thread_id)))
+    await standin.wait_text_in(handoff.thread_id, "555-0100")
     # Someone can still join later.
-    status, body = await send(
-        http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
-    )
+    status, body = await Teams(http, bot.url, standin).click(handoff, "handoff.join")
     assert "Alex Wilber joined" in card_text(body["value"])
 
 
-async def test_join_timeout_tries_another_route(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
-) -> None:
-    bot = await start_bot(
+async def test_join_timeout_tries_another_route(start_chat: ChatFactory, standin: Standin) -> None:
+    bot, visitor = await start_chat(
         routes=route(join_timeout_minutes=5, on_join_timeout="route", join_timeout_route="overflow")
     )
-    visitor = visitor_factory(bot)
-    await visitor.start()
-    await open_handoff(visitor, standin)
+    await handed_off(visitor, standin)
     await sweep(bot, 6)
     second = await standin.wait_for(
         lambda: standin.threads[1] if len(standin.threads) > 1 else None
@@ -102,14 +96,10 @@ async def test_join_timeout_tries_another_route(
 
 
 async def test_idle_reminder_then_close_with_summary(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin, http: aiohttp.ClientSession
+    start_chat: ChatFactory, standin: Standin, http: aiohttp.ClientSession
 ) -> None:
-    bot = await start_bot(routes=route(idle_reminder_minutes=10, idle_close_minutes=20))
-    visitor = visitor_factory(bot)
-    await visitor.start()
-    thread_id, root, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+    bot, visitor = await start_chat(routes=route(idle_reminder_minutes=10, idle_close_minutes=20))
+    thread_id, root, _ = await joined(visitor, Teams(http, bot.url, standin))
     await sweep(bot, 5)
     assert not any("still there" in t for t in visitor.texts())
     await sweep(bot, 11)
@@ -118,44 +108,28 @@ async def test_idle_reminder_then_close_with_summary(
     assert sum("Are you still there?" in t for t in visitor.texts()) == 1  # reminded once
     await sweep(bot, 21)
     await visitor.wait_text("closed after a while without messages")
-    ended = await standin.wait_for(
-        lambda: [
-            c for c in standin.of("PUT", root) if "Closed automatically" in card_text(card_of(c))
-        ]
-    )
+    ended = await card_updates(standin, root, showing="Closed automatically")
     assert "no messages for 21 min" in card_text(card_of(ended[-1]))
-    await standin.wait_for(
-        lambda: any(
-            "Conversation summary" in card_text(card_of(c))
-            for c in standin.posts_to(thread_id)
-            if c.body.get("attachments")
-        )
-    )
+    await summary_in(standin, thread_id)
 
 
 async def test_activity_resets_the_idle_clock(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin, http: aiohttp.ClientSession
+    start_chat: ChatFactory, standin: Standin, http: aiohttp.ClientSession
 ) -> None:
-    bot = await start_bot(routes=route(idle_reminder_minutes=10, idle_close_minutes=20))
-    visitor = visitor_factory(bot)
-    await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+    bot, visitor = await start_chat(routes=route(idle_reminder_minutes=10, idle_close_minutes=20))
+    thread_id, _, _ = await joined(visitor, Teams(http, bot.url, standin))
     await sweep(bot, 11)
     await visitor.wait_text("Are you still there?")
     await visitor.say("yes, still here")  # now
-    await standin.wait_for(
-        lambda: any("still here" in t for t in relayed_texts(standin, thread_id))
-    )
+    await standin.wait_text_in(thread_id, "still here")
     await sweep(bot, 15)  # 15 min after the join, but only seconds after the visitor's reply
     assert not any("closed after a while" in t for t in visitor.texts())
 
 
 async def test_a_left_message_request_closes_when_it_goes_quiet(
-    start_bot: BotFactory, visitor_factory: Any, standin: Standin
+    start_chat: ChatFactory, standin: Standin
 ) -> None:
-    bot = await start_bot(
+    bot, visitor = await start_chat(
         routes=route(
             join_timeout_minutes=5,
             on_join_timeout="leave_message",
@@ -163,9 +137,7 @@ async def test_a_left_message_request_closes_when_it_goes_quiet(
             idle_close_minutes=20,
         )
     )
-    visitor = visitor_factory(bot)
-    await visitor.start()
-    await open_handoff(visitor, standin)
+    await handed_off(visitor, standin)
     await sweep(bot, 6)
     await visitor.wait_text("Leave your message here")
     await sweep(bot, 30)
@@ -175,18 +147,12 @@ async def test_a_left_message_request_closes_when_it_goes_quiet(
 
 
 async def test_transfer_only_to_people(
-    bot: RunningBot, visitor: DirectLineClient, standin: Standin, http: aiohttp.ClientSession
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+    thread_id, _, _ = await joined(visitor, teams)
     channel = {"id": CHANNEL, "name": "General"}
     message = thread_message(standin.url, thread_id, ALEX, "/transfer", mentions=(channel,))
     message["entities"][-1]["mentioned"]["conversationIdentityType"] = "channel"
-    await send(http, bot.url, message)
-    await standin.wait_for(
-        lambda: any(
-            "mention your colleague" in c.body.get("text", "") for c in standin.posts_to(thread_id)
-        )
-    )
+    await teams.send(message)
+    await standin.wait_text_in(thread_id, "mention your colleague")
     assert not any("taken over" in t for t in visitor.texts())

@@ -18,11 +18,11 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import CHANNEL, need
-from tests.e2e.test_handoff_story import card_of, card_text, relayed_texts
-from tests.e2e.test_playground import BROWSER_ARGS, CHROMIUM
-from tests.support.processes import NODE_DIR, BotProcess, free_port
+from tests.support.browser import BROWSER_ARGS, CHROMIUM
+from tests.support.processes import NODE_DIR, BotProcess
+from tests.support.scenarios import Handoff, Teams, card_of, card_text, summary_in
+from tests.support.servers import serve
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, card_action, send, thread_message
 
 pytestmark = pytest.mark.e2e
 
@@ -36,17 +36,14 @@ async def site() -> AsyncIterator[str]:
     need(WEBCHAT_JS.exists(), f"Web Chat is not installed ({WEBCHAT_JS}); run make setup")
     files = {"/": PAGE, "/webchat.js": WEBCHAT_JS}
 
-    async def serve(request: web.Request) -> web.FileResponse:
+    async def static(request: web.Request) -> web.FileResponse:
         return web.FileResponse(files[request.path])
 
     app = web.Application()
     for path in files:
-        app.router.add_get(path, serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
+        app.router.add_get(path, static)
+    runner, url = await serve(app)
+    yield url
     await runner.cleanup()
 
 
@@ -57,6 +54,7 @@ async def test_handoff_through_the_official_web_chat(
 
     need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
     bot = bot_process
+    teams = Teams(http, bot.url, standin)
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
@@ -99,25 +97,14 @@ async def test_handoff_through_the_official_web_chat(
             await expect(chat).to_contain_text("specialist")
 
             # Alex joins from the card; the visitor is told, and they talk both ways.
-            status, _ = await send(
-                http,
-                bot.url,
-                card_action(
-                    standin.url, thread_id, ALEX, "handoff.join", join["data"]["handoffId"]
-                ),
-            )
+            handoff = Handoff(thread_id, root, join["data"]["handoffId"])
+            status, _ = await teams.click(handoff, "handoff.join")
             assert status == 200
             await expect(chat).to_contain_text("Alex Wilber has joined")
-            await send(
-                http,
-                bot.url,
-                thread_message(standin.url, thread_id, ALEX, "Hi Jane, I can see your invoices."),
-            )
+            await teams.write(thread_id, "Hi Jane, I can see your invoices.")
             await expect(chat).to_contain_text("Hi Jane, I can see your invoices.")
             await say("Great, the March one is missing.")
-            await standin.wait_for(
-                lambda: any("March one is missing" in t for t in relayed_texts(standin, thread_id))
-            )
+            await standin.wait_text_in(thread_id, "March one is missing")
 
             # The bot is killed and restarted under the open chat. Web Chat's Direct Line client
             # reconnects with its watermark (held back until Alex has written, so what he wrote
@@ -125,30 +112,18 @@ async def test_handoff_through_the_official_web_chat(
             streams_open.clear()
             bot.kill()
             await bot.start()
-            await send(
-                http,
-                bot.url,
-                thread_message(standin.url, thread_id, ALEX, "Found it, resending March now."),
-            )
+            await teams.write(thread_id, "Found it, resending March now.")
             streams_open.set()
             await expect(chat).to_contain_text("Found it, resending March now.", timeout=30_000)
             assert len(streams) >= 2 and "watermark=" in streams[-1], streams
             await say("Got it, thank you!")
-            await standin.wait_for(
-                lambda: any("Got it, thank you!" in t for t in relayed_texts(standin, thread_id))
-            )
+            await standin.wait_text_in(thread_id, "Got it, thank you!")
 
             # Alex ends it: the visitor is told, the summary goes to the same thread.
-            await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, "/end"))
+            await teams.write(thread_id, "/end")
             await expect(chat).to_contain_text("has ended the chat")
-            summary = await standin.wait_for(
-                lambda: [
-                    c
-                    for c in standin.posts_to(thread_id)
-                    if c.body.get("attachments") and "Conversation summary" in card_text(card_of(c))
-                ]
-            )
-            assert "Jane Doe with Alex Wilber" in card_text(card_of(summary[0]))
+            summary = await summary_in(standin, thread_id)
+            assert "Jane Doe with Alex Wilber" in card_text(card_of(summary))
             assert "Ended by Alex Wilber" in card_text(
                 card_of(standin.of("PUT", f"/activities/{root}")[-1])
             )

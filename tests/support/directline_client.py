@@ -60,6 +60,12 @@ class DirectLineClient:
         self._ws = await self.session.ws_connect(url)
         self._reader = asyncio.create_task(self._read(self._ws))
 
+    def follow(self, url: str) -> None:
+        """The bot came back at ``url`` (restarted on another port): talk to it there."""
+        old_host = self.base.split("//")[1].split("/")[0]
+        self.base = f"{url}/v3/directline"
+        self.stream_url = self.stream_url.replace(old_host, url.split("//")[1])
+
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for message in ws:
             if message.type != aiohttp.WSMsgType.TEXT or not message.data:
@@ -74,6 +80,14 @@ class DirectLineClient:
             await self._ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def history(self) -> list[dict[str, Any]]:
+        """The conversation's activities as the server keeps them (a GET, not the stream)."""
+        async with self.session.get(
+            f"{self.base}/conversations/{self.conversation_id}/activities", headers=self._auth
+        ) as r:
+            assert r.status == 200, await r.text()
+            return list((await r.json())["activities"])
 
     async def post(self, activity: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         activity = {"from": {"id": "ignored-by-server"}, **activity}
@@ -117,6 +131,12 @@ class DirectLineClient:
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
         return await wait_until(self._changed, predicate, timeout)
+
+    async def wait_type(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The first activity of type ``kind`` (``messageUpdate``, ...), once there is one."""
+        return await self.wait_for(
+            lambda: next((a for a in self.activities if a["type"] == kind), None), timeout
+        )
 
     async def wait_text(self, fragment: str, timeout: float = 10.0) -> dict[str, Any]:
         return await self.wait_for(

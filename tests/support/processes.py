@@ -9,7 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -44,26 +46,59 @@ async def wait_http(
 
 
 class BotProcess:
-    """``python app.py`` as a real process, as ops run it."""
+    """``python app.py`` as a real process, as ops run it (``args``: more of its options;
+    ``env``: more environment; ``preexec_fn``: run in the child before it starts)."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        log: Path,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], Any] | None = None,
+    ) -> None:
         self.config, self.port, self.log = config, port, log
+        self.args, self.env, self.preexec_fn = list(args), dict(env or {}), preexec_fn
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it to answer."""
+        command = [sys.executable, "app.py", "--config", str(self.config), "--port", str(self.port)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("Microsoft")}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "app.py", "--config", str(self.config), "--port", str(self.port)],
+                [*command, *self.args],
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={k: v for k, v in os.environ.items() if not k.startswith("Microsoft")},
+                env={**env, **self.env},
+                preexec_fn=self.preexec_fn,
             )
+        return self.process
+
+    async def ready(self) -> None:
+        """Wait until it answers ``/healthz`` (failing with its log if it exits first)."""
+        assert self.process is not None
         await wait_http(f"{self.url}/healthz", self.process, self.log)
+
+    async def start(self) -> None:
+        self.spawn()
+        await self.ready()
+
+    async def exited(self, within: float) -> int | None:
+        """Its exit code if it exits within ``within`` seconds, else None."""
+        assert self.process is not None
+        for _ in range(int(within / 0.05)):
+            if self.process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        return self.process.poll()
 
     def kill(self) -> None:
         assert self.process is not None

@@ -6,11 +6,14 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from tests.support.servers import serve
 from tests.support.waiting import wait_until
 
 
@@ -55,6 +58,14 @@ class Standin:
             for c in self.calls
             if c.method == "POST" and c.path.endswith("/activities") and thread_id in c.path
         ]
+
+    def texts_in(self, thread_id: str) -> list[str]:
+        """The texts of the posts into a thread (cards have none), oldest first."""
+        return [c.body.get("text", "") for c in self.posts_to(thread_id) if "text" in c.body]
+
+    async def wait_text_in(self, thread_id: str, fragment: str) -> list[str]:
+        """Wait until a post into the thread holds ``fragment``; return the posts that do."""
+        return await self.wait_for(lambda: [t for t in self.texts_in(thread_id) if fragment in t])
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
         """Wait until ``predicate()`` is truthy; return its value."""
@@ -105,3 +116,14 @@ def build_standin_app(state: Standin) -> web.Application:
     app.router.add_route("*", "/v3/conversations", record)
     app.router.add_route("*", "/v3/conversations/{tail:.*}", record)
     return app
+
+
+@asynccontextmanager
+async def running_standin() -> AsyncIterator[Standin]:
+    """A stand-in connector served on loopback for the duration."""
+    state = Standin()
+    runner, state.url = await serve(build_standin_app(state))
+    try:
+        yield state
+    finally:
+        await runner.cleanup()

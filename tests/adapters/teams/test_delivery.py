@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,69 +11,24 @@ import pytest
 from adapters.runtime.httpclient import HttpClient
 from adapters.storage.memory import MemoryStore
 from adapters.storage.sqlite import SqliteStore
-from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import MAX_TEXT_BYTES, DeliveryQueue, split_text
 from adapters.teams.text import relay_markdown
 from bot.errors import RetryableGatewayError, StoreError
+from tests.support.delivery import (
+    FAST_THREAD,
+    THREAD,
+    connected,
+    delivered,
+    make_connector,
+    queue,
+)
 from tests.support.processes import eventually
 from tests.support.standin import Standin
-
-THREAD = "19:support@thread.tacv2;messageid=1"
-# The real Teams windows, 20x faster, so a 100-message burst takes seconds, not minutes.
-FAST_THREAD = ((7, 0.05), (8, 0.1), (60, 1.5), (1800, 180.0))
-FAST_TENANT = ((50, 0.05),)
-
-
-def make_connector(url: str, tokens: Any = None, tenant_id: str = "t") -> BotConnector:
-    """A connector as the app builds one; ``tokens``: a stand-in token source, if any."""
-    return BotConnector(
-        tokens=tokens or ConnectorTokens(BotCredentials()),
-        service_url=url,
-        tenant_id=tenant_id,
-        bot_id="b",
-        bot_name="Ava",
-    )
-
-
-@contextlib.asynccontextmanager
-async def connected(standin: Standin, tokens: Any = None) -> AsyncIterator[BotConnector]:
-    made = make_connector(standin.url, tokens)
-    client = HttpClient()
-    made.use_client(client)
-    try:
-        yield made
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-async def connector(standin: Standin) -> AsyncIterator[BotConnector]:
-    async with connected(standin) as made:
-        yield made
-
-
-def queue(connector: BotConnector, store: object | None = None) -> DeliveryQueue:
-    return DeliveryQueue(
-        connector=connector,
-        store=store or MemoryStore(),  # type: ignore[arg-type]
-        thread_windows=FAST_THREAD,
-        tenant_windows=FAST_TENANT,
-        backoff_base=0.01,
-    )
 
 
 def texts(standin: Standin) -> list[str]:
     return [c.body.get("text", "") for c in standin.posts_to(THREAD)]
-
-
-def delivered(standin: Standin) -> list[str]:
-    """Delivered posts, each once (retries answered with an error are not deliveries)."""
-    return [
-        c.body.get("text", "")
-        for c in standin.calls
-        if c.path.endswith("/activities") and c.method == "POST" and c not in standin.refused
-    ]
 
 
 async def test_429_storm_with_and_without_retry_after(

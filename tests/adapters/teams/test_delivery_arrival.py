@@ -13,8 +13,8 @@ from aiohttp import web
 from adapters.storage.memory import MemoryStore
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import DeliveryQueue
-from tests.adapters.teams.test_delivery import FAST_THREAD, connected
-from tests.conftest import _serve
+from tests.support.delivery import FAST_THREAD, connected
+from tests.support.servers import serve
 from tests.support.standin import Standin, build_standin_app
 
 TENANT = ((10, 0.05),)  # tighter than the threads together: the shared window binds
@@ -50,7 +50,7 @@ async def jittery() -> AsyncIterator[Standin]:
         return response
 
     app.middlewares.append(network)
-    runner, state.url = await _serve(app)
+    runner, state.url = await serve(app)
     yield state
     await runner.cleanup()
 

@@ -4,7 +4,6 @@ refusals, a gone thread, a restart and failed commits; always what the store hol
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,11 @@ from adapters.storage.sqlite import SqliteStore
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import MAX_TEXT_BYTES, DeliveryQueue
 from bot.errors import StoreError
-from tests.adapters.teams.test_delivery import THREAD, connected, delivered, queue
+from tests.support.delivery import THREAD, delivered, queue
 from tests.support.processes import eventually
 from tests.support.standin import Standin
 
 OTHER = "19:other@thread.tacv2;messageid=7"
-
-
-@pytest.fixture
-async def connector(standin: Standin) -> AsyncIterator[BotConnector]:
-    async with connected(standin) as made:
-        yield made
 
 
 async def stored(store: MemoryStore | SqliteStore, thread_id: str) -> int:

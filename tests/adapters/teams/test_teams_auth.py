@@ -1,6 +1,7 @@
 """Inbound JWT validation for real, and outbound Bot Connector tokens.
 
-Tokens are signed with RSA keys made here; a local OpenID metadata/JWKS server publishes them
+Tokens are signed with RSA keys made in ``tests/support/auth.py``; a local OpenID metadata/JWKS
+server (the ``issuer`` fixture) publishes them
 and the app is pointed at it (``ToBotFromChannelOpenIdMetadataUrl``). botbuilder's own
 validation runs unchanged on top: signature, expiry, audience, issuer, serviceurl, endorsements.
 """
@@ -10,20 +11,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 import jwt
 import pytest
-from aiohttp import web
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from adapters.teams.auth import (
     CHANNEL_OPENID_METADATA_URL,
@@ -32,173 +25,26 @@ from adapters.teams.auth import (
     ConnectorTokens,
 )
 from adapters.teams.sdk import SigningKeys
-from adapters.web.app import create_app
 from bot.errors import GatewayError
-from tests.conftest import RunningBot, _serve
-from tests.conftest import test_settings as settings_for
-from tests.e2e.test_handoff_story import open_handoff
+from tests.conftest import RunningBot, VisitorFactory
+from tests.support.auth import (
+    APP_ID,
+    ORIGIN,
+    FakeMsal,
+    Issuer,
+    ProductionBot,
+    ProductionFactory,
+    jwk,
+    post,
+    token,
+)
 from tests.support.directline_client import DirectLineClient
+from tests.support.scenarios import handed_off
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, TENANT, card_action, thread_message
+from tests.support.teams import ALEX, card_action, thread_message
 
-APP_ID = "3f6c2a4e-9b1d-4c7e-8a2f-5d0e1b9c7a61"
 OTHER_APP_ID = "0b7e4d2c-1a3f-4e5d-9c8b-7a6f5e4d3c2b"
-ORIGIN = "https://shop.example.com"
 OTHER_TENANT = "99999999-aaaa-bbbb-cccc-000000000000"
-
-
-@cache
-def rsa_key(name: str) -> rsa.RSAPrivateKey:
-    """One key per name for the whole run (generating RSA keys is slow)."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def jwk(name: str, kid: str, endorsements: list[str]) -> dict[str, Any]:
-    entry: dict[str, Any] = RSAAlgorithm.to_jwk(rsa_key(name).public_key(), as_dict=True)
-    return {**entry, "kid": kid, "use": "sig", "endorsements": endorsements}
-
-
-@dataclass
-class Issuer:
-    """A local OpenID provider: metadata, a JWKS, and how often each was fetched."""
-
-    url: str = ""
-    keys: list[dict[str, Any]] = field(default_factory=list)
-    fetches: list[str] = field(default_factory=list)
-
-    @property
-    def metadata_url(self) -> str:
-        return f"{self.url}/v1/.well-known/openidconfiguration"
-
-
-@pytest.fixture
-async def issuer() -> AsyncIterator[Issuer]:
-    state = Issuer(
-        keys=[
-            jwk("channel", "channel-key", ["msteams", "webchat"]),
-            jwk("webchat", "webchat-key", ["webchat"]),
-        ]
-    )
-
-    async def metadata(request: web.Request) -> web.Response:
-        state.fetches.append("metadata")
-        return web.json_response(
-            {
-                "issuer": CHANNEL_TOKEN_ISSUER,
-                "jwks_uri": f"{state.url}/v1/.well-known/keys",
-                "id_token_signing_alg_values_supported": ["RS256"],
-            }
-        )
-
-    async def keys(request: web.Request) -> web.Response:
-        state.fetches.append("keys")
-        return web.json_response({"keys": state.keys})
-
-    app = web.Application()
-    app.router.add_get("/v1/.well-known/openidconfiguration", metadata)
-    app.router.add_get("/v1/.well-known/keys", keys)
-    runner, state.url = await _serve(app)
-    # botbuilder caches keys per metadata URL in a class attribute: start and end clean, so a
-    # port reused by a later test never sees this test's keys.
-    JwtTokenExtractor.metadataCache.pop(state.metadata_url, None)
-    yield state
-    JwtTokenExtractor.metadataCache.pop(state.metadata_url, None)
-    await runner.cleanup()
-
-
-def token(
-    service_url: str,
-    *,
-    key: str = "channel",
-    kid: str = "channel-key",
-    algorithm: str = "RS256",
-    without: tuple[str, ...] = (),
-    **claims: Any,
-) -> str:
-    """A Bot Framework channel token as Teams sends it, changed by ``claims``, with the claims
-    named in ``without`` left out."""
-    now = int(time.time())
-    payload = {
-        "serviceurl": service_url,
-        "nbf": now - 60,
-        "exp": now + 3600,
-        "iss": CHANNEL_TOKEN_ISSUER,
-        "aud": APP_ID,
-        **claims,
-    }
-    for name in without:
-        del payload[name]
-    if algorithm == "none":
-        return jwt.encode(payload, None, algorithm="none", headers={"kid": kid})
-    return jwt.encode(payload, rsa_key(key), algorithm=algorithm, headers={"kid": kid})
-
-
-class FakeMsal:
-    """An MSAL-like client: blocking, counts acquisitions and the thread each ran on."""
-
-    def __init__(self, expires_in: int = 3600, delay: float = 0.0) -> None:
-        self.expires_in = expires_in
-        self.delay = delay
-        self.threads: list[int] = []
-        self.scopes: list[list[str]] = []
-        self.fail_next = False
-
-    def acquire_token_for_client(self, *, scopes: list[str]) -> dict[str, Any]:
-        self.threads.append(threading.get_ident())
-        self.scopes.append(scopes)
-        if self.delay:
-            time.sleep(self.delay)  # MSAL's HTTP is blocking
-        if self.fail_next:
-            self.fail_next = False
-            return {"error": "invalid_client", "error_description": "AADSTS7000215"}
-        return {"access_token": f"token-{len(self.threads)}", "expires_in": self.expires_in}
-
-
-@dataclass
-class ProductionBot:
-    running: RunningBot
-    msal: FakeMsal
-    credentials: BotCredentials
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-
-ProductionFactory = Callable[..., Awaitable[ProductionBot]]
-
-
-@pytest.fixture
-async def start_production(
-    standin: Standin, tmp_path: Path, issuer: Issuer
-) -> AsyncIterator[ProductionFactory]:
-    running: list[RunningBot] = []
-
-    async def start(app_type: str = "MultiTenant", **overrides: Any) -> ProductionBot:
-        fields: dict[str, Any] = {
-            "app_id": APP_ID,
-            "password": "x",
-            "app_type": app_type,
-            "tenant_id": TENANT if app_type == "SingleTenant" else "",
-            "openid_metadata_url": issuer.metadata_url,
-            **overrides,
-        }
-        credentials = BotCredentials(**fields)
-        msal = FakeMsal()
-        settings = settings_for(
-            standin, tmp_path / f"{uuid.uuid4().hex}.db", widget={"allowed_origins": [ORIGIN]}
-        )
-        app = await create_app(
-            settings, credentials, env={}, tokens=ConnectorTokens(credentials, client=msal)
-        )
-        runner, url = await _serve(app)
-        bot = RunningBot(url, app, runner)
-        running.append(bot)
-        return ProductionBot(bot, msal, credentials)
-
-    yield start
-    for bot in running:
-        await bot.stop()
 
 
 @pytest.fixture
@@ -207,22 +53,8 @@ async def production(start_production: ProductionFactory) -> ProductionBot:
 
 
 @pytest.fixture
-async def widget(
-    http: aiohttp.ClientSession, production: ProductionBot
-) -> AsyncIterator[DirectLineClient]:
-    client = DirectLineClient(http, production.running.directline, origin=ORIGIN)
-    await client.start()
-    yield client
-    await client.disconnect()
-
-
-async def post(
-    http: aiohttp.ClientSession, bot_url: str, activity: dict[str, Any], authorization: str | None
-) -> tuple[int, Any]:
-    headers = {"Authorization": authorization} if authorization is not None else {}
-    async with http.post(f"{bot_url}/api/messages", json=activity, headers=headers) as response:
-        body = await response.json(content_type=None) if await response.read() else None
-        return response.status, body
+async def widget(production: ProductionBot, start_visitor: VisitorFactory) -> DirectLineClient:
+    return await start_visitor(production, origin=ORIGIN)
 
 
 # ---- inbound ------------------------------------------------------------------------------
@@ -240,7 +72,7 @@ async def test_valid_token_is_accepted_and_the_handoff_runs(
     visitor = DirectLineClient(http, production.running.directline, origin=ORIGIN)
     await visitor.start()
     try:
-        thread_id, root, handoff_id = await open_handoff(visitor, standin)
+        thread_id, root, handoff_id = await handed_off(visitor, standin)
         join = card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
         status, body = await post(http, production.url, join, f"Bearer {token(standin.url)}")
         assert status == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
@@ -332,7 +164,7 @@ async def test_bad_tokens_are_refused_and_change_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     authorization, reason = BAD_AUTHORIZATION[case]
-    thread_id, _, handoff_id = await open_handoff(widget, standin)
+    thread_id, _, handoff_id = await handed_off(widget, standin)
     calls_before = list(standin.calls)
     join = card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id)
     status, body = await post(http, production.url, join, authorization(standin.url))
@@ -356,7 +188,7 @@ async def test_valid_token_from_another_tenant_is_forbidden(
     widget: DirectLineClient,
     standin: Standin,
 ) -> None:
-    thread_id, _, handoff_id = await open_handoff(widget, standin)
+    thread_id, _, handoff_id = await handed_off(widget, standin)
     calls_before = list(standin.calls)
     join = card_action(
         standin.url, thread_id, ALEX, "handoff.join", handoff_id, tenant=OTHER_TENANT
@@ -459,7 +291,7 @@ def test_auth_settings_from_the_environment() -> None:
 async def test_outbound_calls_carry_the_bearer_token(
     production: ProductionBot, widget: DirectLineClient, standin: Standin
 ) -> None:
-    thread_id, _, _ = await open_handoff(widget, standin)
+    thread_id, _, _ = await handed_off(widget, standin)
     assert standin.calls
     for call in standin.calls:
         assert call.headers.get("Authorization") == "Bearer token-1", call.path
@@ -469,7 +301,7 @@ async def test_outbound_calls_carry_the_bearer_token(
 async def test_local_mode_sends_no_token(
     bot: RunningBot, visitor: DirectLineClient, standin: Standin
 ) -> None:
-    await open_handoff(visitor, standin)
+    await handed_off(visitor, standin)
     assert standin.calls
     assert all("Authorization" not in call.headers for call in standin.calls)
 

@@ -8,8 +8,8 @@ import pytest
 from adapters.web.app import SERVICE
 from bot.errors import StoreError
 from tests.conftest import CHANNEL, RunningBot
-from tests.e2e.test_handoff_story import open_handoff
 from tests.support.directline_client import DirectLineClient
+from tests.support.scenarios import Teams, handed_off, joined
 from tests.support.standin import Standin
 from tests.support.teams import ALEX, card_action, send, thread_message
 
@@ -44,20 +44,11 @@ async def test_malformed_activities(
 
 
 async def test_other_tenant_is_refused(
-    http: aiohttp.ClientSession, bot: RunningBot, visitor: DirectLineClient, standin: Standin
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    status, _ = await send(
-        http,
-        bot.url,
-        card_action(
-            standin.url,
-            thread_id,
-            ALEX,
-            "handoff.join",
-            handoff_id,
-            tenant="99999999-aaaa-bbbb-cccc-000000000000",
-        ),
+    handoff = await handed_off(visitor, standin)
+    status, _ = await teams.click(
+        handoff, "handoff.join", tenant="99999999-aaaa-bbbb-cccc-000000000000"
     )
     assert status == 403
     assert standin.of("PUT") == []
@@ -96,31 +87,26 @@ async def test_unknown_handoff_and_unknown_verb(
 
 
 async def test_duplicate_thread_message_relayed_once(
-    http: aiohttp.ClientSession, bot: RunningBot, visitor: DirectLineClient, standin: Standin
+    visitor: DirectLineClient, standin: Standin, teams: Teams
 ) -> None:
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
-    await visitor.wait_text("has joined")
+    thread_id, _, _ = await joined(visitor, teams)
     reply = thread_message(standin.url, thread_id, ALEX, "only once please")
-    await send(http, bot.url, reply)
-    await send(http, bot.url, reply)  # Teams retried the same delivery
+    await teams.send(reply)
+    await teams.send(reply)  # Teams retried the same delivery
     await visitor.wait_text("only once please")
     await visitor.say("sync")  # a round trip, so a second relay would have arrived by now
-    await standin.wait_for(
-        lambda: any("sync" in c.body.get("text", "") for c in standin.posts_to(thread_id))
-    )
+    await standin.wait_text_in(thread_id, "sync")
     assert sum(t == "only once please" for t in visitor.texts()) == 1
 
 
 async def test_connector_clients_are_built_once_not_per_turn(
-    http: aiohttp.ClientSession, bot: RunningBot, visitor: DirectLineClient, standin: Standin
+    bot: RunningBot, visitor: DirectLineClient, teams: Teams
 ) -> None:
     from adapters.web.app import TEAMS
 
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    thread_id, _, _ = await joined(visitor, teams)
     for n in range(20):
-        await send(http, bot.url, thread_message(standin.url, thread_id, ALEX, f"reply {n}"))
+        await teams.write(thread_id, f"reply {n}")
     await visitor.wait_text("reply 19")
     # One ConnectorClient and one UserTokenClient for 21 turns (botbuilder alone builds 42).
     assert bot.app[TEAMS].clients.built == 2

@@ -16,13 +16,8 @@ import pytest
 from adapters.teams.endpoint import MAX_BODY_BYTES
 from adapters.web.app import SERVICE
 from bot.errors import StoreError
-from tests.adapters.teams.test_teams_auth import (  # noqa: F401 (fixtures)
-    ProductionFactory,
-    issuer,
-    start_production,
-    token,
-)
 from tests.conftest import CHANNEL, RunningBot
+from tests.support.auth import ProductionFactory
 from tests.support.standin import Standin
 from tests.support.teams import ALEX, card_action, send, thread_message
 
@@ -106,7 +101,7 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.fixture
-async def production_url(start_production: ProductionFactory) -> str:  # noqa: F811
+async def production_url(start_production: ProductionFactory) -> str:
     return (await start_production()).url
 
 

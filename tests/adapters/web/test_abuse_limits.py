@@ -16,10 +16,9 @@ import pytest
 
 from adapters.web.app import DIRECTLINE
 from tests.conftest import BotFactory, RunningBot
-from tests.e2e.test_handoff_story import open_handoff, relayed_texts
 from tests.support.directline_client import DirectLineClient
+from tests.support.scenarios import Teams, handed_off
 from tests.support.standin import Standin
-from tests.support.teams import ALEX, card_action, send
 
 
 async def _generate(
@@ -95,8 +94,8 @@ async def test_a_visitor_faster_than_teams_is_told_to_slow_down_and_nothing_is_l
     bot = await start_bot(limits={"messages_per_conversation": None, "teams_backlog": 5})
     visitor: DirectLineClient = visitor_factory(bot)
     await visitor.start()
-    thread_id, _, handoff_id = await open_handoff(visitor, standin)
-    await send(http, bot.url, card_action(standin.url, thread_id, ALEX, "handoff.join", handoff_id))
+    handoff = await handed_off(visitor, standin)
+    await Teams(http, bot.url, standin).click(handoff, "handoff.join")
     await visitor.wait_for(lambda: "accepted" in visitor.statuses())
     standin.gate = asyncio.Event()  # Teams stops answering: the thread's queue fills
     accepted: list[str] = []
@@ -125,7 +124,7 @@ async def test_a_visitor_faster_than_teams_is_told_to_slow_down_and_nothing_is_l
     standin.gate = None
     # Everything acknowledged reaches the thread; once it drained, the visitor may write again.
     await standin.wait_for(
-        lambda: all(any(t in r for r in relayed_texts(standin, thread_id)) for t in accepted),
+        lambda: all(any(t in r for r in standin.texts_in(handoff.thread_id)) for t in accepted),
         timeout=30,
     )
     for _ in range(100):
@@ -203,7 +202,7 @@ async def test_a_body_that_never_arrives_gets_408(
     )
     head = (
         f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {visitor.token}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"type\": "
+        'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type": '
     )
     conn.sendall(head.encode())
     answer = await asyncio.to_thread(conn.recv, 4096)
@@ -215,8 +214,8 @@ async def test_a_body_that_never_arrives_gets_408(
 async def test_an_idle_socket_is_closed_and_a_silent_peer_dropped(
     start_bot: BotFactory, visitor_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("adapters.directline.channel.KEEPALIVE_SECONDS", 0.2)
-    monkeypatch.setattr("adapters.directline.channel.HEARTBEAT_SECONDS", 0.4)
+    monkeypatch.setattr("adapters.directline.sockets.KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr("adapters.directline.sockets.HEARTBEAT_SECONDS", 0.4)
     bot = await start_bot(limits={"websocket_idle_minutes": 1 / 60})  # one second
     visitor: DirectLineClient = visitor_factory(bot)
     await visitor.start()
@@ -257,7 +256,7 @@ async def test_what_a_visitor_may_store_and_what_one_answer_holds_are_bounded(
 ) -> None:
     """A browser's activity is small (a big one is refused, not kept and replayed to every
     reconnect); a long history comes in pages and frames of bounded size, in order."""
-    monkeypatch.setattr("adapters.directline.channel.FRAME_BYTES", 4_000)
+    monkeypatch.setattr("adapters.directline.sockets.FRAME_BYTES", 4_000)
     monkeypatch.setattr("adapters.directline.channel.READ_BYTES", 4_000)
     bot = await start_bot(limits={"messages_per_conversation": None})
     visitor: DirectLineClient = visitor_factory(bot)
@@ -267,7 +266,11 @@ async def test_what_a_visitor_may_store_and_what_one_answer_holds_are_bounded(
     )
     assert status == 413 and body["error"]["code"] == "MessageSizeTooBig"
     for n in range(30):
-        assert (await visitor.post({"type": "event", "name": "note", "value": {"n": n, "pad": "p" * 900}}))[0] == 200
+        assert (
+            await visitor.post(
+                {"type": "event", "name": "note", "value": {"n": n, "pad": "p" * 900}}
+            )
+        )[0] == 200
     # Paged: each page about READ_BYTES, and following the watermark gives everything once.
     seen: list[int] = []
     watermark = "0"
@@ -305,7 +308,7 @@ async def test_what_a_visitor_may_store_and_what_one_answer_holds_are_bounded(
 async def test_a_conversation_has_a_few_streams_at_most(
     http: aiohttp.ClientSession, bot: RunningBot, visitor: DirectLineClient
 ) -> None:
-    from adapters.directline.channel import SOCKETS_PER_CONVERSATION
+    from adapters.directline.sockets import SOCKETS_PER_CONVERSATION
 
     sockets = []
     try:
@@ -349,8 +352,8 @@ async def test_a_socket_that_takes_no_frame_is_dropped_even_when_nothing_more_co
     import os
     from urllib.parse import urlsplit
 
-    monkeypatch.setattr("adapters.directline.channel.KEEPALIVE_SECONDS", 0.2)
-    monkeypatch.setattr("adapters.directline.channel.MAX_PENDING_ROWS", 1_000_000)
+    monkeypatch.setattr("adapters.directline.sockets.KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr("adapters.directline.sockets.MAX_PENDING_ROWS", 1_000_000)
     bot.without_rate_limits()
     channel = bot.app[DIRECTLINE]
     where = urlsplit(visitor.stream_url)
