@@ -643,10 +643,10 @@ def bench_rules(args: argparse.Namespace) -> list[str]:
     from dataclasses import replace
 
     from bot.config import Settings
-    from bot.escalation import detect
     from bot.model import Conversation, Page, Role, Turn
     from bot.model import Visitor as DVisitor
-    from bot.routing import choose_route, facts_for
+    from bot.rules.escalation import detect
+    from bot.rules.routing import choose_route, facts_for
 
     now = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
     conversation = Conversation(

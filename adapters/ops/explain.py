@@ -13,10 +13,10 @@ from typing import Any
 from adapters.ops.config_file import load_settings
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.escalation import detect
 from bot.hours import back_at
 from bot.model import Conversation, Role, Turn, Visitor, merge_context
-from bot.routing import availability, choose_route, facts_for
+from bot.rules.escalation import detect
+from bot.rules.routing import availability, choose_route, facts_for
 
 USAGE = """python app.py explain [--config FILE] [--at ISO-TIME] [--category C] VISITOR.json
 

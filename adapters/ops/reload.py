@@ -19,7 +19,7 @@ from typing import TypeVar
 from adapters.ops.config_file import load_settings
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.routing import prepare
+from bot.rules.routing import prepare
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from adapters.teams.endpoint import TeamsEndpoint
 from adapters.teams.inbound import TeamsHandoffBot
 from bot.config import Settings
 from bot.errors import StoreError
-from bot.routing import prepare
+from bot.rules.routing import prepare
 from bot.usecases import HandoffService
 
 log = logging.getLogger(__name__)

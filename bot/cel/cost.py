@@ -121,7 +121,7 @@ def _strings() -> Size:
     return Size(0, items, VALUE + items * string.weight, string)
 
 
-# What ``bot.routing.facts_for`` builds (``context`` is whatever the visitor sent, cut as a
+# What ``bot.rules.routing.facts_for`` builds (``context`` is whatever the visitor sent, cut as a
 # variable; the visitor's own fields too, its tags and account come from the cut context).
 _TEXT = _text(bounds.STRING)
 _TAGS = _strings()

@@ -14,7 +14,7 @@ from bot.errors import GatewayError
 from bot.hours import back_at
 from bot.model import EMPTY, Conversation, Handoff, HandoffState, Role, Turn
 from bot.ports import Choice
-from bot.routing import RouteChoice, availability, choose_route, facts_for
+from bot.rules.routing import RouteChoice, availability, choose_route, facts_for
 from bot.transition import OpenFailed, ThreadOpened, VisitorNotice
 from bot.usecases.effects import Effects
 from bot.usecases.shared import Part, Shared

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import GatewayError
-from bot.escalation import detect, fallback_trigger
 from bot.model import (
     Conversation,
     Handoff,
@@ -20,8 +19,9 @@ from bot.model import (
     merge_context,
     merge_raw_context,
 )
-from bot.routing import facts_for
-from bot.rules import find_answer, is_greeting
+from bot.rules.escalation import detect, fallback_trigger
+from bot.rules.phrases import find_answer, is_greeting
+from bot.rules.routing import facts_for
 from bot.transition import End
 from bot.usecases.effects import Effects
 from bot.usecases.opening import Opening

@@ -219,7 +219,7 @@ async def test_the_watcher_reloads_a_changed_file(tmp_path: Path) -> None:
 async def test_a_reload_prepares_the_rules_off_the_loop(tmp_path: Path) -> None:
     """The rule set, route plan and escalation rules of a reloaded config are built in the
     reload's thread, not by the first message after it (on the event loop)."""
-    from bot import escalation, routing
+    from bot.rules import escalation, routing
 
     config = tmp_path / "handoff.yaml"
     config.write_text(ROUTES)

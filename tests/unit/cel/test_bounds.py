@@ -11,7 +11,7 @@ import pytest
 from bot.cel.bounds import CHARS, ITEMS, STRING, VALUES, bounded
 from bot.config import Settings
 from bot.model import Conversation, Role, Turn, Visitor, merge_context
-from bot.routing import facts_for
+from bot.rules.routing import facts_for
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ from bot.cel.cost import COST_LIMIT, CelTooCostlyError, check, estimate
 from bot.cel.parser import parse
 from bot.config import Settings
 from bot.model import Conversation, Role, Turn, Visitor
-from bot.routing import facts_for
+from bot.rules.routing import facts_for
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

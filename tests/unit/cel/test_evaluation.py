@@ -20,9 +20,9 @@ from bot.cel.fast_path import Shape, shape
 from bot.cel.lexer import CelSyntaxError
 from bot.cel.parser import CelTooDeepError, parse
 from bot.config import Escalation, Route, Settings
-from bot.escalation import detect
 from bot.model import Conversation, Page, Role, Turn, Visitor
-from bot.routing import RouteChoice, choose_route, facts_for, rule_set
+from bot.rules.escalation import detect
+from bot.rules.routing import RouteChoice, choose_route, facts_for, rule_set
 from tests.unit.cel.tables import (
     ALL_RULES,
     CEL_ONLY,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from bot.cel import compile_rule
 from bot.config import Settings
 from bot.model import Conversation, Page, Role, Turn, Visitor
-from bot.routing import choose_route, facts_for
+from bot.rules.routing import choose_route, facts_for
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 CONTEXT = {

@@ -9,7 +9,7 @@ from functools import lru_cache
 from bot.cel import Facts, FirstMatch
 from bot.config import DEFAULT_PHRASES, ContextRule, Escalation
 from bot.model import Role, Turn
-from bot.rules import asks_for_person, contains_any, is_greeting, normalise
+from bot.rules.phrases import asks_for_person, contains_any, is_greeting, normalise
 from bot.summary import is_question
 
 # Wording that signals a visitor is getting annoyed; ops can add more in YAML.

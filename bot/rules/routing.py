@@ -10,8 +10,8 @@ from typing import Any
 from bot.cel import Facts, FirstMatch, RuleSet
 from bot.cel.bounds import STRING, bounded
 from bot.config import DEFAULT_PHRASES, OutOfHours, Route, Settings
-from bot.escalation import escalation_plan, intents
 from bot.model import Conversation, Role, Turn
+from bot.rules.escalation import escalation_plan, intents
 
 # Per configuration (Settings are immutable; a reload makes new ones), a few kept.
 _KEEP = 8

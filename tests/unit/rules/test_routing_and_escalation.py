@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from bot.cel import Facts
 from bot.config import Escalation, Settings
-from bot.escalation import detect, fallback_trigger, is_negative, same_question
 from bot.links import parse_channel
 from bot.model import Conversation, Page, Role, Turn, Visitor
-from bot.routing import availability, choose_route, facts_for
+from bot.rules.escalation import detect, fallback_trigger, is_negative, same_question
+from bot.rules.routing import availability, choose_route, facts_for
 from bot.texts import Texts
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import pytest
 
 from bot.config import DEFAULT_PHRASES, Answer
-from bot.escalation import NEGATIVE_WORDS, _words, is_negative, same_question
-from bot.rules import (
+from bot.rules.escalation import NEGATIVE_WORDS, _words, is_negative, same_question
+from bot.rules.phrases import (
     _ASK_FOR_PERSON,
     asks_for_person,
     contains_any,
