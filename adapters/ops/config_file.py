@@ -100,8 +100,8 @@ class _BoundedLoader(yaml.SafeLoader):
         self._open: list[str] = []  # anchors of the collections being composed
         self._values: dict[int, int] = {}  # expanded values, by node id
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]  # stubs: untyped
         step = index.value if isinstance(index, yaml.ScalarNode) else index
         if step is not None:
             self._loc.append(step if isinstance(step, int) else str(step))
@@ -119,11 +119,12 @@ class _BoundedLoader(yaml.SafeLoader):
             if opens:
                 self._open.append(event.anchor or "")
             try:
-                node: yaml.Node = super().compose_node(parent, index)
+                node = super().compose_node(parent, index)
             finally:
                 if opens:
                     self._open.pop()
-            self._count(node, tuple(self._loc))
+            if node is not None:
+                self._count(node, tuple(self._loc))
             return node
         finally:
             if step is not None:

@@ -186,7 +186,7 @@ class HttpClient:
         self._origins: dict[str, _Origin] = {}
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._open: dict[_Origin, int] = {}  # connections open or being opened, per origin
-        self._queued: dict[_Origin, collections.deque[asyncio.Future[None]]] = {}
+        self._queued: dict[_Origin, collections.deque[asyncio.Future[_Connection | None]]] = {}
         self._closed = False
 
     async def request(

@@ -15,7 +15,7 @@ MAX_RETRY_AFTER = 3600.0  # a sanity bound only: Teams' own answers are seconds
 def backoff(attempt: int, base: float = 0.5, cap: float = MAX_BACKOFF) -> float:
     """The wait before attempt ``attempt + 1``: base, 2x base, 4x base ... at most ``cap``,
     times a random factor in [0.5, 1] (so that many waiting callers do not retry at once)."""
-    return min(cap, base * 2 ** min(attempt - 1, 20)) * random.uniform(0.5, 1.0)
+    return min(cap, base * 2.0 ** min(attempt - 1, 20)) * random.uniform(0.5, 1.0)
 
 
 def retry_after(header: str) -> float | None:

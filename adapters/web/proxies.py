@@ -45,7 +45,7 @@ class Proxies:
     def client(self, request: web.Request) -> str:
         """The client's address: the peer, or, when the peer is a trusted proxy, the last
         address in X-Forwarded-For that is not one (the one our own proxies saw)."""
-        known = request.get(_CLIENT)
+        known: str | None = request.get(_CLIENT)
         if known is not None:
             return known
         address = request.remote or ""
