@@ -51,45 +51,33 @@ def _measure(value: Any, depth: int) -> int:
     if kind in _SCALARS:
         return _ONE
     if kind is dict:
-        if len(value) > ITEMS or (value and depth + 1 >= len(VALUES)):
-            return -1
-        total = _ONE
-        for key, item in value.items():
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return -1
+    if len(value) > ITEMS or (value and depth + 1 >= len(VALUES)):
+        return -1
+    total = _ONE
+    if kind is dict:
+        for key in value:
             if type(key) is not str or len(key) > STRING:
                 return -1
             total += len(key)
-            # Strings and numbers inline: a call per value would double the time.
-            item_kind = type(item)
-            if item_kind is str:
-                if len(item) > STRING:
-                    return -1
-                total += _ONE + len(item)
-            elif item_kind in _SCALARS:
-                total += _ONE
-            else:
-                size = _measure(item, depth + 1)
-                if size < 0:
-                    return -1
-                total += size
-    elif kind is list:
-        if len(value) > ITEMS or (value and depth + 1 >= len(VALUES)):
-            return -1
-        total = _ONE
-        for item in value:
-            item_kind = type(item)
-            if item_kind is str:
-                if len(item) > STRING:
-                    return -1
-                total += _ONE + len(item)
-            elif item_kind in _SCALARS:
-                total += _ONE
-            else:
-                size = _measure(item, depth + 1)
-                if size < 0:
-                    return -1
-                total += size
-    else:
-        return -1
+    for item in items:
+        # Strings and numbers inline: a call per value would double the time.
+        item_kind = type(item)
+        if item_kind is str:
+            if len(item) > STRING:
+                return -1
+            total += _ONE + len(item)
+        elif item_kind in _SCALARS:
+            total += _ONE
+        else:
+            size = _measure(item, depth + 1)
+            if size < 0:
+                return -1
+            total += size
     if total >> 32 > VALUES[depth] or total & _CHARS > CHARS[depth]:
         return -1
     return total

@@ -1,4 +1,4 @@
-"""Escalation and routing rules: does this visitor want a person, and which route takes them."""
+"""Phrases: does this visitor want a person, is this a greeting, which keyword answer fits."""
 
 from __future__ import annotations
 
