@@ -15,11 +15,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.conftest import need
-from tests.e2e.test_playground import BROWSER_ARGS, CHROMIUM
+from tests.support.browser import chromium
 from tests.support.processes import BotProcess, free_port
-from tests.support.standin import Standin
-from tests.support.teams import TENANT
 
 pytestmark = pytest.mark.e2e
 
@@ -71,22 +68,7 @@ HOST_STYLES_JS = """() => {
 
 
 @pytest.fixture
-async def bot(standin: Standin, tmp_path: Path) -> AsyncIterator[BotProcess]:
-    need(Path(CHROMIUM).exists(), "Debian chromium is not installed (apt-get install chromium)")
-    config = tmp_path / "handoff.yaml"
-    config.write_text(
-        f"teams:\n  service_url: {standin.url}\n  tenant_id: {TENANT}\n"
-        'routes:\n  - id: support\n    name: Customer support\n    channel: "19:s@thread.tacv2"\n'
-        f"storage:\n  sqlite_path: {tmp_path / 'h.db'}\n"
-    )
-    process = BotProcess(config, free_port(), tmp_path / "bot.log")
-    await process.start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-async def host_site(bot: BotProcess) -> AsyncIterator[str]:
+async def host_site(bot_process: BotProcess) -> AsyncIterator[str]:
     """The host's site, on an origin of its own: the page, with or without the widget, and a copy
     of the widget's files under /chat/."""
     files = {p.name: p for p in WIDGET_DIR.iterdir() if p.suffix in {".js", ".css"}}
@@ -96,7 +78,7 @@ async def host_site(bot: BotProcess) -> AsyncIterator[str]:
             ""
             if request.query.get("widget") == "no"
             else f'<script type="module" src="/chat/widget.js" '
-            f'data-domain="{bot.url}/v3/directline"></script>'
+            f'data-domain="{bot_process.url}/v3/directline"></script>'
         )
         return web.Response(
             text=PAGE.format(css=HOSTILE_CSS, widget=widget), content_type="text/html"
@@ -129,98 +111,94 @@ async def _style(page: Any, selector: str, *props: str) -> list[str]:
 async def test_a_hostile_page_neither_breaks_the_widget_nor_is_restyled_by_it(
     host_site: str, tmp_path: Path
 ) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 800})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
 
-            # The host page as it is without the widget.
-            await page.goto(f"{host_site}/?widget=no")
-            without = await page.evaluate(HOST_STYLES_JS)
-            await page.goto(f"{host_site}/")
+        # The host page as it is without the widget.
+        await page.goto(f"{host_site}/?widget=no")
+        without = await page.evaluate(HOST_STYLES_JS)
+        await page.goto(f"{host_site}/")
 
-            # The launcher shows where and as it should, in its own colours and size.
-            launcher = page.locator("#chat-launcher")
-            await expect(launcher).to_be_visible(timeout=15_000)
-            box = await launcher.bounding_box()
-            assert box is not None
-            assert (round(box["width"]), round(box["height"])) == (60, 60)
-            assert (round(box["x"] + box["width"]), round(box["y"] + box["height"])) == (1256, 776)
-            color, background, radius = await _style(
-                page, "#chat-launcher", "color", "background-image", "border-radius"
+        # The launcher shows where and as it should, in its own colours and size.
+        launcher = page.locator("#chat-launcher")
+        await expect(launcher).to_be_visible(timeout=15_000)
+        box = await launcher.bounding_box()
+        assert box is not None
+        assert (round(box["width"]), round(box["height"])) == (60, 60)
+        assert (round(box["x"] + box["width"]), round(box["y"] + box["height"])) == (1256, 776)
+        color, background, radius = await _style(
+            page, "#chat-launcher", "color", "background-image", "border-radius"
+        )
+        assert color == "rgb(255, 255, 255)"
+        assert "linear-gradient" in background and "255, 0, 0" not in background
+        assert radius == "50%"
+
+        # It opens the panel, which is laid out as designed.
+        await launcher.click()
+        panel = page.locator("#chat-panel")
+        await expect(panel).to_be_visible()
+        box = await panel.bounding_box()
+        assert box is not None
+        assert (round(box["width"]), round(box["height"])) == (380, 600)
+        log = page.locator("#chat-log")
+        await expect(log).to_contain_text("virtual assistant", timeout=15_000)
+        # Nothing the page's body would pass down by inheritance reaches in.
+        for selector in ("#chat-input", "#chat-title", "#chat-log .msg-text"):
+            family, size, spacing, transform = await _style(
+                page,
+                f"{selector} >> nth=0",
+                "font-family",
+                "font-size",
+                "letter-spacing",
+                "text-transform",
             )
-            assert color == "rgb(255, 255, 255)"
-            assert "linear-gradient" in background and "255, 0, 0" not in background
-            assert radius == "50%"
+            assert "system-ui" in family and "Comic" not in family, selector
+            assert size in {"15px", "16px"}, selector
+            assert (spacing, transform) == ("normal", "none"), selector
+        talk = page.locator("#talk-to-person")
+        await expect(talk).to_be_visible()
+        assert await _style(page, "#talk-to-person", "color", "background-color") == [
+            "rgb(30, 64, 175)",
+            "rgb(238, 242, 255)",
+        ]
+        await expect(page.locator("#chat-banner")).to_be_hidden()
 
-            # It opens the panel, which is laid out as designed.
-            await launcher.click()
-            panel = page.locator("#chat-panel")
-            await expect(panel).to_be_visible()
-            box = await panel.bounding_box()
-            assert box is not None
-            assert (round(box["width"]), round(box["height"])) == (380, 600)
-            log = page.locator("#chat-log")
-            await expect(log).to_contain_text("virtual assistant", timeout=15_000)
-            # Nothing the page's body would pass down by inheritance reaches in.
-            for selector in ("#chat-input", "#chat-title", "#chat-log .msg-text"):
-                family, size, spacing, transform = await _style(
-                    page,
-                    f"{selector} >> nth=0",
-                    "font-family",
-                    "font-size",
-                    "letter-spacing",
-                    "text-transform",
-                )
-                assert "system-ui" in family and "Comic" not in family, selector
-                assert size in {"15px", "16px"}, selector
-                assert (spacing, transform) == ("normal", "none"), selector
-            talk = page.locator("#talk-to-person")
-            await expect(talk).to_be_visible()
-            assert await _style(page, "#talk-to-person", "color", "background-color") == [
-                "rgb(30, 64, 175)",
-                "rgb(238, 242, 255)",
-            ]
-            await expect(page.locator("#chat-banner")).to_be_hidden()
+        # A message round-trips: delivered, and the bot answers.
+        bot_messages = page.locator('.msg[data-role="bot"]')
+        before = await bot_messages.count()
+        await page.fill("#chat-input", "what are your opening hours?")
+        await page.press("#chat-input", "Enter")
+        mine = page.locator('.msg[data-role="user"]')
+        await expect(mine).to_have_count(1)
+        await expect(mine).to_have_attribute("data-status", "delivered")
+        await expect(mine.locator(".msg-text")).to_have_text("what are your opening hours?")
+        await expect(bot_messages).to_have_count(before + 1)
+        bubble = await _style(
+            page, '.msg[data-role="user"] .msg-bubble', "color", "background-color"
+        )
+        assert bubble == ["rgb(255, 255, 255)", "rgb(47, 91, 234)"]
+        await page.screenshot(path=str(tmp_path / "hostile-page.png"))
 
-            # A message round-trips: delivered, and the bot answers.
-            bot_messages = page.locator('.msg[data-role="bot"]')
-            before = await bot_messages.count()
-            await page.fill("#chat-input", "what are your opening hours?")
-            await page.press("#chat-input", "Enter")
-            mine = page.locator('.msg[data-role="user"]')
-            await expect(mine).to_have_count(1)
-            await expect(mine).to_have_attribute("data-status", "delivered")
-            await expect(mine.locator(".msg-text")).to_have_text("what are your opening hours?")
-            await expect(bot_messages).to_have_count(before + 1)
-            bubble = await _style(
-                page, '.msg[data-role="user"] .msg-bubble', "color", "background-color"
-            )
-            assert bubble == ["rgb(255, 255, 255)", "rgb(47, 91, 234)"]
-            await page.screenshot(path=str(tmp_path / "hostile-page.png"))
+        # The minimise button closes it; the page's own [data-open-chat] button opens it.
+        await page.click("#chat-close")
+        await expect(panel).to_be_hidden()
+        await page.click(".host-button")
+        await expect(panel).to_be_visible()
 
-            # The minimise button closes it; the page's own [data-open-chat] button opens it.
-            await page.click("#chat-close")
-            await expect(panel).to_be_hidden()
-            await page.click(".host-button")
-            await expect(panel).to_be_visible()
-
-            # The page's own elements: exactly as without the widget, its rules intact.
-            assert await page.evaluate(HOST_STYLES_JS) == without
-            assert await _style(page, ".host-title", "color", "font-size") == [
-                "rgb(1, 2, 3)",
-                "31px",
-            ]
-            assert await _style(page, ".host-button", "color", "background-color") == [
-                "rgb(255, 0, 0)",
-                "rgb(255, 255, 0)",
-            ]
-            # No stylesheet of the widget's is in the document: it lives in the shadow root.
-            assert await page.evaluate("document.styleSheets.length") == 1
-            assert errors == []
-        finally:
-            await browser.close()
+        # The page's own elements: exactly as without the widget, its rules intact.
+        assert await page.evaluate(HOST_STYLES_JS) == without
+        assert await _style(page, ".host-title", "color", "font-size") == [
+            "rgb(1, 2, 3)",
+            "31px",
+        ]
+        assert await _style(page, ".host-button", "color", "background-color") == [
+            "rgb(255, 0, 0)",
+            "rgb(255, 255, 0)",
+        ]
+        # No stylesheet of the widget's is in the document: it lives in the shadow root.
+        assert await page.evaluate("document.styleSheets.length") == 1
+        assert errors == []
