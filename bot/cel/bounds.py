@@ -97,51 +97,36 @@ def _bound(value: Any, depth: int) -> tuple[Any, int, int]:
     if kind in _SCALARS:
         return value, 1, 0
     if kind is dict:
-        return _bound_mapping(value, depth)
+        return _bound_container(value, depth)
     if kind is list:
-        return _bound_sequence(value, depth)
+        return _bound_container(value, depth)
     if isinstance(value, str | bytes):  # a slice is a plain str or bytes
         value = value[:STRING]
         return value, 1, len(value)
     if isinstance(value, Mapping):
-        return _bound_mapping(value, depth)
+        return _bound_container(value, depth)
     if isinstance(value, list | tuple):
-        return _bound_sequence(value, depth)
+        return _bound_container(value, depth)
     return value, 1, 0  # anything else reaches CEL as text, cut by ``bot.cel.facts.celsafe``
 
 
-def _bound_sequence(value: list[Any] | tuple[Any, ...], depth: int) -> tuple[Any, int, int]:
+def _bound_container(
+    value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], depth: int
+) -> tuple[Any, int, int]:
+    """A mapping's or a sequence's first items that fit, each cut to the bounds below; a
+    mapping's keys count as characters, and one longer than a string may be is left out."""
+    mapping = isinstance(value, Mapping)
     values_left = VALUES[depth] - 1
     chars_left = CHARS[depth]
-    kept: list[Any] = []
+    kept: list[tuple[Any, Any]] = []
     changed = False
     if depth + 1 < len(VALUES):
         below = depth + 1
-        for item in value[:ITEMS]:
-            new, values, chars = _bound(item, below)
-            if values > values_left or chars > chars_left:
-                break
-            values_left -= values
-            chars_left -= chars
-            if new is not item:
-                changed = True
-            kept.append(new)
-    if changed or len(kept) < len(value):
-        value = kept if type(value) is list else tuple(kept)
-    return value, VALUES[depth] - values_left, CHARS[depth] - chars_left
-
-
-def _bound_mapping(value: Mapping[Any, Any], depth: int) -> tuple[Any, int, int]:
-    values_left = VALUES[depth] - 1
-    chars_left = CHARS[depth]
-    kept: dict[Any, Any] = {}
-    changed = False
-    if depth + 1 < len(VALUES):
-        below = depth + 1
-        for key, item in value.items():
+        pairs = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in pairs:
             if len(kept) >= ITEMS:
                 break
-            size = len(key) if type(key) is str or isinstance(key, str | bytes) else 0
+            size = len(key) if mapping and isinstance(key, str | bytes) else 0
             if size > STRING:
                 changed = True
                 continue
@@ -153,7 +138,11 @@ def _bound_mapping(value: Mapping[Any, Any], depth: int) -> tuple[Any, int, int]
             chars_left -= chars
             if new is not item:
                 changed = True
-            kept[key] = new
+            kept.append((key, new))
     if changed or len(kept) < len(value):
-        value = kept
+        if mapping:
+            value = dict(kept)
+        else:
+            items = [item for _, item in kept]
+            value = items if type(value) is list else tuple(items)
     return value, VALUES[depth] - values_left, CHARS[depth] - chars_left
