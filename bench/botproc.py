@@ -43,7 +43,7 @@ async def main(config: str, port: int, real_limits: bool) -> None:
     store = MemoryStore() if os.environ.get("BENCH_STORE") == "memory" else None
     app = await create_app(settings, credentials, env={}, store=store)
     if not real_limits:
-        delivery = app[SERVICE]._teams  # the DeliveryQueue
+        delivery = app[SERVICE]._shared.desk._delivery  # the TeamsDesk's DeliveryQueue
         delivery._thread_windows = UNLIMITED
         delivery._tenant = SlidingWindows(UNLIMITED)
     app.on_startup.append(freeze_startup_heap)  # as app.py does

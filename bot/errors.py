@@ -24,7 +24,7 @@ class StaleWriteError(StoreError):
 
 
 class GatewayError(HandoffError):
-    """An outbound call (Teams, widget) failed."""
+    """An outbound call (the desk, the widget) failed."""
 
 
 class RetryableGatewayError(GatewayError):
@@ -38,7 +38,7 @@ class RetryableGatewayError(GatewayError):
 
 
 class ThreadGoneError(GatewayError):
-    """The Teams thread or team is gone or the bot was removed (403/404): do not retry."""
+    """The desk thread or its channel is gone, or the bot was removed: do not retry."""
 
 
 class UnknownConversationError(HandoffError):

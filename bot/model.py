@@ -48,7 +48,7 @@ class Party(StrEnum):
 
 @dataclass(frozen=True)
 class Person:
-    """A Teams user: stable id plus display name."""
+    """Someone on a desk (a specialist): the id the desk knows them by, and their display name."""
 
     id: str
     name: str
@@ -174,7 +174,7 @@ def merge_context(visitor: Visitor, context: Mapping[str, Any]) -> Visitor:
     skip = _VISITOR_FIELDS | {"page", "userAgent", "screen"}
     extra = dict(visitor.extra)
     for key, value in context.items():
-        # Extras are shown on the card: plain short keys and scalar values only.
+        # Extras are shown on the desk: plain short keys and scalar values only.
         if (
             len(extra) < _MAX_EXTRAS
             and key not in skip

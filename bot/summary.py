@@ -71,7 +71,7 @@ def loops(turns: Sequence[Turn]) -> Loops:
 
 
 def summary_so_far(turns: Sequence[Turn], visitor_name: str, reason: str) -> str:
-    """Two or three sentences for the thread card: how long, what about, why handed off."""
+    """Two or three sentences for the thread's root: how long, what about, why handed off."""
     said = [t for t in turns if t.role is Role.VISITOR]
     if not said:
         return f"{visitor_name} asked for a specialist before saying anything else ({reason})."

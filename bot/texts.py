@@ -65,7 +65,7 @@ class _TextsBase(BaseModel):
         "I've asked the team for you several times in the last hour. Please stay with me a "
         "little while before asking again; I'm happy to help in the meantime."
     )
-    # The visitor writes faster than Teams takes messages; what they send is refused a while.
+    # The visitor writes faster than the desk takes messages; what they send is refused a while.
     slow_down: str = (
         "You're sending messages faster than I can pass them on to {route}. "
         "Please wait a moment, then send the rest."
@@ -112,7 +112,7 @@ class _TextsBase(BaseModel):
     already_queued: str = "You're already in line; a specialist will be with you shortly."
     already_joined: str = "You're already talking to {specialist}."
     nothing_to_end: str = "There's no specialist chat to end. How else can I help?"
-    # Teams side
+    # desk side (said in the thread)
     taken: str = "{specialist} is already handling this conversation."
     closed: str = "This conversation has already ended."
     not_joined: str = "Only {specialist}, who joined this conversation, can end it."

@@ -11,7 +11,7 @@ from bot.model import Handoff, HandoffState, Party, Person
 
 @dataclass(frozen=True)
 class ThreadOpened:
-    """The Teams thread for the handoff exists now."""
+    """The handoff's thread on the desk exists now."""
 
     thread_id: str
     root_activity_id: str
@@ -19,21 +19,21 @@ class ThreadOpened:
 
 @dataclass(frozen=True)
 class OpenFailed:
-    """The Teams thread could not be opened."""
+    """The handoff's thread could not be opened."""
 
     reason: str
 
 
 @dataclass(frozen=True)
 class ThreadLost:
-    """Teams says the thread or team is gone, or the bot was removed (403/404)."""
+    """The desk says the thread or its channel is gone, or the bot was removed."""
 
     reason: str
 
 
 @dataclass(frozen=True)
 class Join:
-    """A specialist clicked Join conversation."""
+    """A specialist chose to join the conversation."""
 
     specialist: Person
 
@@ -44,7 +44,7 @@ class End:
 
     by: Party
     name: str = ""
-    # Only the joined specialist may end from Teams; visitors and the system always may.
+    # Only the joined specialist may end from the desk; visitors and the system always may.
     person: Person | None = None
 
 
@@ -96,8 +96,8 @@ class NotifyVisitor:
 
 
 @dataclass(frozen=True)
-class RefreshCard:
-    """Update the thread's root card for everyone."""
+class RefreshRoot:
+    """Show the handoff as it now stands at its thread's root, for everyone."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class TellVisitor:
     text: str
 
 
-Effect = NotifyVisitor | RefreshCard | PostSummary | Refuse | TellVisitor
+Effect = NotifyVisitor | RefreshRoot | PostSummary | Refuse | TellVisitor
 
 
 def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, tuple[Effect, ...]]:
@@ -145,10 +145,10 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
                 return handoff, ()
             if action == "leave_message":
                 waiting = replace(handoff, timed_out_at=now)
-                return waiting, (TellVisitor("leave_message"), RefreshCard())
+                return waiting, (TellVisitor("leave_message"), RefreshRoot())
             # keep_bot and route alike: the visitor hears it now; a next route says its own piece.
             expired = replace(handoff, state=HandoffState.EXPIRED, timed_out_at=now, ended_at=now)
-            return expired, (NotifyVisitor(VisitorNotice.FAILED), RefreshCard())
+            return expired, (NotifyVisitor(VisitorNotice.FAILED), RefreshRoot())
         case Transfer(by=by, to=to):
             if state is not HandoffState.JOINED or handoff.specialist is None:
                 return handoff, (
@@ -159,7 +159,7 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
             if to.id == by.id:
                 return handoff, ()
             moved = replace(handoff, specialist=to, joined_at=now, reminded_at=None)
-            return moved, (TellVisitor("transferred"), RefreshCard())
+            return moved, (TellVisitor("transferred"), RefreshRoot())
         case IdleReminder():
             if state is HandoffState.JOINED:
                 return replace(handoff, reminded_at=now), (TellVisitor("idle_reminder"),)
@@ -167,7 +167,7 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
         case Join(specialist=who):
             if state is HandoffState.QUEUED:
                 joined = replace(handoff, state=HandoffState.JOINED, specialist=who, joined_at=now)
-                return joined, (NotifyVisitor(VisitorNotice.ACCEPTED), RefreshCard())
+                return joined, (NotifyVisitor(VisitorNotice.ACCEPTED), RefreshRoot())
             if state is HandoffState.JOINED:
                 if handoff.specialist is not None and handoff.specialist.id == who.id:
                     return handoff, ()  # a double click, nothing to do
@@ -186,5 +186,5 @@ def transition(handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, 
             ended = replace(
                 handoff, state=HandoffState.ENDED, ended_at=now, ended_by=by, ended_by_name=name
             )
-            return ended, (NotifyVisitor(VisitorNotice.COMPLETED), RefreshCard(), PostSummary())
+            return ended, (NotifyVisitor(VisitorNotice.COMPLETED), RefreshRoot(), PostSummary())
     return handoff, ()  # pragma: no cover - match is exhaustive over Event

@@ -1,4 +1,4 @@
-"""Outbound Bot Connector calls over one pooled HTTP client (the ``TeamsGateway``).
+"""Outbound Bot Connector calls over one pooled HTTP client.
 
 botbuilder builds a new msrest client per turn and sends through ``requests``; this keeps one
 connection pool for the process (``adapters.httpclient``) and sends JSON directly.
@@ -15,8 +15,9 @@ from adapters.runtime import jsonio
 from adapters.runtime.httpclient import ConnectFailed, HttpClient, RequestFailed
 from adapters.runtime.retry import backoff, retry_after
 from adapters.teams.auth import ConnectorTokens
+from adapters.teams.cards import Card
 from bot.errors import GatewayError, RetryableGatewayError, ThreadGoneError
-from bot.ports import Card, ThreadRef
+from bot.ports import ThreadRef
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Delivery into Teams threads: durable, ordered, paced, retried — the ``TeamsGateway``.
+"""Delivery into Teams threads: durable, ordered, paced, retried (what ``TeamsDesk`` sends by).
 
 Every post or card update for a thread is written to the store first and then sent by that
 thread's worker, oldest first:
@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from adapters.runtime.retry import backoff
 from adapters.runtime.workers import KeyedWorkers
+from adapters.teams.cards import Card
 from adapters.teams.connector import BotConnector, card_attachment
 from adapters.teams.outbox import (
     KEPT_AS_IS,
@@ -45,7 +46,7 @@ from adapters.teams.outbox import (
 from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows, Turnstile
 from adapters.teams.text import relay_markdown
 from bot.errors import GatewayError, RetryableGatewayError, StoreError, ThreadGoneError
-from bot.ports import Card, ThreadRef
+from bot.ports import ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def split_text(text: str, author: str, limit: int = MAX_TEXT_BYTES) -> list[str]
 
 
 class DeliveryQueue:
-    """Implements ``TeamsGateway`` on top of the connector and a durable outbound store."""
+    """Sends cards and texts into threads, on top of the connector and a durable outbound store
+    (``adapters.teams.desk`` renders the domain's views into the cards it takes)."""
 
     def __init__(
         self,
@@ -146,7 +148,7 @@ class DeliveryQueue:
         self._writing = 0  # store writes under way
         self._uncommitted: OrderedDict[str, int] = OrderedDict()
 
-    # ---- TeamsGateway --------------------------------------------------------------------
+    # ---- what the desk and the inbound handlers send -------------------------------------
 
     async def open_thread(self, *, channel_id: str, card: Card, text: str) -> ThreadRef:
         # A new thread is a request to the tenant too: it takes its place in the tenant window.

@@ -16,19 +16,18 @@ from botbuilder.schema import (
 
 from adapters.runtime.clock import utc_now
 from adapters.runtime.failures import REFUSALS, clip
+from adapters.teams.cards import VERBS, thread_card
 from adapters.teams.connector import CARD_TYPE
 from adapters.teams.sdk import raw_activity
 from adapters.teams.setup import SETUP_COMMANDS, SETUP_ELSEWHERE_TEXT, ChannelInfo, setup_text
 from adapters.teams.text import plain_text
 from adapters.teams.wire import MAX_ID, MAX_NAME, field, mapping, mentions_of, person_of, string
-from bot.cards import END_VERB, JOIN_VERB
 from bot.errors import GatewayError
 from bot.ports import HandoffStore
 from bot.usecases import HandoffService, ThreadOutcome
 
 log = logging.getLogger(__name__)
 
-CARD_VERBS = frozenset({JOIN_VERB, END_VERB})
 MAX_BODY_BYTES = 1024 * 1024
 MAX_CONNECTOR_CLIENTS = 64  # one per service URL and audience; Teams uses a handful
 GREETING_WINDOW = timedelta(minutes=10)
@@ -42,7 +41,7 @@ class ThreadPoster(Protocol):
     async def post_text(self, *, thread_id: str, text: str, markdown: bool = False) -> object: ...
 
 
-class TeamsHandoffBot(ActivityHandler):
+class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
     """Teams activities in, domain calls out.
 
     Messages (thread replies, their edits and deletions, "setup", personal chats) are handled
@@ -160,26 +159,26 @@ class TeamsHandoffBot(ActivityHandler):
                 clip(activity.name),
             )
             return InvokeResponse(status=501)
-        value = activity.value if isinstance(activity.value, dict) else {}
-        action = value.get("action") if isinstance(value.get("action"), dict) else {}
-        data = action.get("data") if isinstance(action.get("data"), dict) else {}
+        action = mapping(activity.value, "action")
+        data = mapping(action, "data")
         verb = str(action.get("verb") or data.get("verb") or "")
         handoff_id = str(data.get("handoffId") or "")
-        if verb not in CARD_VERBS or not handoff_id or len(handoff_id) > MAX_ID:
+        if verb not in VERBS or not handoff_id or len(handoff_id) > MAX_ID:
             log.warning("card action without a known verb/handoff id: %s", clip(action))
             return _invoke_error("BadRequest", "This card action is not one I know.")
         raw = raw_activity(turn_context)
-        result = await self._service.card_action(
-            verb=verb,
+        result = await self._service.desk_action(
+            action=VERBS[verb],
             handoff_id=handoff_id,
             person=person_of(mapping(raw, "from")),
             thread_id=field(raw, "conversation", "id"),
             now=self._clock(),
         )
-        if result.card is None:
+        if result.view is None:
             return _invoke_message(result.notice)
+        card = thread_card(result.view)
         return InvokeResponse(
-            status=200, body={"statusCode": 200, "type": CARD_TYPE, "value": result.card}
+            status=200, body={"statusCode": 200, "type": CARD_TYPE, "value": card}
         )
 
     # ---- messages, straight from the JSON ----------------------------------------------------
@@ -210,7 +209,7 @@ class TeamsHandoffBot(ActivityHandler):
         now = self._clock()
         value = mapping(activity, "value")
         raw_text = string(activity, "text")
-        if value.get("verb") in CARD_VERBS and not raw_text.strip():
+        if value.get("verb") in VERBS and not raw_text.strip():
             await self._submit(activity, value, now)
             return
         conversation = mapping(activity, "conversation")
@@ -273,8 +272,8 @@ class TeamsHandoffBot(ActivityHandler):
     async def _submit(self, activity: dict[str, Any], value: dict[str, Any], now: datetime) -> None:
         """Action.Submit fallback from hosts without Universal Actions."""
         thread_id = field(activity, "conversation", "id")
-        result = await self._service.card_action(
-            verb=str(value["verb"]),
+        result = await self._service.desk_action(
+            action=VERBS[str(value["verb"])],
             handoff_id=str(value.get("handoffId", "")),
             person=person_of(mapping(activity, "from")),
             thread_id=thread_id,

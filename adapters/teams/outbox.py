@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.ports import Card
+from adapters.teams.cards import Card
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from adapters.storage.sqlite import SqliteStore
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import DeliveryQueue
+from adapters.teams.desk import TeamsDesk
 from adapters.teams.endpoint import TeamsEndpoint
 from adapters.teams.inbound import TeamsHandoffBot
 from bot.config import Settings
@@ -160,7 +161,7 @@ async def create_app(
     service = HandoffService(
         settings=settings,
         store=store,
-        teams=delivery,
+        desk=TeamsDesk(delivery),
         visitors=streams,
         new_id=lambda: secrets.token_hex(5),
     )

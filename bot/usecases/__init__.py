@@ -1,7 +1,7 @@
 """The handoff use cases, split by actor behind one facade (``HandoffService``).
 
-* ``facade``: ``HandoffService``, what adapters call (the same methods as ever);
-* ``visitor``: the widget conversation; ``specialist``: the Teams thread;
+* ``facade``: ``HandoffService``, what adapters call;
+* ``visitor``: the widget conversation; ``specialist``: the handoff's thread on the desk;
 * ``lifecycle``: join timeouts, idle reminders and closes, lost threads, recovery;
 * ``opening``: starting a handoff and opening its thread, whoever asks;
 * ``effects``: running an event through ``transition`` (compare-and-set) and applying what
@@ -11,10 +11,10 @@
 
 from bot.transition import Refusal
 from bot.usecases.facade import HandoffService
-from bot.usecases.results import CardActionResult, ThreadOutcome, ThreadResult, UpstreamTurn
+from bot.usecases.results import DeskActionResult, ThreadOutcome, ThreadResult, UpstreamTurn
 
 __all__ = [
-    "CardActionResult",
+    "DeskActionResult",
     "HandoffService",
     "Refusal",
     "ThreadOutcome",

@@ -1,5 +1,5 @@
 """Applying what the state machine decides: an event goes through ``transition``, the handoff
-is saved (compare-and-set), and its effects reach the visitor and the Teams thread."""
+is saved (compare-and-set), and its effects reach the visitor and the thread on the desk."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from bot.cards import Card, ThreadCardView, summary_card, thread_card
 from bot.errors import GatewayError, StaleWriteError
 from bot.model import Handoff, HandoffState, Party, Visitor
-from bot.summary import end_summary, loops, summary_so_far
+from bot.summary import end_summary
 from bot.transition import (
     Effect,
     Event,
     NotifyVisitor,
     PostSummary,
-    RefreshCard,
+    RefreshRoot,
     Refuse,
     TellVisitor,
     VisitorNotice,
     transition,
 )
 from bot.usecases.shared import Part
+from bot.views import ThreadView, summary_view, thread_view
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class Effects(Part):
             match effect:
                 case NotifyVisitor(notice=what):
                     await self.notify(handoff, conversation.visitor, what, now)
-                case RefreshCard():
-                    await self._to_thread(handoff, "update the card", self._refresh_job(handoff))
+                case RefreshRoot():
+                    await self._to_thread(handoff, "update the root", self._refresh_job(handoff))
                 case PostSummary():
                     await self._to_thread(
                         handoff, "post the summary", self._summary_job(handoff, now)
@@ -106,27 +106,19 @@ class Effects(Part):
         )
         await shared.say(handoff.conversation_id, text, now)
 
-    async def card(self, handoff: Handoff, notice: str = "") -> Card:
-        """The thread's root card as the handoff stands (``notice``: for the one who clicked)."""
+    async def view(self, handoff: Handoff, notice: str = "") -> ThreadView:
+        """The thread's root as the handoff stands (``notice``: for the one who acted)."""
         conversation = await self._shared.conversation(handoff.conversation_id)
-        before = [
-            t
-            for t in await self._store.turns(conversation_id=conversation.id)
-            if t.at <= handoff.created_at
-        ]
-        name = conversation.visitor.display_name
-        view = ThreadCardView(
+        return thread_view(
             handoff=handoff,
             route=self._shared.route(handoff),
             visitor=conversation.visitor,
-            summary=summary_so_far(before, name, handoff.reason),
-            open_loops=loops(before).open,
+            turns=await self._store.turns(conversation_id=conversation.id),
             notice=notice,
         )
-        return thread_card(view)
 
     async def _to_thread(self, handoff: Handoff, what: str, job: Job) -> None:
-        """Queue Teams work for the handoff's thread (a durable, ordered queue: quick)."""
+        """Queue desk work for the handoff's thread (a durable, ordered queue: quick)."""
         if not handoff.thread_id:
             return
         try:
@@ -139,10 +131,10 @@ class Effects(Part):
             # Built when it runs, from the latest state: the last update always shows the truth.
             current = await self._shared.reload(handoff)
             if current.root_activity_id:
-                await self._teams.update_card(
+                await self._desk.update_thread(
                     thread_id=current.thread_id,
-                    activity_id=current.root_activity_id,
-                    card=await self.card(current),
+                    root_id=current.root_activity_id,
+                    view=await self.view(current),
                 )
 
         return refresh
@@ -152,10 +144,6 @@ class Effects(Part):
             conversation = await self._shared.conversation(handoff.conversation_id)
             turns = await self._store.turns(conversation_id=conversation.id)
             summary = end_summary(handoff, turns, conversation.visitor.display_name, now)
-            await self._teams.post_card(
-                thread_id=handoff.thread_id,
-                card=summary_card(summary),
-                text=f"Summary: {summary.who}, {summary.duration}",
-            )
+            await self._desk.post_summary(thread_id=handoff.thread_id, view=summary_view(summary))
 
         return post

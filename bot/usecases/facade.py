@@ -5,7 +5,7 @@ ports. The parts share one lock per widget conversation, which keeps each conver
 events in order, and the settings in force:
 
 * ``visitor``: the widget conversation (greeting, context, messages, asking for a person);
-* ``specialist``: the Teams thread (Join and End, replies, notes, hand-overs, edits);
+* ``specialist``: the thread on the desk (Join and End, replies, notes, hand-overs, edits);
 * ``lifecycle``: timers (join timeouts, idle reminders and closes), lost threads, recovery;
 * ``opening``: starting a handoff, whoever asks; ``effects``: applying ``transition``.
 """
@@ -18,14 +18,15 @@ from typing import Any
 
 from bot.config import Settings
 from bot.model import Person
-from bot.ports import HandoffStore, TeamsGateway, VisitorGateway
+from bot.ports import DeskGateway, HandoffStore, VisitorGateway
 from bot.usecases.effects import Effects
 from bot.usecases.lifecycle import LifecycleCases
 from bot.usecases.opening import Opening
-from bot.usecases.results import CardActionResult, ThreadResult, UpstreamTurn
+from bot.usecases.results import DeskActionResult, ThreadResult, UpstreamTurn
 from bot.usecases.shared import Shared
 from bot.usecases.specialist import SpecialistCases
 from bot.usecases.visitor import VisitorCases
+from bot.views import DeskAction
 
 
 class HandoffService:
@@ -36,13 +37,11 @@ class HandoffService:
         *,
         settings: Settings,
         store: HandoffStore,
-        teams: TeamsGateway,
+        desk: DeskGateway,
         visitors: VisitorGateway,
         new_id: Callable[[], str],
     ) -> None:
-        shared = Shared(
-            settings=settings, store=store, teams=teams, visitors=visitors, new_id=new_id
-        )
+        shared = Shared(settings=settings, store=store, desk=desk, visitors=visitors, new_id=new_id)
         effects = Effects(shared)
         opening = Opening(shared, effects)
         self._shared = shared
@@ -86,7 +85,7 @@ class HandoffService:
         await self._visitor.visitor_message(conversation_id=conversation_id, text=text, now=now)
 
     async def open_thread(self, *, conversation_id: str) -> str:
-        """The Teams thread of the conversation's open handoff ("" when there is none)."""
+        """The desk thread of the conversation's open handoff ("" when there is none)."""
         return await self._visitor.open_thread(conversation_id=conversation_id)
 
     async def too_fast(self, *, conversation_id: str, now: datetime, tell: bool) -> str:
@@ -123,14 +122,20 @@ class HandoffService:
             conversation_id=conversation_id, now=now, explicit=explicit
         )
 
-    # ---- Teams side --------------------------------------------------------------------
+    # ---- desk side ---------------------------------------------------------------------
 
-    async def card_action(
-        self, *, verb: str, handoff_id: str, person: Person, thread_id: str, now: datetime
-    ) -> CardActionResult:
-        """Join or End clicked on a thread card (in the thread ``thread_id``)."""
-        return await self._specialist.card_action(
-            verb=verb, handoff_id=handoff_id, person=person, thread_id=thread_id, now=now
+    async def desk_action(
+        self,
+        *,
+        action: DeskAction,
+        handoff_id: str,
+        person: Person,
+        thread_id: str,
+        now: datetime,
+    ) -> DeskActionResult:
+        """Join or End chosen at a thread's root (in the thread ``thread_id``)."""
+        return await self._specialist.desk_action(
+            action=action, handoff_id=handoff_id, person=person, thread_id=thread_id, now=now
         )
 
     async def thread_message(
@@ -143,7 +148,7 @@ class HandoffService:
         message_id: str = "",
         mentions: Sequence[Person] = (),
     ) -> ThreadResult:
-        """A message posted in a Teams thread (``mentions``: people it @mentions, not the bot)."""
+        """A message posted in a desk thread (``mentions``: people it @mentions, not the bot)."""
         return await self._specialist.thread_message(
             thread_id=thread_id,
             person=person,
@@ -168,7 +173,7 @@ class HandoffService:
         await self._lifecycle.sweep(now=now)
 
     async def thread_gone(self, *, thread_id: str, reason: str, now: datetime) -> None:
-        """Teams says the thread or the team is gone (or the bot was removed): end the handoff."""
+        """The desk says the thread or its channel is gone (or the bot was removed): end it."""
         await self._lifecycle.thread_gone(thread_id=thread_id, reason=reason, now=now)
 
     async def recover(self, *, now: datetime) -> None:

@@ -81,7 +81,7 @@ class LifecycleCases(Part):
                 await self._effects.act(await self._shared.reload(handoff), IdleReminder(), now)
 
     async def thread_gone(self, *, thread_id: str, reason: str, now: datetime) -> None:
-        """Teams says the thread or the team is gone (or the bot was removed): end the handoff."""
+        """The desk says the thread or its channel is gone (or the bot was removed): end it."""
         handoff = await self._store.handoff_for_thread(thread_id=thread_id)
         if handoff is None:
             return

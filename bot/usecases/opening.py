@@ -1,5 +1,5 @@
 """Starting a handoff, whoever asks for it (the visitor, a rule, an upstream agent, a join
-timeout handing on): the limits, the route and its hours, then the thread in Teams."""
+timeout handing on): the limits, the route and its hours, then the thread on the desk."""
 
 from __future__ import annotations
 
@@ -128,15 +128,11 @@ class Opening(Part):
     async def open_thread(
         self, handoff: Handoff, conversation: Conversation, now: datetime
     ) -> None:
-        """Open the handoff's thread in its route's channel, the card at its root."""
+        """Open the handoff's thread in its route's channel, the handoff shown at its root."""
         route = self._shared.route(handoff)
-        card = await self._effects.card(handoff)
+        view = await self._effects.view(handoff)
         try:
-            ref = await self._teams.open_thread(
-                channel_id=route.channel,
-                card=card,
-                text=f"Handoff request from {conversation.visitor.display_name}",
-            )
+            ref = await self._desk.open_thread(channel_id=route.channel, view=view)
         except GatewayError as exc:
             log.error(
                 "handoff %s: could not open a thread in %s: %s", handoff.id, route.channel, exc

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.cards import Card
 from bot.model import Role
+from bot.views import ThreadView
 
 
 class ThreadOutcome(StrEnum):
-    """What became of a message posted in a Teams thread."""
+    """What became of a message posted in a desk thread."""
 
     RELAYED = "relayed"
     NOTE = "note"
@@ -30,10 +30,10 @@ class ThreadResult:
 
 
 @dataclass(frozen=True)
-class CardActionResult:
-    """The card to show the person who clicked, and any notice for them."""
+class DeskActionResult:
+    """The thread's root to show the person who acted, and any notice for them."""
 
-    card: Card | None
+    view: ThreadView | None
     notice: str = ""
 
 

@@ -10,7 +10,7 @@ from bot.config import Route, Settings
 from bot.errors import UnknownConversationError
 from bot.locks import KeyedLocks
 from bot.model import EMPTY, Conversation, Handoff, Role, Turn
-from bot.ports import HandoffStore, Sender, SenderRole, TeamsGateway, VisitorGateway
+from bot.ports import DeskGateway, HandoffStore, Sender, SenderRole, VisitorGateway
 
 
 class Shared:
@@ -21,13 +21,13 @@ class Shared:
         *,
         settings: Settings,
         store: HandoffStore,
-        teams: TeamsGateway,
+        desk: DeskGateway,
         visitors: VisitorGateway,
         new_id: Callable[[], str],
     ) -> None:
         self.settings = settings
         self.store = store
-        self.teams = teams
+        self.desk = desk
         self.visitors = visitors
         self.new_id = new_id
         # One lock per widget conversation, whichever part takes it: events stay in order.
@@ -109,7 +109,7 @@ class Part:
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
         self._store = shared.store
-        self._teams = shared.teams
+        self._desk = shared.desk
         self._visitors = shared.visitors
         self._locks = shared.locks
 

@@ -1,18 +1,19 @@
-"""The specialist's side: card actions and messages in the handoff's Teams thread."""
+"""The specialist's side: actions at the thread's root and messages in the handoff's thread."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import assert_never
 
-from bot.cards import END_VERB, JOIN_VERB
 from bot.model import Handoff, HandoffState, Party, Person, Role, Turn
 from bot.ports import Sender, SenderRole
 from bot.transition import End, Event, Join, Transfer
 from bot.usecases.effects import Effects
-from bot.usecases.results import CardActionResult, ThreadOutcome, ThreadResult
+from bot.usecases.results import DeskActionResult, ThreadOutcome, ThreadResult
 from bot.usecases.shared import Part, Shared
+from bot.views import DeskAction
 
 log = logging.getLogger(__name__)
 
@@ -20,38 +21,49 @@ END_COMMANDS = frozenset({"/end", "/close"})
 
 
 class SpecialistCases(Part):
-    """The thread: Join and End on the card, replies relayed, notes kept, hand-overs."""
+    """The thread: Join and End at its root, replies relayed, notes kept, hand-overs."""
 
     def __init__(self, shared: Shared, effects: Effects) -> None:
         super().__init__(shared)
         self._effects = effects
 
-    async def card_action(
-        self, *, verb: str, handoff_id: str, person: Person, thread_id: str, now: datetime
-    ) -> CardActionResult:
-        """Join or End clicked on a thread card (in the thread ``thread_id``)."""
+    async def desk_action(
+        self,
+        *,
+        action: DeskAction,
+        handoff_id: str,
+        person: Person,
+        thread_id: str,
+        now: datetime,
+    ) -> DeskActionResult:
+        """Join or End chosen at a thread's root (in the thread ``thread_id``)."""
         handoff = await self._store.get_handoff(handoff_id=handoff_id)
         if handoff is not None and handoff.thread_id and thread_id != handoff.thread_id:
             log.warning(
-                "handoff %s: card action from another conversation %s", handoff_id, thread_id
+                "handoff %s: desk action %s from another conversation %s",
+                handoff_id,
+                action,
+                thread_id,
             )
             handoff = None
         if handoff is None:
-            log.warning("card action %s for unknown handoff %s by %s", verb, handoff_id, person.id)
-            return CardActionResult(None, "This handoff is not known to me any more.")
+            log.warning(
+                "desk action %s for unknown handoff %s by %s", action, handoff_id, person.id
+            )
+            return DeskActionResult(None, "This handoff is not known to me any more.")
         event: Event
-        if verb == JOIN_VERB:
-            event = Join(person)
-        elif verb == END_VERB:
-            event = End(Party.SPECIALIST, person.name, person)
-        else:
-            log.warning("handoff %s: unknown card verb %r from %s", handoff_id, verb, person.id)
-            return CardActionResult(None, f"I don't know the action {verb!r}.")
+        match action:
+            case DeskAction.JOIN:
+                event = Join(person)
+            case DeskAction.END:
+                event = End(Party.SPECIALIST, person.name, person)
+            case _:
+                assert_never(action)
         async with self._locks.hold(handoff.conversation_id):
             # The state may have moved (a transfer, an end) since it was read above.
             current = await self._shared.reload(handoff)
             handoff, notice = await self._effects.act(current, event, now)
-            return CardActionResult(await self._effects.card(handoff, notice), notice)
+            return DeskActionResult(await self._effects.view(handoff, notice), notice)
 
     async def thread_message(
         self,
@@ -63,7 +75,7 @@ class SpecialistCases(Part):
         message_id: str = "",
         mentions: Sequence[Person] = (),
     ) -> ThreadResult:
-        """A message posted in a Teams thread (``mentions``: people it @mentions, not the bot)."""
+        """A message posted in a desk thread (``mentions``: people it @mentions, not the bot)."""
         handoff = await self._store.handoff_for_thread(thread_id=thread_id)
         if handoff is None:
             return ThreadResult(ThreadOutcome.UNKNOWN, self._shared.text("unknown_thread", {}))

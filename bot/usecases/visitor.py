@@ -89,7 +89,7 @@ class VisitorCases(Part):
         await self._relay_to_thread(handoff, visitor, text)
 
     async def open_thread(self, *, conversation_id: str) -> str:
-        """The Teams thread of the conversation's open handoff ("" when there is none)."""
+        """The desk thread of the conversation's open handoff ("" when there is none)."""
         handoff = await self._store.open_handoff(conversation_id=conversation_id)
         return handoff.thread_id if handoff is not None else ""
 
@@ -196,7 +196,7 @@ class VisitorCases(Part):
             return
 
         try:
-            await self._teams.post_message(
+            await self._desk.post_message(
                 thread_id=handoff.thread_id, author=visitor.display_name, text=text
             )
         except GatewayError as exc:

@@ -14,7 +14,7 @@ from bot.transition import (
     NotifyVisitor,
     OpenFailed,
     PostSummary,
-    RefreshCard,
+    RefreshRoot,
     Refusal,
     Refuse,
     ThreadOpened,
@@ -34,7 +34,7 @@ JOINED = replace(QUEUED, state=HandoffState.JOINED, specialist=ALEX, joined_at=T
 ENDED = replace(JOINED, state=HandoffState.ENDED, ended_at=T0, ended_by=Party.VISITOR)
 FAILED = replace(QUEUED, state=HandoffState.FAILED, failure="boom")
 
-END_EFFECTS = (NotifyVisitor(VisitorNotice.COMPLETED), RefreshCard(), PostSummary())
+END_EFFECTS = (NotifyVisitor(VisitorNotice.COMPLETED), RefreshRoot(), PostSummary())
 
 TABLE = [
     # (name, before, event, state after, effects)
@@ -43,7 +43,7 @@ TABLE = [
         QUEUED,
         Join(ALEX),
         HandoffState.JOINED,
-        (NotifyVisitor(VisitorNotice.ACCEPTED), RefreshCard()),
+        (NotifyVisitor(VisitorNotice.ACCEPTED), RefreshRoot()),
     ),
     ("second joiner refused", JOINED, Join(ISAIAH), HandoffState.JOINED, (Refuse(Refusal.TAKEN),)),
     ("double click is a no-op", JOINED, Join(ALEX), HandoffState.JOINED, ()),

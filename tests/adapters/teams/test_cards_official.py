@@ -1,6 +1,7 @@
 """The bot's Adaptive Cards, checked by Microsoft's own parser (npm ``adaptivecards`` 3.0.6).
 
-Every card the bot can post is built with the pure builders in ``bot.cards`` and fed, in one
+Every card the bot can post is built from the domain's views (``bot.views``) by the renderers in
+``adapters.teams.cards`` and fed, in one
 Node process, to ``tests/e2e/node/validate-cards.mjs``, which reports every parse event and
 ``validateProperties()`` failure the official library raises. A canary batch of broken cards
 proves the check can fail. Without Node or ``npm ci`` in ``tests/e2e/node`` the tests skip,
@@ -22,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from bot.cards import Card, ThreadCardView, summary_card, thread_card
+from adapters.teams.cards import Card, summary_card, thread_card
 from bot.config import Route
 from bot.model import Handoff, HandoffState, Page, Party, Person, Role, Turn, Visitor, merge_context
-from bot.summary import end_summary, loops, summary_so_far
+from bot.summary import end_summary
+from bot.views import ThreadView, summary_view, thread_view
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "e2e" / "node"
 SCRIPT = "validate-cards.mjs"
@@ -132,16 +134,11 @@ def transcript(visitor: Visitor, question: str) -> list[Turn]:
     )
 
 
-def view(state: HandoffState, visitor: Visitor, question: str, notice: str = "") -> ThreadCardView:
+def view(state: HandoffState, visitor: Visitor, question: str, notice: str = "") -> ThreadView:
     history = [*transcript(visitor, question)]
     history[-1] = replace(history[-1], fallback=True)
-    return ThreadCardView(
-        handoff=handoff(state),
-        route=ROUTE,
-        visitor=visitor,
-        summary=summary_so_far(history, visitor.display_name, "the visitor asked for a person"),
-        open_loops=loops(history).open,
-        notice=notice,
+    return thread_view(
+        handoff=handoff(state), route=ROUTE, visitor=visitor, turns=history, notice=notice
     )
 
 
@@ -163,7 +160,7 @@ def summary_for(visitor: Visitor, *, open_question: bool, question: str) -> Card
         )
     summary = end_summary(ended, during, visitor.display_name, T0 + timedelta(hours=1))
     assert bool(summary.still_open) is open_question
-    return summary_card(summary)
+    return summary_card(summary_view(summary))
 
 
 def bot_cards() -> dict[str, Card]:
@@ -183,13 +180,7 @@ def bot_cards() -> dict[str, Card]:
     )
     bare = Visitor(id="visitor-bare")
     cards["thread-bare-visitor"] = thread_card(
-        ThreadCardView(
-            handoff=handoff(HandoffState.QUEUED),
-            route=ROUTE,
-            visitor=bare,
-            summary=summary_so_far([], bare.display_name, "the visitor asked for a person"),
-            open_loops=(),
-        )
+        thread_view(handoff=handoff(HandoffState.QUEUED), route=ROUTE, visitor=bare, turns=[])
     )
     cards["summary-open-questions"] = summary_for(
         full_visitor(), open_question=True, question=question
@@ -363,13 +354,7 @@ def test_visitor_context_keys_are_not_markdown() -> None:
     )
     assert list(visitor.extra) == ["plan"]
     card = thread_card(
-        ThreadCardView(
-            handoff=handoff(HandoffState.QUEUED),
-            route=ROUTE,
-            visitor=visitor,
-            summary="",
-            open_loops=(),
-        )
+        thread_view(handoff=handoff(HandoffState.QUEUED), route=ROUTE, visitor=visitor, turns=[])
     )
     placed = hostile_placements(card)
     assert placed

@@ -204,7 +204,7 @@ async def test_a_storage_fault_in_a_card_action_is_a_5xx_for_teams_to_retry(
     async def failing(**_: object) -> None:
         raise StoreError("disk full")
 
-    monkeypatch.setattr(bot.app[SERVICE], "card_action", failing)
+    monkeypatch.setattr(bot.app[SERVICE], "desk_action", failing)
     status, _ = await send(
         http, bot.url, card_action(standin.url, THREAD, ALEX, "handoff.join", "abc")
     )
