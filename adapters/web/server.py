@@ -222,20 +222,29 @@ async def start(
         "auto_decompress": False,
     }
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT, **handler_options)
-    await runner.setup()
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    open_files = None if soft == resource.RLIM_INFINITY else soft
-    caps = ConnectionCaps(limits, proxies, time.monotonic, open_files)
-    manager = runner.server
-    assert manager is not None
-    loop = asyncio.get_running_loop()
+    try:
+        await runner.setup()
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        open_files = None if soft == resource.RLIM_INFINITY else soft
+        caps = ConnectionCaps(limits, proxies, time.monotonic, open_files)
+        manager = runner.server
+        assert manager is not None
+        loop = asyncio.get_running_loop()
 
-    def handler() -> asyncio.Protocol:
-        return _Quiet(manager, loop=loop, **handler_options)
+        def handler() -> asyncio.Protocol:
+            return _Quiet(manager, loop=loop, **handler_options)
 
-    server = await loop.create_server(
-        caps.protocols(handler), host, port, backlog=1024, reuse_address=True
-    )
+        server = await loop.create_server(
+            caps.protocols(handler), host, port, backlog=1024, reuse_address=True
+        )
+    except BaseException:
+        # What started before the failure is closed again (aiohttp cleans up the cleanup
+        # contexts that started; the store's lock is released for the next start).
+        try:
+            await runner.cleanup()
+        except Exception:
+            log.exception("closing what had started failed too")
+        raise
     return runner, server, caps
 
 

@@ -112,7 +112,7 @@ async def test_retention_can_be_switched_off(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.web.app")
+    caplog.set_level(logging.INFO, logger="adapters.web.housekeeping")
     clock = Clock()
     storage = {"sqlite_path": str(tmp_path / "h.db"), "retention_days": days}
     bot, visitor = await start_chat(clock=clock, retention_interval=0.05, storage=storage)
