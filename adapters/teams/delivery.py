@@ -26,10 +26,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any
 
 from adapters.runtime.retry import backoff
 from adapters.runtime.workers import KeyedWorkers
+from adapters.storage.contract import OutboundStore
 from adapters.teams.cards import Card
 from adapters.teams.connector import BotConnector, card_attachment
 from adapters.teams.outbox import (
@@ -59,25 +60,6 @@ MIRRORED = 10_000  # threads whose queue is mirrored in memory (then started ove
 # Rows read to count a thread's queue that memory does not know (a restart, a failed commit):
 # beyond, a lower bound (far above any sensible cap: 5+ hours of what Teams takes in a thread).
 COUNT_LIMIT = 10_000
-
-
-class OutboundStore(Protocol):
-    async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int: ...
-
-    async def outbound(
-        self, *, thread_id: str, limit: int = 50
-    ) -> list[tuple[int, dict[str, Any]]]: ...
-
-    async def outbound_threads(self) -> list[str]: ...
-
-    async def drop_outbound(self, *, seqs: list[int]) -> None: ...
-
-    async def flush(self) -> None:
-        """Return once every write so far is durable."""
-
-    @property
-    def failed_commits(self) -> int:
-        """How many commits failed so far (what was written before one may be gone)."""
 
 
 ThreadGone = Callable[[str, str], Awaitable[None]]
