@@ -125,11 +125,7 @@ def thread_card(view: ThreadView) -> Card:
         }
     )
     return {
-        "type": "AdaptiveCard",
-        "$schema": SCHEMA,
-        "version": CARD_VERSION,
-        "msteams": {"width": "Full"},
-        "body": body,
+        **_envelope(body),
         "actions": [_action(action, view.handoff_id) for action in view.actions],
     }
 
@@ -145,6 +141,11 @@ def summary_card(view: SummaryView) -> Card:
         body += [_plain(f"\u2022 {item}") for item in section.items] or [
             _plain(section.empty, isSubtle=True)
         ]
+    return _envelope(body)
+
+
+def _envelope(body: list[Card]) -> Card:
+    """A full-width card around ``body``."""
     return {
         "type": "AdaptiveCard",
         "$schema": SCHEMA,
