@@ -39,6 +39,19 @@ DOMAIN = "bot.example.com"
 # --- building -------------------------------------------------------------------------------
 
 
+# What a typical company passes besides its app id.
+CONTOSO = (
+    "--domain",
+    DOMAIN,
+    "--version",
+    "2.3.4",
+    "--name",
+    "Contoso Handoff",
+    "--company",
+    "Contoso Ltd",
+)
+
+
 def run_build(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(BUILD), *args, "--out", str(out)],
@@ -70,19 +83,7 @@ def open_package(path: Path) -> Package:
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Package:
     out = tmp_path_factory.mktemp("pkg") / "dist" / "handoff-teams-app.zip"
-    result = run_build(
-        "--app-id",
-        APP_ID.upper(),
-        "--domain",
-        DOMAIN,
-        "--version",
-        "2.3.4",
-        "--name",
-        "Contoso Handoff",
-        "--company",
-        "Contoso Ltd",
-        out=out,
-    )
+    result = run_build(*CONTOSO, "--app-id", APP_ID.upper(), out=out)
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
     return open_package(out)
@@ -275,19 +276,7 @@ def test_rsc_app_can_differ_from_the_bot_for_managed_identity_bots(tmp_path: Pat
 
 def test_same_inputs_give_the_same_package(package: Package, tmp_path: Path) -> None:
     out = tmp_path / "again.zip"
-    result = run_build(
-        "--app-id",
-        APP_ID,
-        "--domain",
-        DOMAIN,
-        "--version",
-        "2.3.4",
-        "--name",
-        "Contoso Handoff",
-        "--company",
-        "Contoso Ltd",
-        out=out,
-    )
+    result = run_build(*CONTOSO, "--app-id", APP_ID, out=out)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == package.path.read_bytes()
 
