@@ -16,23 +16,30 @@ from tests.conftest import RunningBot
 from tests.support.directline_client import DirectLineClient
 
 
+def failing_on_boom(bot: RunningBot, monkeypatch: pytest.MonkeyPatch, why: str) -> list[str]:
+    """Handling a visitor message that says "boom" raises ``why``, every time; returns the
+    texts handled, in order (each recorded before it is handled)."""
+    service = bot.app[SERVICE]
+    real = service.visitor_message
+    calls: list[str] = []
+
+    async def failing(*, conversation_id: str, text: str, now: datetime) -> None:
+        calls.append(text)
+        if "boom" in text:
+            raise RuntimeError(why)
+        await real(conversation_id=conversation_id, text=text, now=now)
+
+    monkeypatch.setattr(service, "visitor_message", failing)
+    return calls
+
+
 async def test_a_message_that_always_fails_is_quarantined_and_the_visitor_told(
     bot: RunningBot,
     visitor: DirectLineClient,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    service = bot.app[SERVICE]
-    real = service.visitor_message
-    calls: list[str] = []
-
-    async def flaky(*, conversation_id: str, text: str, now: datetime) -> None:
-        calls.append(text)
-        if "boom" in text:
-            raise RuntimeError("a bug that fires on every attempt")
-        await real(conversation_id=conversation_id, text=text, now=now)
-
-    monkeypatch.setattr(service, "visitor_message", flaky)
+    calls = failing_on_boom(bot, monkeypatch, "a bug that fires on every attempt")
     await visitor.wait_text("virtual assistant")
     caplog.set_level(logging.INFO)
     await visitor.say("boom")
@@ -55,21 +62,12 @@ async def test_a_failing_apology_does_not_bring_the_message_back(
 ) -> None:
     """The activity is set aside (and its place committed) before the visitor is told: should
     telling fail too, the activity is not handled again and again."""
-    service = bot.app[SERVICE]
-    real = service.visitor_message
-    calls: list[str] = []
-
-    async def failing(*, conversation_id: str, text: str, now: datetime) -> None:
-        calls.append(text)
-        if "boom" in text:
-            raise RuntimeError("a bug")
-        await real(conversation_id=conversation_id, text=text, now=now)
+    calls = failing_on_boom(bot, monkeypatch, "a bug")
 
     async def cannot_apologise(**_: object) -> None:
         raise RuntimeError("the apology fails too")
 
-    monkeypatch.setattr(service, "visitor_message", failing)
-    monkeypatch.setattr(service, "message_failed", cannot_apologise)
+    monkeypatch.setattr(bot.app[SERVICE], "message_failed", cannot_apologise)
     await visitor.wait_text("virtual assistant")
     await visitor.say("boom")
     await visitor.say("what does it cost?")
