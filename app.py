@@ -16,6 +16,7 @@ from aiohttp import web
 
 from adapters.ops.commands import COMMANDS, DEFAULT_CONFIG
 from adapters.ops.config_file import load_settings
+from adapters.ops.settings import ServiceSettings
 from adapters.runtime.eventloop import freeze_startup_heap, new_event_loop
 from adapters.storage.sqlite import SqliteStore
 from adapters.teams.auth import BotCredentials
@@ -23,7 +24,6 @@ from adapters.web.app import SERVICE, create_app
 from adapters.web.proxies import Proxies, is_loopback
 from adapters.web.server import FILES_KEPT, raise_open_files_limit
 from adapters.web.server import run as serve
-from bot.config import Settings
 from bot.errors import ConfigError, StoreError
 
 log = logging.getLogger("handoff")
@@ -48,12 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_from(path: Path | None) -> tuple[Settings, Path | None]:
+def settings_from(path: Path | None) -> tuple[ServiceSettings, Path | None]:
     if path is not None:
         return load_settings(path), path
     if DEFAULT_CONFIG.exists():
         return load_settings(DEFAULT_CONFIG), DEFAULT_CONFIG
-    return Settings(), None
+    return ServiceSettings(), None
 
 
 def main(argv: list[str]) -> int:
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
         app.on_startup.append(freeze_startup_heap)
         return app
 
-    def live() -> Settings:
+    def live() -> ServiceSettings:
         """The settings in force (a reload replaces them)."""
         return app[SERVICE].settings if app is not None else settings
 

@@ -1,4 +1,5 @@
-"""The ops-owned configuration, as pydantic models; loading YAML lives in ``adapters``."""
+"""The domain's part of the ops-owned configuration, as pydantic models; the edges' sections,
+the model of the whole file and loading YAML live in ``adapters``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    IPvAnyNetwork,
     StringConstraints,
     field_validator,
     model_validator,
@@ -22,9 +22,7 @@ from bot.links import parse_channel
 from bot.texts import Texts
 
 # The Playground's team channel, so the embedded defaults work with ``make run`` as shipped.
-PLAYGROUND_CONNECTOR = "http://127.0.0.1:56150/_connector"
 PLAYGROUND_CHANNEL = "19:handoff-support@thread.tacv2"
-PLAYGROUND_TENANT = "00000000-0000-0000-0000-0000000000001"
 
 WEEK_MINUTES = 7 * 24 * 60  # the longest wait a route may set (longer is a typo, or infinity)
 _ROUTE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -32,27 +30,10 @@ _ROUTE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-class _Model(BaseModel):
+class ConfigModel(BaseModel):
+    """A part of the config file: unknown keys are errors, and a reload makes new ones."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TeamsSettings(_Model):
-    """Where the Bot Connector is and which tenant the bot serves."""
-
-    # A thread reply starting with one of these is an internal note, never sent to the visitor.
-    note_prefixes: list[NonEmpty] = Field(default_factory=lambda: ["//", "note:"])
-
-    service_url: NonEmpty = PLAYGROUND_CONNECTOR
-    tenant_id: str = PLAYGROUND_TENANT
-
-    @field_validator("service_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(
-                "must be an http(s) URL, for example https://smba.trafficmanager.net/teams/"
-            )
-        return value.rstrip("/")
 
 
 class OutOfHours(StrEnum):
@@ -71,7 +52,7 @@ class JoinTimeout(StrEnum):
     ROUTE = "route"  # try another route (``join_timeout_route``)
 
 
-class Route(_Model):
+class Route(ConfigModel):
     """Where a handoff goes: a Teams channel, when it is staffed, and how it is shown."""
 
     id: NonEmpty
@@ -146,7 +127,7 @@ class Route(_Model):
         return self.name or self.id
 
 
-class Answer(_Model):
+class Answer(ConfigModel):
     """A canned answer the built-in bot gives when any of its keywords appears."""
 
     match: list[NonEmpty] = Field(min_length=1)
@@ -181,7 +162,7 @@ DEFAULT_PHRASES = [
 ]
 
 
-class BotSettings(_Model):
+class BotSettings(ConfigModel):
     """The built-in first responder."""
 
     name: NonEmpty = "Ava"
@@ -199,7 +180,7 @@ class BotSettings(_Model):
     )
 
 
-class PhraseTrigger(_Model):
+class PhraseTrigger(ConfigModel):
     """Explicit requests for a person ("can I talk to a human")."""
 
     enabled: bool = True
@@ -207,7 +188,7 @@ class PhraseTrigger(_Model):
     extra: list[NonEmpty] = Field(default_factory=list)
 
 
-class FrustrationTrigger(_Model):
+class FrustrationTrigger(ConfigModel):
     """Hand off when the visitor is getting nowhere with the bot."""
 
     enabled: bool = True
@@ -220,14 +201,14 @@ class FrustrationTrigger(_Model):
     extra_negative_words: list[NonEmpty] = Field(default_factory=list)
 
 
-class ContextRule(_Model):
+class ContextRule(ConfigModel):
     """A CEL rule checked on every visitor message; true starts a handoff."""
 
     name: NonEmpty
     when: Rule
 
 
-class Escalation(_Model):
+class Escalation(ConfigModel):
     """When a handoff starts; every trigger can be switched off."""
 
     phrases: PhraseTrigger = Field(default_factory=PhraseTrigger)
@@ -239,75 +220,18 @@ class Escalation(_Model):
     upstream_initiate: bool = True
 
 
-class StorageSettings(_Model):
-    """Where handoffs and transcripts are kept; a relative path is from the working directory."""
+class Limits(ConfigModel):
+    """The domain's part of the ``limits`` section (the edges add theirs)."""
 
-    sqlite_path: NonEmpty = "data/handoff.db"
-    # A conversation idle this long (no open handoff, no widget connected) is deleted with its
-    # transcript; the Teams thread keeps its own copy. None keeps everything.
-    retention_days: int | None = Field(default=90, ge=1, le=3650)
-
-
-class WidgetSettings(_Model):
-    """The Direct Line widget channel."""
-
-    allowed_origins: list[str] = Field(default_factory=list)
-    # At least 30 min, as Direct Line's: botframework-directlinejs (Web Chat) refreshes every
-    # 15 min whatever expires_in says, so a shorter token would lapse before its refresh.
-    token_ttl_seconds: int = Field(default=3600, ge=1800, le=86400)
-    max_message_chars: int = Field(default=4000, ge=1, le=28000)
-
-
-class Rate(_Model):
-    """A token bucket: at most ``burst`` at once, refilled at ``per_minute``."""
-
-    # At least one every 100 minutes (a smaller rate is a typo, and its waits overflow).
-    per_minute: float = Field(ge=0.01, le=1_000_000)
-    burst: int = Field(ge=1, le=1_000_000)
-
-
-class LimitsSettings(_Model):
-    """Abuse limits. Past a rate the answer is 429 with Retry-After; ``null`` turns a rate off."""
-
-    # New conversations (tokens) from one client address, and for one website (Origin).
-    # Requests with the widget secret (a website's own server) are not counted.
-    conversations_per_ip: Rate | None = Field(default_factory=lambda: Rate(per_minute=30, burst=30))
-    conversations_per_origin: Rate | None = Field(
-        default_factory=lambda: Rate(per_minute=600, burst=300)
-    )
-    # Activities one conversation may post (messages, events; typing has its own small rate).
-    messages_per_conversation: Rate | None = Field(
-        default_factory=lambda: Rate(per_minute=60, burst=30)
-    )
     # Handoffs one conversation may start in an hour: each opens a thread in a Teams channel,
     # and a visitor asking, cancelling and asking again would bury the channel.
     handoffs_per_conversation_per_hour: int = Field(default=6, ge=1, le=1000)
-    # Messages waiting for one Teams thread (Teams takes about 2 a second): past this, the
-    # visitor is asked to slow down and their messages are refused until it drains.
-    teams_backlog: int = Field(default=30, ge=1, le=10_000)
-    # Open connections (HTTP and WebSocket), in all and from one client address.
-    connections: int = Field(default=10_000, ge=1, le=1_000_000)
-    connections_per_ip: int = Field(default=256, ge=1, le=1_000_000)
-    # A widget socket with nothing sent either way (keep-alives aside) this long is closed.
-    websocket_idle_minutes: float = Field(default=60, gt=0, le=24 * 60)
-    # A request's headers must arrive within this many seconds of the connection (or of the
-    # previous answer on it), its body within ``body_timeout_seconds``.
-    header_timeout_seconds: float = Field(default=15, gt=0, le=600)
-    body_timeout_seconds: float = Field(default=30, gt=0, le=600)
 
 
-class ServerSettings(_Model):
-    """The HTTP server."""
+class Settings(ConfigModel):
+    """What the domain reads from the file; the edges' sections (``teams``, ``storage``,
+    ``widget``, ``server``, their ``limits``) are added in ``adapters``."""
 
-    # Reverse proxies (addresses or networks) whose X-Forwarded-For, -Proto and -Host are
-    # believed; from anyone else those headers are ignored.
-    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
-
-
-class Settings(_Model):
-    """The whole file; every section has defaults, so an empty file is a working local setup."""
-
-    teams: TeamsSettings = Field(default_factory=TeamsSettings)
     routes: list[Route] = Field(
         default_factory=lambda: [
             Route(
@@ -321,10 +245,7 @@ class Settings(_Model):
     )
     bot: BotSettings = Field(default_factory=BotSettings)
     escalation: Escalation = Field(default_factory=Escalation)
-    storage: StorageSettings = Field(default_factory=StorageSettings)
-    widget: WidgetSettings = Field(default_factory=WidgetSettings)
-    limits: LimitsSettings = Field(default_factory=LimitsSettings)
-    server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: Limits = Field(default_factory=Limits)
     texts: Texts = Field(default_factory=Texts)
 
     @field_validator("routes")

@@ -16,12 +16,12 @@ import pytest
 from aiohttp import web
 
 from adapters.ops.config_file import load_settings
+from adapters.ops.settings import ServiceSettings
 from adapters.runtime.clock import utc_now
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.web.app import SERVICE, create_app
 from adapters.web.proxies import Proxies
 from adapters.web.server import start as start_server
-from bot.config import Settings
 from tests.support.auth import (
     APP_ID,
     ORIGIN,
@@ -68,7 +68,7 @@ async def standin() -> AsyncIterator[Standin]:
         yield state
 
 
-def test_settings(standin: Standin, db: Path, **sections: Any) -> Settings:
+def test_settings(standin: Standin, db: Path, **sections: Any) -> ServiceSettings:
     data: dict[str, Any] = {
         "teams": {"service_url": standin.url, "tenant_id": TENANT},
         "routes": [
@@ -83,7 +83,7 @@ def test_settings(standin: Standin, db: Path, **sections: Any) -> Settings:
         "storage": {"sqlite_path": str(db)},
     }
     data.update(sections)
-    return Settings.model_validate(data)
+    return ServiceSettings.model_validate(data)
 
 
 @dataclass
@@ -103,7 +103,7 @@ class RunningBot:
         if self.runner.server is not None:
             await self.runner.cleanup()
 
-    def set_settings(self, settings: Settings) -> None:
+    def set_settings(self, settings: ServiceSettings) -> None:
         self.app[SERVICE].settings = settings
 
     def without_rate_limits(self) -> None:

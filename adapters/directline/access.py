@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from adapters.directline.protocol import PREFIX, DirectLineError, in_channel_shape, refused
+from adapters.directline.settings import WidgetSettings
 from adapters.directline.tokens import Grant, TokenError, TokenSigner
 from adapters.runtime.failures import clip
 from adapters.web.proxies import Proxies, is_loopback
-from bot.config import Settings
 
 # Stream URLs carry a token that only opens that conversation's stream, for this long (a client
 # asks for a fresh stream URL on every reconnect).
@@ -36,14 +36,14 @@ class Access:
     def __init__(
         self,
         *,
-        settings: Callable[[], Settings],
+        widget: Callable[[], WidgetSettings],
         signer: TokenSigner,
         widget_secret: str,
         local_mode: bool,
         clock: Callable[[], datetime],
         proxies: Proxies,
     ) -> None:
-        self._settings = settings  # read on every use: a reload changes origins and lifetimes
+        self._widget = widget  # read on every use: a reload changes origins and lifetimes
         self._signer = signer
         self._widget_secret = widget_secret
         self._local = local_mode
@@ -55,7 +55,7 @@ class Access:
     def origin_allowed(self, origin: str) -> bool:
         if not origin:
             return False
-        allowed = self._settings().widget.allowed_origins
+        allowed = self._widget().allowed_origins
         if origin.rstrip("/") in (o.rstrip("/") for o in allowed) or "*" in allowed:
             return True
         return self._local and _is_loopback_origin(origin)
@@ -158,13 +158,13 @@ class Access:
 
     def token_for(self, conversation_id: str, user_id: str, user_name: str) -> tuple[str, Grant]:
         """A new token of the conversation, and what it grants."""
-        expires = int(self._clock().timestamp()) + self._settings().widget.token_ttl_seconds
+        expires = int(self._clock().timestamp()) + self._widget().token_ttl_seconds
         grant = Grant(conversation_id, user_id, user_name, expires)
         return self._signer.issue(grant), grant
 
     def issue(self, conversation_id: str, user_id: str, user_name: str) -> dict[str, Any]:
         """The answer of ``/tokens/generate`` and ``/tokens/refresh``."""
-        ttl = self._settings().widget.token_ttl_seconds
+        ttl = self._widget().token_ttl_seconds
         token, _ = self.token_for(conversation_id, user_id, user_name)
         return {"conversationId": conversation_id, "token": token, "expires_in": ttl}
 

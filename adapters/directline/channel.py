@@ -44,6 +44,7 @@ from adapters.directline.protocol import (
 from adapters.directline.sockets import Sockets, not_past_the_end
 from adapters.directline.streams import ConversationStreams
 from adapters.directline.tokens import TokenSigner
+from adapters.ops.settings import ServiceSettings
 from adapters.runtime import jsonio
 from adapters.runtime.clock import iso, utc_now
 from adapters.runtime.failures import clip
@@ -67,7 +68,7 @@ class DirectLineChannel:
     def __init__(
         self,
         *,
-        service: HandoffService,
+        service: HandoffService[ServiceSettings],
         streams: ConversationStreams,
         signer: TokenSigner,
         widget_secret: str,
@@ -82,7 +83,7 @@ class DirectLineChannel:
         self._clock = clock
         proxies = proxies or Proxies(lambda: service.settings.server.trusted_proxies)
         self.access = Access(
-            settings=lambda: service.settings,
+            widget=lambda: service.settings.widget,
             signer=signer,
             widget_secret=widget_secret,
             local_mode=local_mode,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from adapters.ops.settings import ServiceSettings
 from bot.errors import HandoffError, StaleWriteError, StoreError, UnknownConversationError
 from bot.model import Role
 from bot.usecases import HandoffService, UpstreamTurn
@@ -18,7 +19,9 @@ log = logging.getLogger(__name__)
 class Dispatcher:
     """What the inbox does with each visitor activity, in order."""
 
-    def __init__(self, service: HandoffService, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, service: HandoffService[ServiceSettings], clock: Callable[[], datetime]
+    ) -> None:
         self._service = service
         self._clock = clock
 

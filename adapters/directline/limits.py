@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from adapters.directline.protocol import RECENT_CONVERSATIONS, refused, too_many
+from adapters.ops.settings import ServiceSettings
 from adapters.runtime.failures import clip
 from adapters.web.proxies import Proxies
 from adapters.web.ratelimit import TokenBuckets, client_key
-from bot.config import Rate
+from adapters.web.settings import Rate
 from bot.usecases import HandoffService
 
 READ_RATE = Rate(per_minute=120, burst=30)  # GET /activities per conversation (polling: 60/min)
@@ -29,7 +30,7 @@ class Limits:
     def __init__(
         self,
         *,
-        service: HandoffService,
+        service: HandoffService[ServiceSettings],
         clock: Callable[[], datetime],
         proxies: Proxies,
         teams_backlog: Callable[[str], int] | None,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from adapters.ops.config_file import load_settings
-from bot.config import Settings
+from adapters.ops.settings import ServiceSettings
 from bot.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/handoff.yaml")
@@ -22,7 +22,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "handoff.schema.j
 
 def config_schema() -> str:
     """The config's JSON Schema, generated from the models (never written by hand)."""
-    schema = Settings.model_json_schema()
+    schema = ServiceSettings.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Teams handoff bot configuration (config/handoff.yaml)"
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"

@@ -1,4 +1,4 @@
-"""Load ``handoff.yaml`` into ``Settings``; problems read ``file:line: key.path: message``."""
+"""Load ``handoff.yaml`` (``ServiceSettings``); problems read ``file:line: key.path: message``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bot.config import Settings
+from adapters.ops.settings import ServiceSettings
 from bot.errors import ConfigError
 
 
@@ -157,7 +157,7 @@ class _BoundedLoader(yaml.SafeLoader):
             ) from exc
 
 
-def parse_settings(text: str, source: str) -> Settings:
+def parse_settings(text: str, source: str) -> ServiceSettings:
     """Validate YAML text; raise ``ConfigError`` listing every problem with its line."""
     size = len(text) if len(text) * 4 <= MAX_FILE_BYTES else len(text.encode(errors="replace"))
     if size > MAX_FILE_BYTES:
@@ -178,7 +178,7 @@ def _too_large(source: str, size: int) -> str:
     )
 
 
-def _parse(text: str, source: str) -> Settings:
+def _parse(text: str, source: str) -> ServiceSettings:
     loader = None
     try:
         loader = _BoundedLoader(text)
@@ -212,7 +212,7 @@ def _parse(text: str, source: str) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError([f"{source}:1: (top level): must be a mapping of sections"])
     try:
-        return Settings.model_validate(data)
+        return ServiceSettings.model_validate(data)
     except ValidationError as exc:
         found = []
         for error in exc.errors():
@@ -221,7 +221,7 @@ def _parse(text: str, source: str) -> Settings:
         raise ConfigError([f"{source}:{line}: {what}" for line, what in sorted(found)]) from exc
 
 
-def load_settings(path: str | Path) -> Settings:
+def load_settings(path: str | Path) -> ServiceSettings:
     """Read and validate a config file."""
     path = Path(path)
     try:

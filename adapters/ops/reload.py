@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from adapters.ops.config_file import load_settings
-from bot.config import Settings
+from adapters.ops.settings import ServiceSettings
 from bot.errors import ConfigError
 from bot.rules.routing import prepare
 
@@ -44,7 +44,7 @@ def _without_collector(work: Callable[[_A], _T], argument: _A) -> _T:
             gc.enable()
 
 
-def load_prepared(path: Path) -> Settings:
+def load_prepared(path: Path) -> ServiceSettings:
     """Read the file and build what its rules need (both off the event loop)."""
     settings = load_settings(path)
     prepare(settings)
@@ -57,10 +57,10 @@ class ConfigReloader:
     def __init__(
         self,
         path: Path,
-        apply: Callable[[Settings], None],
+        apply: Callable[[ServiceSettings], None],
         interval: float = 2.0,
         *,
-        load: Callable[[Path], Settings] = load_prepared,
+        load: Callable[[Path], ServiceSettings] = load_prepared,
     ) -> None:
         self.path = path
         self._apply = apply

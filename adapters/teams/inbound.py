@@ -14,6 +14,7 @@ from botbuilder.schema import (
     ChannelAccount,
 )
 
+from adapters.ops.settings import ServiceSettings
 from adapters.runtime.clock import utc_now
 from adapters.runtime.failures import REFUSALS, clip
 from adapters.teams.cards import VERBS, thread_card
@@ -53,7 +54,7 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
     def __init__(
         self,
         *,
-        service: HandoffService,
+        service: HandoffService[ServiceSettings],
         connector: ThreadPoster,
         store: HandoffStore,
         clock: Callable[[], datetime] = utc_now,
@@ -240,6 +241,7 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
             now=now,
             message_id=string(activity, "id"),
             mentions=mentions_of(activity),
+            note=self._service.settings.teams.is_note(text),
         )
         if result.outcome is ThreadOutcome.UNKNOWN:
             log.info("message in unknown thread %s from %s", thread_id, person.id)

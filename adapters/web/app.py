@@ -16,6 +16,7 @@ from adapters.directline.channel import DirectLineChannel
 from adapters.directline.streams import ConversationStreams
 from adapters.directline.tokens import TokenSigner
 from adapters.ops.reload import ConfigReloader
+from adapters.ops.settings import ServiceSettings
 from adapters.runtime import jsonio
 from adapters.runtime.clock import utc_now
 from adapters.runtime.httpclient import HttpClient
@@ -30,7 +31,6 @@ from adapters.teams.inbound import TeamsHandoffBot
 from adapters.web.housekeeping import retain, retry_until_done, sweep
 from adapters.web.lifecycle import closing, on_signal, running
 from adapters.web.middleware import RETRY_AFTER, guarded, service_error
-from bot.config import Settings
 from bot.rules.routing import prepare
 from bot.usecases import HandoffService
 
@@ -44,7 +44,7 @@ TOKEN_KEY_META = "directline.token_key"
 STARTUP_RECOVERY = 0.5
 
 
-SERVICE = web.AppKey("service", HandoffService)
+SERVICE = web.AppKey[HandoffService[ServiceSettings]]("service")
 STORE = web.AppKey("store", Store)
 DIRECTLINE = web.AppKey("directline", DirectLineChannel)
 TEAMS = web.AppKey("teams", TeamsEndpoint)
@@ -62,7 +62,7 @@ async def _token_key(store: Store, env: Mapping[str, str]) -> bytes:
 
 
 async def create_app(
-    settings: Settings,
+    settings: ServiceSettings,
     credentials: BotCredentials,
     *,
     store: Store | None = None,
@@ -125,7 +125,7 @@ async def create_app(
         local_mode=credentials.local_mode,
     )
 
-    def apply(new: Settings) -> None:
+    def apply(new: ServiceSettings) -> None:
         if new.storage.sqlite_path != service.settings.storage.sqlite_path:
             log.warning("storage.sqlite_path changed: it takes effect at the next restart")
         service.settings = new

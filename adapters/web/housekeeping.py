@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from adapters.directline.channel import DirectLineChannel
+from adapters.ops.settings import ServiceSettings
 from adapters.runtime.failures import FAILURES
 from adapters.runtime.retry import backoff
 from adapters.storage.contract import Store
@@ -36,7 +37,9 @@ async def retry_until_done(job: Callable[[], Awaitable[None]], first_retry: floa
         await asyncio.sleep(delay)
 
 
-async def sweep(service: HandoffService, clock: Callable[[], datetime], every: float) -> None:
+async def sweep(
+    service: HandoffService[ServiceSettings], clock: Callable[[], datetime], every: float
+) -> None:
     """Join timeouts and inactivity: checked every ``every`` seconds."""
     while True:
         await asyncio.sleep(every)
@@ -47,7 +50,7 @@ async def sweep(service: HandoffService, clock: Callable[[], datetime], every: f
 
 
 async def retain(
-    service: HandoffService,
+    service: HandoffService[ServiceSettings],
     store: Store,
     directline: DirectLineChannel,
     clock: Callable[[], datetime],

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 
-from bot.config import Rate
+from adapters.web.settings import Rate
 
 MAX_KEYS = 100_000
 MAX_WAIT = 3600.0  # seconds: the longest Retry-After given

@@ -28,7 +28,7 @@ from adapters.runtime import jsonio
 from adapters.runtime.failures import REFUSALS, clip
 from adapters.web.proxies import Proxies
 from adapters.web.ratelimit import client_key
-from bot.config import LimitsSettings
+from adapters.web.settings import ServerLimits
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ConnectionCaps:
 
     def __init__(
         self,
-        limits: Callable[[], LimitsSettings],
+        limits: Callable[[], ServerLimits],
         proxies: Proxies,
         clock: Callable[[], float],
         open_files: int | None = None,
@@ -208,7 +208,7 @@ async def start(
     host: str,
     port: int,
     *,
-    limits: Callable[[], LimitsSettings],
+    limits: Callable[[], ServerLimits],
     proxies: Proxies,
     header_timeout: float,
 ) -> tuple[web.AppRunner, asyncio.Server, ConnectionCaps]:
@@ -260,7 +260,7 @@ def run(
     port: int,
     *,
     loop: asyncio.AbstractEventLoop,
-    limits: Callable[[], LimitsSettings],
+    limits: Callable[[], ServerLimits],
     proxies: Proxies,
     header_timeout: float,
 ) -> None:

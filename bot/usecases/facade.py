@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bot.config import Settings
 from bot.model import Person
@@ -28,20 +28,25 @@ from bot.usecases.specialist import SpecialistCases
 from bot.usecases.visitor import VisitorCases
 from bot.views import DeskAction
 
+# The settings the service holds: the domain's, or the adapters' model of the whole file that
+# extends them (its edges read their own sections back through ``HandoffService.settings``).
+S = TypeVar("S", bound=Settings)
 
-class HandoffService:
+
+class HandoffService(Generic[S]):
     """The use cases; ``settings`` may be swapped at any time (config reload)."""
 
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: S,
         store: HandoffStore,
         desk: DeskGateway,
         visitors: VisitorGateway,
         new_id: Callable[[], str],
     ) -> None:
         shared = Shared(settings=settings, store=store, desk=desk, visitors=visitors, new_id=new_id)
+        self._settings = settings
         effects = Effects(shared)
         opening = Opening(shared, effects)
         self._shared = shared
@@ -50,12 +55,13 @@ class HandoffService:
         self._lifecycle = LifecycleCases(shared, effects, opening)
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> S:
         """The settings in force."""
-        return self._shared.settings
+        return self._settings
 
     @settings.setter
-    def settings(self, settings: Settings) -> None:
+    def settings(self, settings: S) -> None:
+        self._settings = settings
         self._shared.settings = settings
 
     # ---- widget side -------------------------------------------------------------------
@@ -147,8 +153,10 @@ class HandoffService:
         now: datetime,
         message_id: str = "",
         mentions: Sequence[Person] = (),
+        note: bool = False,
     ) -> ThreadResult:
-        """A message posted in a desk thread (``mentions``: people it @mentions, not the bot)."""
+        """A message posted in a desk thread (``mentions``: people it @mentions, not the bot;
+        ``note``: the desk marks it an internal note, never relayed)."""
         return await self._specialist.thread_message(
             thread_id=thread_id,
             person=person,
@@ -156,6 +164,7 @@ class HandoffService:
             now=now,
             message_id=message_id,
             mentions=mentions,
+            note=note,
         )
 
     async def thread_message_changed(

@@ -74,8 +74,10 @@ class SpecialistCases(Part):
         now: datetime,
         message_id: str = "",
         mentions: Sequence[Person] = (),
+        note: bool = False,
     ) -> ThreadResult:
-        """A message posted in a desk thread (``mentions``: people it @mentions, not the bot)."""
+        """A message posted in a desk thread (``mentions``: people it @mentions, not the bot;
+        ``note``: the desk marks it an internal note, never relayed)."""
         handoff = await self._store.handoff_for_thread(thread_id=thread_id)
         if handoff is None:
             return ThreadResult(ThreadOutcome.UNKNOWN, self._shared.text("unknown_thread", {}))
@@ -90,8 +92,7 @@ class SpecialistCases(Part):
             if text.strip().casefold().startswith("/transfer"):
                 return await self._transfer(handoff, person, mentions, now)
             joined = handoff.specialist
-            lowered = text.lstrip().casefold()
-            if any(lowered.startswith(p.casefold()) for p in self.settings.teams.note_prefixes):
+            if note:
                 log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
                 return ThreadResult(ThreadOutcome.NOTE)
             if (

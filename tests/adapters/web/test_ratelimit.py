@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from adapters.web import ratelimit
 from adapters.web.ratelimit import TokenBuckets, client_key, retry_after
-from bot.config import Rate
+from adapters.web.settings import Rate
 
 RATE = Rate(per_minute=60, burst=3)
 
