@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -18,7 +18,6 @@ from pydantic import (
 
 from bot.cel import Rule
 from bot.hours import Hours
-from bot.links import parse_channel
 from bot.texts import Texts
 
 # The Playground's team channel, so the embedded defaults work with ``make run`` as shipped.
@@ -26,6 +25,14 @@ PLAYGROUND_CHANNEL = "19:handoff-support@thread.tacv2"
 
 WEEK_MINUTES = 7 * 24 * 60  # the longest wait a route may set (longer is a typo, or infinity)
 _ROUTE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+# The route of the embedded defaults.
+DEFAULT_ROUTE = {
+    "id": "support",
+    "name": "Customer support",
+    "description": "Questions about orders, billing and your account",
+    "channel": PLAYGROUND_CHANNEL,
+}
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -53,16 +60,14 @@ class JoinTimeout(StrEnum):
 
 
 class Route(ConfigModel):
-    """Where a handoff goes: a Teams channel, when it is staffed, and how it is shown."""
+    """Where a handoff goes: a channel of the specialists' desk, when it is staffed, and how it
+    is shown. What a channel may be is the desk's to say (``adapters/<desk>/settings.py``)."""
 
     id: NonEmpty
     name: str = ""
     description: str = ""
-    # A channel id (19:...@thread.tacv2) or the link from "Copy link to channel".
+    # Where on the desk this route's threads open (for Teams, a channel id).
     channel: NonEmpty
-    # Filled from a channel link when it carries them.
-    team_id: str = ""
-    tenant_id: str = ""
     # Metadata: the domain/category this route serves (shown on the card, usable in rules).
     domain: str = ""
     # Widget ``handoff.request`` categories that pick this route.
@@ -82,30 +87,12 @@ class Route(ConfigModel):
     idle_reminder_minutes: float = Field(default=10, gt=0, le=WEEK_MINUTES)
     idle_close_minutes: float = Field(default=20, gt=0, le=WEEK_MINUTES)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ids_from_link(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("channel"), str):
-            try:
-                ref = parse_channel(data["channel"])
-            except ValueError:
-                return data  # the channel field's own validator reports it
-            data = {**data}
-            data.setdefault("team_id", ref.team_group_id)
-            data.setdefault("tenant_id", ref.tenant_id)
-        return data
-
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
         if not _ROUTE_ID.match(value):
             raise ValueError("use lowercase letters, digits, '-' and '_' (max 64)")
         return value
-
-    @field_validator("channel")
-    @classmethod
-    def _channel_id(cls, value: str) -> str:
-        return parse_channel(value).channel_id
 
     @model_validator(mode="after")
     def _fallback_named(self) -> Route:
@@ -232,17 +219,7 @@ class Settings(ConfigModel):
     """What the domain reads from the file; the edges' sections (``teams``, ``storage``,
     ``widget``, ``server``, their ``limits``) are added in ``adapters``."""
 
-    routes: list[Route] = Field(
-        default_factory=lambda: [
-            Route(
-                id="support",
-                name="Customer support",
-                description="Questions about orders, billing and your account",
-                channel=PLAYGROUND_CHANNEL,
-            )
-        ],
-        min_length=1,
-    )
+    routes: list[Route] = Field(default_factory=lambda: [Route(**DEFAULT_ROUTE)], min_length=1)
     bot: BotSettings = Field(default_factory=BotSettings)
     escalation: Escalation = Field(default_factory=Escalation)
     limits: Limits = Field(default_factory=Limits)

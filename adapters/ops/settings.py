@@ -10,9 +10,9 @@ from pydantic import Field
 
 from adapters.directline.settings import WidgetLimits, WidgetSettings
 from adapters.storage.settings import StorageSettings
-from adapters.teams.settings import TeamsSettings
+from adapters.teams.settings import Route, TeamsSettings
 from adapters.web.settings import ServerLimits, ServerSettings
-from bot.config import Limits, Settings
+from bot.config import DEFAULT_ROUTE, Limits, Settings
 
 
 class LimitsSettings(WidgetLimits, ServerLimits, Limits):
@@ -22,6 +22,9 @@ class LimitsSettings(WidgetLimits, ServerLimits, Limits):
 class ServiceSettings(Settings):
     """The whole file; every section has defaults, so an empty file is a working local setup."""
 
+    routes: list[Route] = Field(  # type: ignore[assignment]
+        default_factory=lambda: [Route(**DEFAULT_ROUTE)], min_length=1
+    )
     teams: TeamsSettings = Field(default_factory=TeamsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     widget: WidgetSettings = Field(default_factory=WidgetSettings)

@@ -141,6 +141,8 @@ async def test_a_hostile_page_neither_breaks_the_widget_nor_is_restyled_by_it(
         await launcher.click()
         panel = page.locator("#chat-panel")
         await expect(panel).to_be_visible()
+        # Measured once its opening animation (a short scale-up) has finished.
+        await panel.evaluate("(el) => Promise.all(el.getAnimations().map((a) => a.finished))")
         box = await panel.bounding_box()
         assert box is not None
         assert (round(box["width"]), round(box["height"])) == (380, 600)
