@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, NotRequired, TypedDict, Unpack
 from urllib.parse import quote
 
 from adapters.runtime import jsonio
@@ -27,7 +28,46 @@ RETRY_STATUSES = frozenset({408, 412, 429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4
 
 
-def card_attachment(card: Card) -> dict[str, Any]:
+class Account(TypedDict):
+    """Who an activity is from (the bot)."""
+
+    id: str
+    name: str
+
+
+class Attachment(TypedDict):
+    """An Adaptive Card on a message."""
+
+    contentType: str
+    content: Card
+
+
+class MessageFields(TypedDict, total=False):
+    """What a message from the bot may carry besides its sender."""
+
+    text: str
+    textFormat: Literal["markdown", "plain"]
+    summary: str  # what notifications show for a card
+    attachments: list[Attachment]
+    id: str  # the message an update replaces
+
+
+# The Bot Framework activity the bot sends ("from" is a keyword: the functional form).
+MessageActivity = TypedDict(
+    "MessageActivity",
+    {
+        "type": Literal["message"],
+        "from": Account,
+        "text": NotRequired[str],
+        "textFormat": NotRequired[Literal["markdown", "plain"]],
+        "summary": NotRequired[str],
+        "attachments": NotRequired[list[Attachment]],
+        "id": NotRequired[str],
+    },
+)
+
+
+def card_attachment(card: Card) -> Attachment:
     return {"contentType": CARD_TYPE, "content": card}
 
 
@@ -81,7 +121,7 @@ class BotConnector:
         """Have a token at hand (fetched off the loop if need be) before a send is paced."""
         await self._tokens.bearer()
 
-    async def send_once(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def send_once(self, method: str, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """One attempt, classified: ThreadGoneError (403/404), RetryableGatewayError (429, 412,
         5xx, network: ``ambiguous`` when the request may have arrived), GatewayError (other)."""
         if self._client is None:
@@ -122,7 +162,7 @@ class BotConnector:
             retry_after=retry_after(header) if header else None,
         )
 
-    async def _call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, method: str, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """``send_once`` with retries; a POST whose fate is unknown is not repeated."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -137,10 +177,10 @@ class BotConnector:
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _from(self) -> dict[str, str]:
+    def _from(self) -> Account:
         return {"id": self.bot_id, "name": self.bot_name}
 
-    def activity(self, **fields: Any) -> dict[str, Any]:
+    def activity(self, **fields: Unpack[MessageFields]) -> MessageActivity:
         """A message activity from the bot."""
         return {"type": "message", "from": self._from(), **fields}
 

@@ -26,13 +26,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from adapters.runtime.retry import backoff
 from adapters.runtime.workers import KeyedWorkers
 from adapters.storage.contract import OutboundStore
 from adapters.teams.cards import Card
-from adapters.teams.connector import BotConnector, card_attachment
+from adapters.teams.connector import BotConnector, MessageActivity, card_attachment
 from adapters.teams.outbox import (
     KEPT_AS_IS,
     CardPost,
@@ -242,7 +241,7 @@ class DeliveryQueue:
         attempt = 0
         # A post that may have arrived (its answer was lost) is sent again exactly as it was:
         # folding in what came since would show Teams the first lines twice.
-        pinned: tuple[list[int], str, str, dict[str, Any]] | None = None
+        pinned: tuple[list[int], str, str, MessageActivity] | None = None
         # After Teams refused a folded post for good: its messages go one by one, so only the
         # one it cannot take is dropped.
         alone_through = 0
@@ -425,7 +424,7 @@ class DeliveryQueue:
 
     def _next(
         self, thread_id: str, rows: list[Row], *, fold: bool = True
-    ) -> tuple[list[int], str, str, dict[str, Any]]:
+    ) -> tuple[list[int], str, str, MessageActivity]:
         """The next request: the first row, with what may be folded into it (if ``fold``)."""
         seq, item = rows[0]
         connector = self._connector
@@ -463,5 +462,6 @@ class DeliveryQueue:
             )
             return [seq], "POST", url, body
         assert isinstance(item, Text)
-        fields = {"textFormat": "markdown"} if item.markdown else {}
-        return [seq], "POST", url, connector.activity(text=item.text, **fields)
+        if item.markdown:
+            return [seq], "POST", url, connector.activity(text=item.text, textFormat="markdown")
+        return [seq], "POST", url, connector.activity(text=item.text)
