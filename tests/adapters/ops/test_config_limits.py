@@ -13,7 +13,7 @@ from adapters.ops import config_file
 from adapters.ops.config_file import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, load_settings
 from bot.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def problems(text: str) -> list[str]:
