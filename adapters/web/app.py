@@ -31,6 +31,7 @@ from adapters.teams.inbound import TeamsHandoffBot
 from adapters.web.housekeeping import retain, retry_until_done, sweep
 from adapters.web.lifecycle import closing, on_signal, running
 from adapters.web.middleware import RETRY_AFTER, guarded, service_error
+from adapters.web.readiness import READINESS, Readiness
 from bot.rules.routing import prepare
 from bot.usecases import HandoffService
 
@@ -183,6 +184,9 @@ async def create_app(
     directline.add_routes(app)
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _health)
+    readiness = Readiness(store.health, lambda: service.settings.server.drain_seconds)
+    app[READINESS] = readiness
+    app.router.add_get("/readyz", readiness.handle)
     app.router.add_get("/widget/{name}", _widget_file)
     return app
 

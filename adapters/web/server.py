@@ -28,6 +28,7 @@ from adapters.runtime import jsonio
 from adapters.runtime.failures import REFUSALS, clip
 from adapters.web.proxies import Proxies
 from adapters.web.ratelimit import client_key
+from adapters.web.readiness import READINESS
 from adapters.web.settings import ServerLimits
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,22 @@ async def stop(runner: web.AppRunner, server: asyncio.Server) -> None:
     await runner.cleanup()
 
 
+async def _drain(app: web.Application, stopping: asyncio.Event) -> None:
+    """Unready first; then, for ``server.drain_seconds``, still serving (a second signal cuts
+    the wait short), so that load balancers stop sending traffic before sockets close."""
+    readiness = app.get(READINESS)
+    if readiness is None:
+        return
+    readiness.draining = True
+    grace = readiness.grace()
+    if grace <= 0:
+        return
+    log.info("draining: unready for %.1f s before stopping", grace)
+    stopping.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), grace)
+
+
 def run(
     build: Callable[[], Awaitable[web.Application]],
     host: str,
@@ -278,6 +295,7 @@ def run(
         )
         try:
             await stopping.wait()
+            await _drain(app, stopping)
             log.info("stopping: finishing what is under way")
         finally:
             await stop(runner, server)

@@ -22,6 +22,9 @@ class ServerSettings(ConfigModel):
     # Reverse proxies (addresses or networks) whose X-Forwarded-For, -Proto and -Host are
     # believed; from anyone else those headers are ignored.
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    # On SIGTERM: seconds the instance stays up but unready (``/readyz`` 503), so that a load
+    # balancer stops sending it traffic before its widget sockets close. 0: stop at once.
+    drain_seconds: float = Field(default=0, ge=0, le=300)
 
 
 class ServerLimits(ConfigModel):
