@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NODE_DIR := tests/e2e/node
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup chromium lint clean package
+.PHONY: run test setup chromium postgresql lint clean package
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -28,6 +28,15 @@ chromium:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
+# Debian's PostgreSQL for the storage suite, which starts a throwaway cluster of its own on a
+# free loopback port and removes it after (the server binaries are in /usr/lib/postgresql/*/bin).
+postgresql:
+	@for bin in /usr/lib/postgresql/*/bin "$$(dirname "$$(command -v pg_ctl || echo /none/pg_ctl)")"; do \
+	  [ -x "$$bin/initdb" ] && [ -x "$$bin/pg_ctl" ] && exit 0; \
+	done; \
+	$(SUDO) apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql
+
 run: setup
 	bash infra/local/run.sh
 
@@ -35,7 +44,7 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-test: setup chromium lint
+test: setup chromium postgresql lint
 	$(PY) -m pytest
 
 # The Teams app package: make package APP_ID=<MicrosoftAppId> DOMAIN=bot.example.com [APP_VERSION=1.0.0]

@@ -18,7 +18,7 @@ from adapters.ops.commands import COMMANDS, DEFAULT_CONFIG
 from adapters.ops.config_file import load_settings
 from adapters.ops.settings import ServiceSettings
 from adapters.runtime.eventloop import freeze_startup_heap, new_event_loop
-from adapters.storage.sqlite import SqliteStore
+from adapters.storage.backend import choose, open_store
 from adapters.teams.auth import BotCredentials
 from adapters.web.app import SERVICE, create_app
 from adapters.web.proxies import Proxies, is_loopback
@@ -77,11 +77,16 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"environment: {exc}", file=sys.stderr)
         return 2
+    try:
+        backend = choose(settings.storage, os.environ)
+    except StoreError as exc:
+        print(f"storage: {exc}", file=sys.stderr)
+        return 2
     log.info(
         "config: %s; %d route(s); store %s; event loop %s",
         source or "embedded defaults",
         len(settings.routes),
-        settings.storage.sqlite_path,
+        backend,
         type(loop).__module__.split(".")[0],
     )
     host = args.host
@@ -113,7 +118,8 @@ def main(argv: list[str]) -> int:
             credentials.tenant_id or settings.teams.tenant_id,
         )
     try:
-        store = SqliteStore(settings.storage.sqlite_path)
+        # On the loop that serves: a PostgreSQL store's connections belong to it.
+        store = loop.run_until_complete(open_store(backend))
     except StoreError as exc:
         print(f"storage: {exc}", file=sys.stderr)
         return 2

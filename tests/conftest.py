@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +32,8 @@ from tests.support.auth import (
     running_issuer,
 )
 from tests.support.directline_client import DirectLineClient
+from tests.support.postgres import Cluster, running_cluster
+from tests.support.postgres import missing as postgres_missing
 from tests.support.processes import BotProcess, free_port
 from tests.support.scenarios import Teams
 from tests.support.servers import serve
@@ -60,6 +62,22 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """The suite's throwaway PostgreSQL cluster: started on first use, removed at the end."""
+    reason = postgres_missing()
+    need(not reason, reason)
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def postgres_url(postgres: Cluster) -> AsyncIterator[str]:
+    """A fresh database of the suite's cluster, for one test."""
+    async with postgres.database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from adapters.ops.settings import ServiceSettings
 from adapters.runtime import jsonio
 from adapters.runtime.clock import utc_now
 from adapters.runtime.httpclient import HttpClient
+from adapters.storage.backend import choose, open_store
 from adapters.storage.contract import Store
-from adapters.storage.sqlite import SqliteStore
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import DeliveryQueue
@@ -78,7 +78,8 @@ async def create_app(
     """Build the whole service; resources are closed by the app's cleanup."""
     env = os.environ if env is None else env
     prepare(settings)  # what the rules need, before the first message rather than during it
-    store = store or SqliteStore(settings.storage.sqlite_path)
+    # SQLite unless DATABASE_URL (or storage.backend) says PostgreSQL.
+    store = store or await open_store(choose(settings.storage, env))
     connector = BotConnector(
         tokens=tokens or ConnectorTokens(credentials),
         service_url=settings.teams.service_url,
@@ -127,8 +128,9 @@ async def create_app(
     )
 
     def apply(new: ServiceSettings) -> None:
-        if new.storage.sqlite_path != service.settings.storage.sqlite_path:
-            log.warning("storage.sqlite_path changed: it takes effect at the next restart")
+        old = service.settings.storage
+        if (new.storage.backend, new.storage.sqlite_path) != (old.backend, old.sqlite_path):
+            log.warning("storage.backend or .sqlite_path changed: it takes effect at restart")
         service.settings = new
         connector.configure(service_url=new.teams.service_url, tenant_id=new.teams.tenant_id)
 

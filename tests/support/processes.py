@@ -70,7 +70,12 @@ class BotProcess:
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process without waiting for it to answer."""
         command = [sys.executable, "app.py", "--config", str(self.config), "--port", str(self.port)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("Microsoft")}
+        # Neither credentials nor a database of the developer's own reach the process.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("Microsoft") and k != "DATABASE_URL"
+        }
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [*command, *self.args],

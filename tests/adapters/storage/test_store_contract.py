@@ -1,4 +1,9 @@
-"""One contract every store must pass (memory, and SQLite with its cache on and off)."""
+"""One contract every store must pass (memory, SQLite with its cache on and off, PostgreSQL).
+
+The tests that build a ``SqliteStore`` themselves are the SQLite store's own: its group commit,
+faults injected into its connection, its cache. Those among them that check what any store
+must do (the inbox over the log, retention in steps) have twins on PostgreSQL, with its own
+tests, in test_postgres_store.py."""
 
 from __future__ import annotations
 
@@ -18,21 +23,33 @@ from adapters.directline.inbox import Inbox
 from adapters.runtime.clock import iso
 from adapters.storage.contract import Store
 from adapters.storage.memory import MemoryStore
+from adapters.storage.postgres import PostgresStore
 from adapters.storage.sqlite import SqliteStore
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Party, Person, Role, Turn
 from tests.adapters.storage.samples import T0, VISITOR
 from tests.support.faults import faulty, full_disk
+from tests.support.postgres import Cluster
 
 STORES = {
     "memory": lambda tmp: MemoryStore(),
     "sqlite": lambda tmp: SqliteStore(tmp / "s.db"),
     "sqlite-uncached": lambda tmp: SqliteStore(tmp / "s.db", cache=False),
+    # Given a fresh database of the suite's throwaway cluster (tests/support/postgres.py).
+    "postgres": PostgresStore.open,
 }
 
 
 @pytest.fixture(params=list(STORES))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "postgres":
+        # Asked for here only: the other stores' tests run where PostgreSQL is missing.
+        cluster: Cluster = request.getfixturevalue("postgres")
+        async with cluster.database() as url:
+            opened: Store = await STORES["postgres"](url)
+            yield opened
+            await opened.close()
+        return
     made: Store = STORES[request.param](tmp_path)
     yield made
     await made.close()

@@ -1,0 +1,299 @@
+"""The PostgreSQL store's connection pool: every write commits before it returns, database
+errors become ``StoreError``, and the store recovers by itself when the server is back.
+
+Acknowledged means committed, with nothing pending: each write is one transaction (one
+statement where it can be, so one round trip) that has committed when the call returns, or
+raised ``StoreError`` and kept nothing. There is no group commit as in SQLite (whose commit
+costs about ten times a write, on this process's own file): here the server commits, other
+instances read what this one committed at once, and a transaction held open across writes
+would hold locks across awaits. So ``flush()`` has nothing to wait for.
+
+Connection loss: the pool reconnects on the next acquire (asyncpg replaces a connection it
+saw closed). One that died unseen (a network cut) fails a statement: then every pooled
+connection is expired, so the next call connects afresh; a read is tried once more on a fresh
+one (a write is not: it may have committed). While writes fail, a probe writes every few
+hundred milliseconds until one commits, then the store says so (``on_recovered``), whether or
+not anyone else writes meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from adapters.runtime.retry import backoff
+from adapters.storage.postgres import schema
+from bot.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection
+COMMAND_TIMEOUT = 15.0  # seconds a statement (or waiting for a pooled connection) may take
+# Connections per store. None kept open at least: asyncpg would otherwise reconnect to keep a
+# floor during an outage, logging a traceback each time; the probe below watches instead.
+POOL_MIN, POOL_MAX = 0, 10
+PROBE_FIRST, PROBE_MAX = 0.25, 2.0  # seconds between probes while writes fail, doubling
+CLOSE_TIMEOUT = 10.0  # seconds close() waits for connections in use before cutting them
+
+# Failures of a statement, not of the connection: the connection stays.
+_STATEMENT_CLASSES = ("22", "23", "42")  # data exceptions, constraint violations, syntax
+_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_T = TypeVar("_T")
+
+
+def redacted(url: str) -> str:
+    """The URL as logs may show it: no password, no query (which may hold one)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    user = f"{parts.username}@" if parts.username else ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _reason(exc: BaseException, url: str = "") -> str:
+    """What went wrong, on one line (never with the password of ``url``, should the driver
+    quote the URL back)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, TimeoutError):
+        text = f"timed out{': ' + text if text else ''}"
+    password = _password(url)
+    if password:
+        text = text.replace(password, "***")
+    return text or type(exc).__name__
+
+
+def _password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether the connection (rather than one statement) failed."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return not (isinstance(sqlstate, str) and sqlstate[:2] in _STATEMENT_CLASSES)
+
+
+def _text(value: Any) -> Any:
+    """PostgreSQL's text cannot hold U+0000, which JSON and SQLite can: it becomes U+FFFD, as
+    lone surrogates do at the edge (JSON text columns are unaffected: JSON escapes it)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+
+
+def _args(args: Sequence[Any]) -> list[Any]:
+    return [_text(a) for a in args]
+
+
+def _changed(status: str) -> int:
+    """Rows a statement changed, from its status (``UPDATE 1``, ``INSERT 0 1``)."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Released connections are not reset: the store never changes session state, and the
+    default reset costs a round trip on every call."""
+
+
+Work = Callable[[asyncpg.Connection], Awaitable[_T]]
+
+
+class Session:
+    """One connection inside a transaction (``Database.transaction``)."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._connection.fetch(sql, *_args(args))
+        return rows
+
+    async def write(self, sql: str, *args: Any) -> int:
+        return _changed(await self._connection.execute(sql, *_args(args)))
+
+
+class Database:
+    """A pool of connections to one database, and what the store promises about its writes."""
+
+    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
+        self._pool = pool
+        self.where = where
+        self.failed_commits = 0  # since the store opened: what memory mirrors check against
+        self.failing: StoreError | None = None  # the last write failed, and none worked since
+        # Called once a write commits again after failures (workers waiting out a backoff).
+        self.on_recovered: list[Callable[[], None]] = []
+        self._probe: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        min_size: int = POOL_MIN,
+        max_size: int = POOL_MAX,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        command_timeout: float = COMMAND_TIMEOUT,
+    ) -> Database:
+        """Connect, create or migrate the tables, and check a write commits."""
+        where = redacted(url)
+        cannot = f"cannot open the PostgreSQL store at {where}"
+        if not where.startswith(("postgresql://", "postgres://")):
+            raise StoreError(f"{cannot}: not a readable postgresql:// URL")
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout,
+                command_timeout=command_timeout,
+                reset=_keep_session,
+            )
+        except Exception as exc:  # whatever the URL held: one line, without its password
+            raise StoreError(f"{cannot}: {_reason(exc, url)}") from exc
+        db = cls(pool, where)
+        try:
+            async with pool.acquire(timeout=command_timeout) as connection:
+                version = await schema.prepare(connection)
+                # A store that opens but cannot be written (read-only, no space) is found now,
+                # not by the first visitor.
+                await connection.execute(schema.MARK_OPENED)
+        except Exception as exc:
+            await db.close()
+            raise StoreError(f"{cannot}: {_reason(exc, url)}") from exc
+        log.info("PostgreSQL store at %s (schema version %d)", where, version)
+        return db
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
+        except (*_FAULTS, asyncio.CancelledError):
+            self._pool.terminate()
+
+    # Reads
+    async def rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._call(
+            "read", lambda c: c.fetch(sql, *_args(args)), write=False
+        )
+        return rows
+
+    async def one(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._call(
+            "read", lambda c: c.fetchrow(sql, *_args(args)), write=False
+        )
+        return row
+
+    # Writes: each committed when it returns
+    async def write(self, sql: str, *args: Any) -> int:
+        """One statement, committed; returns how many rows it changed."""
+        status: str = await self._call("write", lambda c: c.execute(sql, *_args(args)))
+        return _changed(status)
+
+    async def write_one(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """One statement with ``RETURNING``, committed; returns its first row."""
+        row: asyncpg.Record | None = await self._call(
+            "write", lambda c: c.fetchrow(sql, *_args(args))
+        )
+        return row
+
+    async def transaction(self, work: Callable[[Session], Awaitable[_T]]) -> _T:
+        """``work`` in one transaction, committed when this returns."""
+
+        async def atomically(connection: asyncpg.Connection) -> _T:
+            async with connection.transaction():
+                return await work(Session(connection))
+
+        return await self._call("write", atomically)
+
+    async def _call(self, what: str, work: Work[_T], *, write: bool = True) -> _T:
+        for attempt in (1, 2):
+            try:
+                async with self._pool.acquire(timeout=COMMAND_TIMEOUT) as connection:
+                    result = await work(connection)
+            except _FAULTS as exc:
+                lost = _connection_lost(exc)
+                if lost:
+                    # What else the pool holds may be as dead: the next calls connect afresh.
+                    await self._pool.expire_connections()
+                    if not write and attempt == 1:
+                        continue  # a read is tried once more, on a fresh connection
+                failure = StoreError(f"the PostgreSQL store could not {what}: {_reason(exc)}")
+                if write:
+                    self._not_kept(failure, lost)
+                raise failure from exc
+            if write and self.failing is not None:
+                self._recovered()
+            return result
+        raise AssertionError("unreachable")
+
+    def _not_kept(self, failure: StoreError, lost: bool) -> None:
+        """A write was not kept. Only its own: others committed before it stay committed. When
+        the database (not the statement) failed, the store is failing until a probe commits."""
+        self.failed_commits += 1
+        if not lost:
+            return
+        if self.failing is None:
+            log.error("%s; writes fail until the database answers again", failure)
+        self.failing = failure
+        if not self._closed and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.create_task(self._probe_until_recovered(), name="pg-probe")
+
+    def _recovered(self) -> None:
+        self.failing = None
+        log.warning("PostgreSQL store: writes commit again")
+        for recovered in self.on_recovered:
+            recovered()
+
+    async def _probe_write(self) -> None:
+        """A small write that tells whether commits work (a read would not: a server gone
+        read-only answers reads)."""
+        try:
+            async with self._pool.acquire(timeout=COMMAND_TIMEOUT) as connection:
+                await connection.execute(schema.MARK_PROBED)
+        except _FAULTS as exc:
+            if _connection_lost(exc):
+                await self._pool.expire_connections()
+            self.failing = StoreError(f"the PostgreSQL store could not write: {_reason(exc)}")
+            raise self.failing from exc
+        if self.failing is not None:
+            self._recovered()
+
+    async def _probe_until_recovered(self) -> None:
+        attempt = 0
+        while self.failing is not None and not self._closed:
+            attempt += 1
+            await asyncio.sleep(backoff(attempt, PROBE_FIRST, PROBE_MAX))
+            with contextlib.suppress(StoreError):
+                await self._probe_write()
+
+    async def health(self) -> str | None:
+        """None when the store works, else why not (while writes fail, a probe write)."""
+        try:
+            if self.failing is None:
+                await self.one("SELECT 1")
+            else:
+                await self._probe_write()
+        except StoreError as exc:
+            return str(exc)
+        return None

@@ -1,0 +1,335 @@
+"""PostgreSQL store, for several instances sharing one database.
+
+Composed of the connection (pool, errors, recovery, health), the schema and its migrations,
+the row encoding and retention. Nothing is cached: another instance may have written since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from adapters.runtime import jsonio
+from adapters.storage.postgres import encoding, schema
+from adapters.storage.postgres.connection import Database
+from adapters.storage.postgres.retention import OPEN_STATES, Retention
+from bot.errors import StaleWriteError, StoreError
+from bot.model import Conversation, Handoff, HandoffState, Role, Turn
+
+
+@dataclass(frozen=True)
+class _Table:
+    """The statements of a compare-and-set save into one table."""
+
+    kind: str
+    insert: str
+    update: str
+
+    @classmethod
+    def of(cls, table: str, kind: str, columns: tuple[str, ...]) -> _Table:
+        n = len(columns)
+        names = ", ".join(columns)
+        marks = ", ".join(f"${i}" for i in range(1, n + 1))
+        sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, 1))
+        return cls(
+            kind,
+            f"INSERT INTO {table} ({names}, id, version) VALUES ({marks}, ${n + 1}, 1)"
+            " ON CONFLICT (id) DO NOTHING",
+            f"UPDATE {table} SET {sets}, version = version + 1"
+            f" WHERE id = ${n + 1} AND version = ${n + 2}",
+        )
+
+
+_CONVERSATIONS = _Table.of("conversations", "conversation", encoding.CONVERSATION_COLUMNS)
+_HANDOFFS = _Table.of("handoffs", "handoff", encoding.HANDOFF_COLUMNS)
+_Record = TypeVar("_Record", Conversation, Handoff)
+
+# The next seq comes from the conversation's counter row, in the same statement (so the same
+# transaction) as the row it numbers: a second appender waits on the row lock until the first
+# commits, then takes the next number. Numbers are handed out in commit order with no gaps, so
+# a reader that has seen N never finds an N - 1 committing after it. A rolled-back append
+# rolls its number back too, but it was never handed out: the call raised instead.
+APPEND = """
+WITH next AS (
+    INSERT INTO activity_counters AS c (conversation_id, last_seq) VALUES ($1, 1)
+    ON CONFLICT (conversation_id) DO UPDATE SET last_seq = c.last_seq + 1
+    RETURNING last_seq)
+INSERT INTO activities (conversation_id, seq, body, key)
+SELECT $1, last_seq, $2, $3 FROM next RETURNING seq
+"""
+# A thread's posts are numbered (from one sequence for all threads) under a lock of that
+# thread's, held until commit: one thread's numbers are in commit order, so its delivery
+# worker never finds an older post behind one it has sent.
+ENQUEUE = """
+WITH thread AS MATERIALIZED (SELECT pg_advisory_xact_lock($3, hashtext($1)))
+INSERT INTO outbound (thread_id, item) SELECT $1, $2 FROM thread RETURNING seq
+"""
+_KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
+# Spelled out, not a parameter: so the planner can use the partial index of open handoffs.
+_OPEN_IN = ", ".join(f"'{state}'" for state in OPEN_STATES)
+
+
+class PostgresStore:
+    """The storage contract (``adapters.storage.contract.Store``) on PostgreSQL.
+
+    Every write has committed when it returns, so ``flush()`` returns at once: there is never
+    anything pending, and a write that was not kept raised ``StoreError`` itself."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._retention = Retention(db)
+        self.on_recovered: list[Callable[[], None]] = db.on_recovered
+
+    @classmethod
+    async def open(cls, url: str, **pool: Any) -> PostgresStore:
+        """Connect to ``url`` (``postgresql://``), creating or migrating the tables."""
+        return cls(await Database.open(url, **pool))
+
+    @property
+    def where(self) -> str:
+        """The database, as logs may show it (no password)."""
+        return self._db.where
+
+    @property
+    def failing(self) -> StoreError | None:
+        return self._db.failing
+
+    @property
+    def failed_commits(self) -> int:
+        return self._db.failed_commits
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def flush(self, *, reads: bool = True) -> None:
+        """Every write committed (or raised) before it returned: nothing is pending."""
+
+    async def health(self) -> str | None:
+        return await self._db.health()
+
+    async def _save(self, table: _Table, record: _Record, values: tuple[Any, ...]) -> _Record:
+        """Compare-and-set: insert at version 0, else update only the stored version."""
+        if record.version == 0:
+            if not await self._db.write(table.insert, *values, record.id):
+                raise StaleWriteError(f"{table.kind} {record.id} exists")
+        elif not await self._db.write(table.update, *values, record.id, record.version):
+            raise StaleWriteError(f"{table.kind} {record.id} changed")
+        return replace(record, version=record.version + 1)
+
+    # HandoffStore
+    async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
+        row = await self._db.one("SELECT * FROM conversations WHERE id = $1", conversation_id)
+        return encoding.conversation(row) if row else None
+
+    async def save_conversation(self, *, conversation: Conversation) -> Conversation:
+        values = encoding.conversation_values(conversation)
+        return await self._save(_CONVERSATIONS, conversation, values)
+
+    async def add_turn(self, *, turn: Turn) -> None:
+        await self._db.write(
+            f"INSERT INTO turns ({', '.join(encoding.TURN_COLUMNS)})"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            *encoding.turn_values(turn),
+        )
+
+    async def turns(self, *, conversation_id: str) -> list[Turn]:
+        rows = await self._db.rows(
+            "SELECT * FROM turns WHERE conversation_id = $1 ORDER BY n", conversation_id
+        )
+        return [encoding.turn(r) for r in rows]
+
+    async def _handoff(self, sql: str, *args: Any) -> Handoff | None:
+        row = await self._db.one(sql, *args)
+        return encoding.handoff(row) if row else None
+
+    async def _handoffs(self, sql: str, *args: Any) -> list[Handoff]:
+        return [encoding.handoff(row) for row in await self._db.rows(sql, *args)]
+
+    async def get_handoff(self, *, handoff_id: str) -> Handoff | None:
+        return await self._handoff("SELECT * FROM handoffs WHERE id = $1", handoff_id)
+
+    async def open_handoff(self, *, conversation_id: str) -> Handoff | None:
+        return await self._handoff(
+            "SELECT * FROM handoffs WHERE conversation_id = $1 AND state = ANY($2::text[]) LIMIT 1",
+            conversation_id,
+            OPEN_STATES,
+        )
+
+    async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
+        return await self._handoff(
+            "SELECT * FROM handoffs WHERE thread_id = $1 AND thread_id <> '' LIMIT 1", thread_id
+        )
+
+    async def open_handoffs(self) -> list[Handoff]:
+        return await self._handoffs(
+            f"SELECT * FROM handoffs WHERE state IN ({_OPEN_IN}) ORDER BY created_at, id"
+        )
+
+    async def last_human_turn_at(self, *, conversation_id: str) -> datetime | None:
+        row = await self._db.one(
+            "SELECT MAX(at) AS at FROM turns WHERE conversation_id = $1 AND role IN ($2, $3)",
+            conversation_id,
+            Role.VISITOR.value,
+            Role.SPECIALIST.value,
+        )
+        at: datetime | None = row["at"] if row else None
+        return at
+
+    async def save_handoff(self, *, handoff: Handoff) -> Handoff:
+        return await self._save(_HANDOFFS, handoff, encoding.handoff_values(handoff))
+
+    async def unopened_handoffs(self) -> list[Handoff]:
+        return await self._handoffs(
+            "SELECT * FROM handoffs WHERE state = $1 AND thread_id = '' ORDER BY created_at, id",
+            HandoffState.QUEUED.value,
+        )
+
+    async def handoffs_since(self, *, conversation_id: str, since: datetime) -> int:
+        row = await self._db.one(
+            "SELECT COUNT(*) AS n FROM handoffs WHERE conversation_id = $1 AND created_at >= $2",
+            conversation_id,
+            since,
+        )
+        return int(row["n"]) if row else 0
+
+    async def seen(self, *, key: str) -> bool:
+        return await self._db.one("SELECT 1 FROM seen WHERE key = $1", key) is not None
+
+    async def remember(self, *, key: str, now: datetime) -> None:
+        await self._db.write(
+            "INSERT INTO seen (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, now
+        )
+
+    # Retention
+    async def purge(
+        self, *, before: datetime, keep: Container[str] = frozenset()
+    ) -> tuple[list[str], bool]:
+        """See ``retention.Retention.purge``."""
+        return await self._retention.purge(before, keep)
+
+    async def forget_deliveries(self, *, before: datetime) -> bool:
+        """See ``retention.Retention.forget_deliveries``."""
+        return await self._retention.forget_deliveries(before)
+
+    # ActivityLog
+    async def append_activity(
+        self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
+    ) -> int:
+        row = await self._db.write_one(APPEND, conversation_id, jsonio.dumps(activity), key or None)
+        assert row is not None
+        return int(row["seq"])
+
+    async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
+        rows = await self._db.rows(
+            "SELECT seq, key FROM activities WHERE conversation_id = $1 AND key IS NOT NULL"
+            " ORDER BY seq DESC LIMIT $2",
+            conversation_id,
+            limit,
+        )
+        return [(int(r["seq"]), str(r["key"])) for r in reversed(rows)]
+
+    async def keyed_activity(self, *, conversation_id: str, key: str) -> int | None:
+        row = await self._db.one(
+            "SELECT seq FROM activities WHERE conversation_id = $1 AND key = $2"
+            " ORDER BY seq LIMIT 1",
+            conversation_id,
+            key,
+        )
+        return int(row["seq"]) if row else None
+
+    async def activities_after(
+        self, *, conversation_id: str, watermark: int, limit: int = 500
+    ) -> list[tuple[int, dict[str, Any]]]:
+        rows = await self._db.rows(
+            "SELECT seq, body FROM activities WHERE conversation_id = $1 AND seq > $2"
+            " ORDER BY seq LIMIT $3",
+            conversation_id,
+            watermark,
+            limit,
+        )
+        return [(int(r["seq"]), jsonio.loads(r["body"])) for r in rows]
+
+    async def last_watermark(self, *, conversation_id: str) -> int:
+        row = await self._db.one(
+            "SELECT last_seq FROM activity_counters WHERE conversation_id = $1", conversation_id
+        )
+        return int(row["last_seq"]) if row else 0
+
+    async def inbox_position(self, *, conversation_id: str) -> int:
+        row = await self._db.one(
+            "SELECT processed FROM inbox WHERE conversation_id = $1", conversation_id
+        )
+        return int(row["processed"]) if row else 0
+
+    async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None:
+        await self._db.write(
+            "INSERT INTO inbox AS i (conversation_id, processed) VALUES ($1, $2)"
+            " ON CONFLICT (conversation_id)"
+            " DO UPDATE SET processed = GREATEST(i.processed, excluded.processed)",
+            conversation_id,
+            seq,
+        )
+
+    async def inbox_backlog(self) -> list[str]:
+        rows = await self._db.rows(
+            "SELECT c.conversation_id FROM activity_counters c LEFT JOIN inbox i"
+            " USING (conversation_id) WHERE c.last_seq > COALESCE(i.processed, 0)"
+        )
+        return [str(r["conversation_id"]) for r in rows]
+
+    # MetaStore
+    async def get_meta(self, *, key: str) -> str | None:
+        row = await self._db.one("SELECT value FROM meta WHERE key = $1", key)
+        return str(row["value"]) if row else None
+
+    async def set_meta(self, *, key: str, value: str, conversation_id: str = "") -> None:
+        await self._db.write(
+            f"{_KEEP_META} ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value, conversation_id = excluded.conversation_id",
+            key,
+            value,
+            conversation_id or None,
+        )
+
+    async def set_meta_once(self, *, key: str, value: str, conversation_id: str = "") -> str:
+        # Two statements: one that waited for another instance's insert of the key would not
+        # see that row in its own snapshot.
+        while True:
+            row = await self._db.write_one(
+                f"{_KEEP_META} ON CONFLICT (key) DO NOTHING RETURNING value",
+                key,
+                value,
+                conversation_id or None,
+            )
+            if row is not None:
+                return str(row["value"])
+            kept = await self.get_meta(key=key)
+            if kept is not None:  # else deleted meanwhile (retention): try again
+                return kept
+
+    # OutboundStore
+    async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
+        row = await self._db.write_one(
+            ENQUEUE, thread_id, jsonio.dumps(item), schema.LOCK_OUTBOX_THREAD
+        )
+        assert row is not None
+        return int(row["seq"])
+
+    async def outbound(
+        self, *, thread_id: str, limit: int = 50
+    ) -> list[tuple[int, dict[str, Any]]]:
+        rows = await self._db.rows(
+            "SELECT seq, item FROM outbound WHERE thread_id = $1 ORDER BY seq LIMIT $2",
+            thread_id,
+            limit,
+        )
+        return [(int(r["seq"]), jsonio.loads(r["item"])) for r in rows]
+
+    async def outbound_threads(self) -> list[str]:
+        rows = await self._db.rows("SELECT DISTINCT thread_id FROM outbound")
+        return [str(r["thread_id"]) for r in rows]
+
+    async def drop_outbound(self, *, seqs: list[int]) -> None:
+        await self._db.write("DELETE FROM outbound WHERE seq = ANY($1::bigint[])", seqs)
