@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from adapters.web.server import SHUTDOWN_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "e2e" / "node"
 PLAYGROUND_BIN = NODE_DIR / "node_modules" / ".bin" / "agentsplayground"
@@ -111,9 +113,11 @@ class BotProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM, then wait as long as a graceful stop may take (the in-flight work finishes:
+        the inbox drains what was acknowledged, a send under way completes)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
+            self.process.wait(SHUTDOWN_TIMEOUT + 10)
 
 
 class PlaygroundProcess:
