@@ -36,6 +36,7 @@ REPLAY_ROWS = 100
 SOCKETS_PER_CONVERSATION = 8  # open streams of one conversation (tabs, devices)
 
 CLOSED = -1  # in place of a seq: the socket closed
+REREAD = -3  # in place of a seq: rows may have committed that were not pushed: read the store
 
 
 async def not_past_the_end(log: ActivityLog, cid: str, watermark: int) -> int:
@@ -49,7 +50,17 @@ class Subscriber:
 
     No task or timer per wait: keep-alives come from one ticker for every socket."""
 
-    __slots__ = ("_rows", "_waiter", "busy", "idle_ticks", "on_overflow", "send_ticks", "sending")
+    __slots__ = (
+        "_behind",
+        "_rows",
+        "_waiter",
+        "busy",
+        "idle_ticks",
+        "known",
+        "on_overflow",
+        "send_ticks",
+        "sending",
+    )
 
     def __init__(self) -> None:
         self._rows: list[Row] = []
@@ -60,6 +71,8 @@ class Subscriber:
         # A frame is being written, and for how many ticks: a watchdog, with no timer per send.
         self.sending = False
         self.send_ticks = 0
+        self.known = 0  # the highest seq pushed: rows up to it reach the socket without a read
+        self._behind = False  # told to re-read the store (once, however often told)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -67,11 +80,22 @@ class Subscriber:
 
     def push(self, row: Row) -> None:
         self._rows.append(row)
+        self.known = max(self.known, row[0])
         self.busy = True
         self._wake()
         if len(self._rows) > MAX_PENDING_ROWS and self.on_overflow is not None:
             self._rows = [(CLOSED, {})]
             self.on_overflow()
+
+    def catch_up(self, seq: int = 0) -> None:
+        """Row ``seq`` (0: any row) may have been committed without being pushed here (by
+        another process): the writer re-reads the store from its watermark."""
+        if seq and seq <= self.known:
+            return  # pushed already (this process appended it): the writer has it
+        if not self._behind:
+            self._behind = True
+            self.busy = True
+            self._wake()
 
     def tick(self) -> None:
         """A keep-alive period passed: an idle socket's writer wakes with nothing to send."""
@@ -88,14 +112,39 @@ class Subscriber:
 
     async def next(self) -> list[Row]:
         """What arrived since the last call; empty when it is time for a keep-alive."""
-        if not self._rows:
+        if not self._rows and not self._behind:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
         rows, self._rows = self._rows, []
+        if self._behind:
+            self._behind = False
+            rows.append((REREAD, {}))
         return rows
+
+
+def _in_order(batch: list[Row], sent: int) -> tuple[list[Row], bool]:
+    """What of the pushed rows to send after ``sent``: each stored row once, in the log's
+    order. True also when the log must be read: told so (``REREAD``), or a row pushed past a
+    gap, whose rows in between another process committed (or the store rolled back)."""
+    rows: list[Row] = []
+    reread = False
+    for row in batch:
+        seq = row[0]
+        if seq == EPHEMERAL:
+            rows.append(row)
+        elif seq == REREAD:
+            reread = True
+        elif reread or seq <= sent:
+            continue  # sent already, or past the gap: the read sends it
+        elif seq == sent + 1:
+            rows.append(row)
+            sent = seq
+        else:
+            reread = True
+    return rows, reread
 
 
 async def keep_alive(subscribers: dict[str, set[Subscriber]]) -> None:
@@ -147,17 +196,9 @@ class Sockets:
         reader = asyncio.create_task(self._read_client(ws, subscriber))
         close_code = WSCloseCode.OK
         try:
-            sent = watermark
-            while True:
-                rows = await self._log.activities_after(
-                    conversation_id=cid, watermark=sent, limit=REPLAY_ROWS
-                )
-                if not rows:
-                    if sent == watermark and watermark:
-                        sent = await not_past_the_end(self._log, cid, watermark)
-                    break
-                await self._log.flush()  # never show a row a failed commit could take back
-                sent = await self._send(ws, subscriber, cid, rows, sent)
+            sent = await self._replay(ws, subscriber, cid, watermark)
+            if sent == watermark and watermark:
+                sent = await not_past_the_end(self._log, cid, watermark)
             while not ws.closed:
                 batch = await subscriber.next()
                 if not batch:
@@ -170,9 +211,11 @@ class Sockets:
                     continue
                 if any(seq == CLOSED for seq, _ in batch):
                     break
-                batch = [row for row in batch if row[0] > sent or row[0] == EPHEMERAL]
-                if batch:
-                    sent = await self._send(ws, subscriber, cid, batch, sent)
+                rows, reread = _in_order(batch, sent)
+                if rows:
+                    sent = await self._send(ws, subscriber, cid, rows, sent)
+                if reread:
+                    sent = await self._replay(ws, subscriber, cid, sent)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the widget went away, or stopped reading and was dropped: it reconnects
         except StoreError as exc:
@@ -185,6 +228,19 @@ class Sockets:
             self._open.discard(ws)
             await ws.close(code=close_code)
         return ws
+
+    async def _replay(
+        self, ws: web.WebSocketResponse, subscriber: Subscriber, cid: str, watermark: int
+    ) -> int:
+        """Send what the log holds after ``watermark``; returns the watermark reached."""
+        while True:
+            rows = await self._log.activities_after(
+                conversation_id=cid, watermark=watermark, limit=REPLAY_ROWS
+            )
+            if not rows:
+                return watermark
+            await self._log.flush()  # never show a row a failed commit could take back
+            watermark = await self._send(ws, subscriber, cid, rows, watermark)
 
     async def _send(
         self,

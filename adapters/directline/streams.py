@@ -17,7 +17,7 @@ from adapters.directline.protocol import (
 )
 from adapters.directline.sockets import Subscriber, keep_alive
 from adapters.runtime.clock import iso, utc_now
-from adapters.storage.contract import ActivityLog
+from adapters.storage.contract import ActivityFeed, ActivityLog
 from bot.locks import KeyedLocks
 from bot.ports import Choice, Sender
 
@@ -29,6 +29,9 @@ class ConversationStreams:
 
     Implements the domain's ``VisitorGateway``: what the bot or a specialist says is stored
     first (so a reconnect replays it) and then pushed to every socket of the conversation.
+    What other processes sharing the store append reaches the sockets here by ``follow``: a
+    notification wakes them, and they read the log from their watermarks (so nothing is sent
+    twice, and a lost notification is made good by ``resync``).
     """
 
     def __init__(self, log_store: ActivityLog, clock: Callable[[], datetime] = utc_now) -> None:
@@ -60,6 +63,26 @@ class ConversationStreams:
         """Show an activity on the conversation's open sockets without storing it."""
         for subscriber in self._subscribers.get(cid, ()):
             subscriber.push((EPHEMERAL, activity))
+
+    def committed(self, cid: str, seq: int) -> None:
+        """Row ``seq`` of the conversation was committed, perhaps by another process sharing
+        the store (``ActivityFeed``): its sockets here read the log from their watermarks.
+
+        Only the sockets: the inbox is told of what this process appends (``on_committed``),
+        and each process's inbox handles what its own channel stored."""
+        for subscriber in self._subscribers.get(cid, ()):
+            subscriber.catch_up(seq)
+
+    def resync(self) -> None:
+        """Notifications may have been lost: every socket here reads the log from its
+        watermark."""
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.catch_up()
+
+    def follow(self, feed: ActivityFeed) -> None:
+        """Show on this process's sockets what any process sharing the store appends."""
+        feed.follow(on_append=self.committed, on_resync=self.resync)
 
     def connected(self) -> frozenset[str]:
         """Conversations a widget has a socket open on."""

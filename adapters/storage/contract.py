@@ -6,7 +6,8 @@
 - the Direct Line activity log and the inbox's positions (``ActivityLog``);
 - the Teams outbox (``OutboundStore``);
 - meta rows, each optionally filed under a conversation (``MetaStore``);
-- retention (``Retention``) and durability (``Durability``).
+- retention (``Retention``) and durability (``Durability``);
+- optionally, appends committed by other processes sharing the store (``ActivityFeed``).
 
 Truth is what a store has committed. A store may keep caches of what it wrote, but only behind
 this contract: a cache never answers what the truth would not, a failed commit empties it, and
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.errors import StoreError
 from bot.ports import HandoffStore
@@ -130,6 +131,30 @@ class Durability(Protocol):
         """None when the store works, else why not."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ActivityFeed(Protocol):
+    """Optional: tells this process of activities appended and committed by any process that
+    shares the store, so sockets held here show what another instance appended.
+
+    Only a store that several processes share implements it (PostgreSQL). Memory and SQLite
+    do not: one process holds the whole store and every append passes through its own
+    ``ConversationStreams``, so there is nothing to follow (the app follows a store only if
+    it is an ``ActivityFeed``).
+
+    A notification is a hint, never the data: it may be late, lost or repeated (this
+    process's own appends are notified too). Whoever follows re-reads the log by watermark."""
+
+    def follow(
+        self, *, on_append: Callable[[str, int], None], on_resync: Callable[[], None]
+    ) -> None:
+        """From now on, ``on_append(conversation_id, seq)`` once a row commits; and
+        ``on_resync()`` whenever notifications may have been missed (at the start, and after
+        every reconnect): then every conversation followed must be re-read."""
+
+    async def unfollow(self) -> None:
+        """Stop following (no callback is made once this returns)."""
 
 
 class Store(HandoffStore, ActivityLog, OutboundStore, Retention, Durability, Protocol):

@@ -21,7 +21,7 @@ from adapters.runtime import jsonio
 from adapters.runtime.clock import utc_now
 from adapters.runtime.httpclient import HttpClient
 from adapters.storage.backend import choose, open_store
-from adapters.storage.contract import Store
+from adapters.storage.contract import ActivityFeed, Store
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import DeliveryQueue
@@ -143,6 +143,16 @@ async def create_app(
         yield
         await client.close()
 
+    async def activity_feed(_app: web.Application) -> AsyncIterator[None]:
+        # Several instances on one database (PostgreSQL): what another appends reaches the
+        # sockets held here. A store of one process (memory, SQLite) has no feed to follow.
+        if not isinstance(store, ActivityFeed):
+            yield
+            return
+        streams.follow(store)
+        yield
+        await store.unfollow()
+
     async def recover() -> None:
         # What a crash interrupted: activities never handled (first: quick, and before new
         # traffic wakes their conversations), posts never sent, threads never opened.
@@ -162,9 +172,10 @@ async def create_app(
     app[DIRECTLINE] = directline
     app[TEAMS] = teams_endpoint
     # One cleanup context per resource. aiohttp starts them in this order and, at cleanup,
-    # closes the ones that started in reverse: the timers first, then Direct Line (its sockets,
-    # then its inbox drained, which may still queue posts for Teams), the Teams queue, the
-    # HTTP client it sends through, and last the store everything writes to.
+    # closes the ones that started in reverse: the timers first, then the feed of other
+    # instances' appends, Direct Line (its sockets, then its inbox drained, which may still
+    # queue posts for Teams), the Teams queue, the HTTP client it sends through, and last the
+    # store everything writes to.
     app.cleanup_ctx.extend(
         [
             closing(store.close),
@@ -172,6 +183,7 @@ async def create_app(
             closing(delivery.close),
             closing(directline.inbox.drain),
             closing(directline.close),
+            activity_feed,
             running("recovery", lambda: retry_until_done(recover), first_wait=STARTUP_RECOVERY),
             running("sweeper", lambda: sweep(service, clock, sweep_interval)),
             running(

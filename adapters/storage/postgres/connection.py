@@ -131,9 +131,10 @@ class Session:
 class Database:
     """A pool of connections to one database, and what the store promises about its writes."""
 
-    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, where: str, url: str = "") -> None:
         self._pool = pool
         self.where = where
+        self._url = url  # for connections of its own, outside the pool (the listener's)
         self.failed_commits = 0  # since the store opened: what memory mirrors check against
         self.failing: StoreError | None = None  # the last write failed, and none worked since
         # Called once a write commits again after failures (workers waiting out a backoff).
@@ -167,7 +168,7 @@ class Database:
             )
         except Exception as exc:  # whatever the URL held: one line, without its password
             raise StoreError(f"{cannot}: {_reason(exc, url)}") from exc
-        db = cls(pool, where)
+        db = cls(pool, where, url)
         try:
             async with pool.acquire(timeout=command_timeout) as connection:
                 version = await schema.prepare(connection)
@@ -179,6 +180,16 @@ class Database:
             raise StoreError(f"{cannot}: {_reason(exc, url)}") from exc
         log.info("PostgreSQL store at %s (schema version %d)", where, version)
         return db
+
+    async def connect(self, application_name: str) -> asyncpg.Connection:
+        """A connection of its own, outside the pool (asyncpg's errors as they come)."""
+        connection: asyncpg.Connection = await asyncpg.connect(
+            self._url,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=COMMAND_TIMEOUT,
+            server_settings={"application_name": application_name},
+        )
+        return connection
 
     async def close(self) -> None:
         self._closed = True

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from adapters.runtime import jsonio
-from adapters.storage.postgres import encoding, schema
+from adapters.storage.postgres import encoding, feed, schema
 from adapters.storage.postgres.connection import Database
 from adapters.storage.postgres.retention import OPEN_STATES, Retention
 from bot.errors import StaleWriteError, StoreError
@@ -50,14 +50,17 @@ _Record = TypeVar("_Record", Conversation, Handoff)
 # transaction) as the row it numbers: a second appender waits on the row lock until the first
 # commits, then takes the next number. Numbers are handed out in commit order with no gaps, so
 # a reader that has seen N never finds an N - 1 committing after it. A rolled-back append
-# rolls its number back too, but it was never handed out: the call raised instead.
-APPEND = """
+# rolls its number back too, but it was never handed out: the call raised instead. The same
+# statement notifies the other instances (``feed``): sent on commit, never for a rollback.
+APPEND = f"""
 WITH next AS (
     INSERT INTO activity_counters AS c (conversation_id, last_seq) VALUES ($1, 1)
     ON CONFLICT (conversation_id) DO UPDATE SET last_seq = c.last_seq + 1
-    RETURNING last_seq)
-INSERT INTO activities (conversation_id, seq, body, key)
-SELECT $1, last_seq, $2, $3 FROM next RETURNING seq
+    RETURNING last_seq),
+appended AS (
+    INSERT INTO activities (conversation_id, seq, body, key)
+    SELECT $1, last_seq, $2, $3 FROM next RETURNING seq)
+SELECT seq, pg_notify('{feed.CHANNEL}', $1 || ':' || seq) FROM appended
 """
 # A thread's posts are numbered (from one sequence for all threads) under a lock of that
 # thread's, held until commit: one thread's numbers are in commit order, so its delivery
@@ -75,10 +78,12 @@ class PostgresStore:
     """The storage contract (``adapters.storage.contract.Store``) on PostgreSQL.
 
     Every write has committed when it returns, so ``flush()`` returns at once: there is never
-    anything pending, and a write that was not kept raised ``StoreError`` itself."""
+    anything pending, and a write that was not kept raised ``StoreError`` itself. It is also
+    an ``ActivityFeed``: appends by any instance on the database are notified."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._listener = feed.Listener(lambda: db.connect(feed.APPLICATION_NAME), db.where)
         self._retention = Retention(db)
         self.on_recovered: list[Callable[[], None]] = db.on_recovered
 
@@ -101,7 +106,18 @@ class PostgresStore:
         return self._db.failed_commits
 
     async def close(self) -> None:
+        await self._listener.unfollow()
         await self._db.close()
+
+    # ActivityFeed
+    def follow(
+        self, *, on_append: Callable[[str, int], None], on_resync: Callable[[], None]
+    ) -> None:
+        """See ``contract.ActivityFeed`` and ``feed``."""
+        self._listener.follow(on_append=on_append, on_resync=on_resync)
+
+    async def unfollow(self) -> None:
+        await self._listener.unfollow()
 
     async def flush(self, *, reads: bool = True) -> None:
         """Every write committed (or raised) before it returned: nothing is pending."""

@@ -457,3 +457,39 @@ async def test_a_failed_retention_step_deletes_nothing_and_the_pass_starts_over(
     assert await store.get_conversation(conversation_id="c0") is not None
     assert await store.purge(before=cutoff) == (["c0", "c1", "c2"], False)
     assert await store.purge(before=cutoff) == (["c3", "c4"], True)
+
+
+async def test_the_activity_feed_resyncs_and_follows_again_after_a_database_restart(
+    postgres: Cluster, two: Pair
+) -> None:
+    """Appends are notified once committed; after the server went away and came back, the
+    follower is told to re-read (what was missed meanwhile is in the table), then notified."""
+    a, b = two
+    appended: list[tuple[str, int]] = []
+    resyncs: list[float] = []
+    a.follow(
+        on_append=lambda cid, seq: appended.append((cid, seq)),
+        on_resync=lambda: resyncs.append(time.monotonic()),
+    )
+
+    async def until(predicate: Any) -> None:
+        for _ in range(1000):
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"not met: appended {appended}, resyncs {len(resyncs)}")
+
+    await until(lambda: resyncs)
+    await b.append_activity(conversation_id="c:1", activity={"n": 1})
+    await until(lambda: appended == [("c:1", 1)])
+    await asyncio.to_thread(postgres.stop)
+    await asyncio.to_thread(postgres.start)
+    started = time.monotonic()
+    await until(lambda: len(resyncs) == 2)
+    assert resyncs[-1] - started < 5
+    await b.append_activity(conversation_id="c:1", activity={"n": 2})
+    await until(lambda: appended == [("c:1", 1), ("c:1", 2)])
+    await a.unfollow()
+    await b.append_activity(conversation_id="c:1", activity={"n": 3})
+    await asyncio.sleep(0.1)
+    assert appended == [("c:1", 1), ("c:1", 2)]
