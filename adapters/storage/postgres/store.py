@@ -7,7 +7,7 @@ the row encoding and retention. Nothing is cached: another instance may have wri
 from __future__ import annotations
 
 from collections.abc import Callable, Container
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -15,35 +15,17 @@ from adapters.runtime import jsonio
 from adapters.storage.postgres import encoding, feed, schema
 from adapters.storage.postgres.connection import Database
 from adapters.storage.postgres.retention import OPEN_STATES, Retention
+from adapters.storage.records import SaveStatements
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
-
-@dataclass(frozen=True)
-class _Table:
-    """The statements of a compare-and-set save into one table."""
-
-    kind: str
-    insert: str
-    update: str
-
-    @classmethod
-    def of(cls, table: str, kind: str, columns: tuple[str, ...]) -> _Table:
-        n = len(columns)
-        names = ", ".join(columns)
-        marks = ", ".join(f"${i}" for i in range(1, n + 1))
-        sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(columns, 1))
-        return cls(
-            kind,
-            f"INSERT INTO {table} ({names}, id, version) VALUES ({marks}, ${n + 1}, 1)"
-            " ON CONFLICT (id) DO NOTHING",
-            f"UPDATE {table} SET {sets}, version = version + 1"
-            f" WHERE id = ${n + 1} AND version = ${n + 2}",
-        )
-
-
-_CONVERSATIONS = _Table.of("conversations", "conversation", encoding.CONVERSATION_COLUMNS)
-_HANDOFFS = _Table.of("handoffs", "handoff", encoding.HANDOFF_COLUMNS)
+_CONFLICT = " ON CONFLICT (id) DO NOTHING"
+_CONVERSATIONS = SaveStatements.of(
+    "conversations", "conversation", encoding.CONVERSATION_COLUMNS, "${}".format, _CONFLICT
+)
+_HANDOFFS = SaveStatements.of(
+    "handoffs", "handoff", encoding.HANDOFF_COLUMNS, "${}".format, _CONFLICT
+)
 _Record = TypeVar("_Record", Conversation, Handoff)
 
 # The next seq comes from the conversation's counter row, in the same statement (so the same
@@ -125,7 +107,9 @@ class PostgresStore:
     async def health(self) -> str | None:
         return await self._db.health()
 
-    async def _save(self, table: _Table, record: _Record, values: tuple[Any, ...]) -> _Record:
+    async def _save(
+        self, table: SaveStatements, record: _Record, values: tuple[Any, ...]
+    ) -> _Record:
         """Compare-and-set: insert at version 0, else update only the stored version."""
         if record.version == 0:
             if not await self._db.write(table.insert, *values, record.id):

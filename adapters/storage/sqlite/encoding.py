@@ -8,41 +8,18 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from adapters.storage.records import handoff_data, handoff_of, time_of, visitor_of
 from bot.model import (
     Conversation,
     Handoff,
-    HandoffState,
-    Page,
-    Party,
-    Person,
     Role,
     Turn,
-    Visitor,
 )
 
 # The columns a compare-and-set save writes besides ``id`` and ``version``, in the order of
 # ``conversation_values`` and ``handoff_values``.
 CONVERSATION_COLUMNS = ("created_at", "fallbacks", "visitor", "context")
 HANDOFF_COLUMNS = ("conversation_id", "state", "thread_id", "data")
-
-
-def time_of(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _visitor(raw: str) -> Visitor:
-    data = json.loads(raw)
-    return Visitor(
-        id=data["id"],
-        name=data["name"],
-        email=data["email"],
-        company=data["company"],
-        page=Page(**data["page"]),
-        locale=data["locale"],
-        timezone=data["timezone"],
-        user_agent=data["user_agent"],
-        extra=MappingProxyType(data["extra"]),
-    )
 
 
 def conversation_values(c: Conversation) -> tuple[Any, ...]:
@@ -59,7 +36,7 @@ def conversation(row: sqlite3.Row) -> Conversation:
     assert created is not None
     return Conversation(
         id=row["id"],
-        visitor=_visitor(row["visitor"]),
+        visitor=visitor_of(row["visitor"]),
         created_at=created,
         fallbacks_in_row=row["fallbacks"],
         context=MappingProxyType(json.loads(row["context"])),
@@ -68,52 +45,14 @@ def conversation(row: sqlite3.Row) -> Conversation:
 
 
 def handoff_values(handoff: Handoff) -> tuple[Any, ...]:
-    who = handoff.specialist
-    data = json.dumps(
-        {
-            "route_id": handoff.route_id,
-            "created_at": handoff.created_at.isoformat(),
-            "reason": handoff.reason,
-            "root_activity_id": handoff.root_activity_id,
-            "specialist": {"id": who.id, "name": who.name} if who else None,
-            "joined_at": handoff.joined_at.isoformat() if handoff.joined_at else None,
-            "ended_at": handoff.ended_at.isoformat() if handoff.ended_at else None,
-            "ended_by": handoff.ended_by.value if handoff.ended_by else None,
-            "ended_by_name": handoff.ended_by_name,
-            "failure": handoff.failure,
-            "timed_out_at": handoff.timed_out_at.isoformat() if handoff.timed_out_at else None,
-            "reminded_at": handoff.reminded_at.isoformat() if handoff.reminded_at else None,
-            "context": dict(handoff.context),
-        },
-        default=str,
-    )
-    return (handoff.conversation_id, handoff.state.value, handoff.thread_id, data)
+    return (handoff.conversation_id, handoff.state.value, handoff.thread_id, handoff_data(handoff))
 
 
 def handoff(row: sqlite3.Row) -> Handoff:
     data = json.loads(row["data"])
     created = time_of(data["created_at"])
     assert created is not None
-    return Handoff(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        route_id=data["route_id"],
-        state=HandoffState(row["state"]),
-        created_at=created,
-        reason=data["reason"],
-        thread_id=row["thread_id"],
-        root_activity_id=data["root_activity_id"],
-        specialist=Person(**data["specialist"]) if data["specialist"] else None,
-        joined_at=time_of(data["joined_at"]),
-        ended_at=time_of(data["ended_at"]),
-        ended_by=Party(data["ended_by"]) if data["ended_by"] else None,
-        ended_by_name=data["ended_by_name"],
-        failure=data["failure"],
-        timed_out_at=time_of(data.get("timed_out_at")),
-        reminded_at=time_of(data.get("reminded_at")),
-        context=MappingProxyType(data["context"]),
-        version=row["version"],
-    )
+    return handoff_of(row, data, created)
 
 
 def turn_values(turn: Turn) -> tuple[Any, ...]:

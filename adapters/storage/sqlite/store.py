@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Container
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from adapters.runtime import jsonio
 from adapters.runtime.clock import parse_time
+from adapters.storage.records import SaveStatements, time_of
 from adapters.storage.sqlite import encoding
 from adapters.storage.sqlite.cache import MISS, NoCache, RecordCache, keep
 from adapters.storage.sqlite.connection import Connection
@@ -23,28 +24,10 @@ from adapters.storage.sqlite.retention import OPEN_STATES, Retention
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
-
-@dataclass(frozen=True)
-class _Table:
-    """The statements of a compare-and-set save into one table."""
-
-    kind: str
-    insert: str
-    update: str
-
-    @classmethod
-    def of(cls, table: str, kind: str, columns: tuple[str, ...]) -> _Table:
-        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
-        sets = ", ".join(f"{column} = ?" for column in columns)
-        return cls(
-            kind,
-            f"INSERT INTO {table} ({names}, id, version) VALUES ({marks}, ?, 1)",
-            f"UPDATE {table} SET {sets}, version = version + 1 WHERE id = ? AND version = ?",
-        )
-
-
-_CONVERSATIONS = _Table.of("conversations", "conversation", encoding.CONVERSATION_COLUMNS)
-_HANDOFFS = _Table.of("handoffs", "handoff", encoding.HANDOFF_COLUMNS)
+_CONVERSATIONS = SaveStatements.of(
+    "conversations", "conversation", encoding.CONVERSATION_COLUMNS, lambda _: "?"
+)
+_HANDOFFS = SaveStatements.of("handoffs", "handoff", encoding.HANDOFF_COLUMNS, lambda _: "?")
 _Record = TypeVar("_Record", Conversation, Handoff)
 
 
@@ -91,7 +74,7 @@ class SqliteStore:
     async def health(self) -> str | None:
         return await self._conn.health()
 
-    def _save(self, table: _Table, record: _Record, values: tuple[Any, ...]) -> _Record:
+    def _save(self, table: SaveStatements, record: _Record, values: tuple[Any, ...]) -> _Record:
         """Compare-and-set: insert at version 0, else update only the stored version."""
         if record.version == 0:
             try:
@@ -179,7 +162,7 @@ class SqliteStore:
             Role.VISITOR.value,
             Role.SPECIALIST.value,
         )
-        return encoding.time_of(row["at"]) if row and row["at"] else None
+        return time_of(row["at"]) if row and row["at"] else None
 
     async def save_handoff(self, *, handoff: Handoff) -> Handoff:
         saved = self._save(_HANDOFFS, handoff, encoding.handoff_values(handoff))

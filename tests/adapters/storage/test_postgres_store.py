@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from adapters.directline.inbox import Inbox
 from adapters.storage.postgres import PostgresStore, schema
 from adapters.storage.postgres.connection import redacted
 from adapters.storage.postgres.store import APPEND
@@ -353,90 +352,12 @@ async def test_text_postgresql_cannot_hold_is_kept_as_sqlite_would_show_it(
     assert await pg.seen(key="teams:\x00")
 
 
-# The contract suite's tests that build a SqliteStore themselves but check what every store
-# must do: the same checks on PostgreSQL.
-
-
-async def test_inbox_reads_the_store_when_memory_missed_a_row(pg: PostgresStore) -> None:
-    inbox, handled = contract.recording_inbox(pg)  # type: ignore[arg-type]
-    bot = {"type": "message", "from": {"id": "b", "role": "bot"}}
-    for text in ("1", "2"):
-        await pg.append_activity(conversation_id="c1", activity={**contract.USER, "text": text})
-    for activity in ({**bot, "text": "answer"}, {**contract.USER, "text": "3"}):
-        seq = await pg.append_activity(conversation_id="c1", activity=activity)
-        inbox.appended("c1", seq, activity)  # memory saw only these two
-    inbox.kick("c1")
-    await inbox.drain()
-    assert handled == ["1", "2", "3"]
-    assert await pg.inbox_position(conversation_id="c1") == 4
-    assert inbox._fresh == {}  # nothing handled is kept in memory
-
-
-async def test_inbox_does_not_skip_an_activity_whose_handling_was_not_saved(
-    pg: PostgresStore,
-) -> None:
-    attempts: list[str] = []
-
-    async def handle(cid: str, activity: dict[str, Any]) -> None:
-        attempts.append(activity["text"])
-        if len(attempts) == 1:
-            raise StoreError("the PostgreSQL store could not write: connection lost")
-
-    inbox = Inbox(pg, handle)
-    await pg.append_activity(conversation_id="c1", activity={**contract.USER, "text": "hi"})
-    inbox.kick("c1")
-    await inbox.drain()
-    assert await pg.inbox_position(conversation_id="c1") == 0
-    inbox.kick("c1")
-    await inbox.drain()
-    assert attempts == ["hi", "hi"]
-    assert await pg.inbox_position(conversation_id="c1") == 1
-
-
 @pytest.fixture
 async def stepping(pg: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> PostgresStore:
     """Retention steps of 3 conversations and 4 delivery keys."""
     monkeypatch.setattr("adapters.storage.postgres.retention.PURGE_SCAN", 3)
     monkeypatch.setattr("adapters.storage.postgres.retention.SEEN_BATCH", 4)
     return pg
-
-
-async def test_retention_works_in_steps_and_resumes_where_it_stopped(
-    stepping: PostgresStore,
-) -> None:
-    store = stepping
-    cutoff = T0 + timedelta(days=30)
-    for n in range(8):
-        await contract._conversation_with_history(store, f"c{n}", last=T0 if n % 2 else cutoff)
-    for n in range(6):
-        await store.remember(key=f"old{n}", now=T0)
-    await store.remember(key="new", now=cutoff)
-    steps = []
-    done = False
-    while not done:
-        step, done = await store.purge(before=cutoff)
-        steps.append(step)
-    assert steps == [["c1"], ["c3", "c5"], ["c7"]]
-    assert await store.forget_deliveries(before=cutoff) is False  # 4 of 6 old keys
-    assert await store.forget_deliveries(before=cutoff) is True
-    assert [await store.seen(key=f"old{n}") for n in range(6)] == [False] * 6
-    assert await store.seen(key="new")
-    assert await store.purge(before=cutoff) == ([], False)
-
-
-async def test_a_retention_pass_ends_at_the_first_conversation_too_young_to_be_idle(
-    stepping: PostgresStore,
-) -> None:
-    store = stepping
-    cutoff = T0 + timedelta(days=30)
-    for n in range(4):
-        await contract._conversation_with_history(store, f"old{n}", last=T0)
-    for n in range(6):
-        created = cutoff + timedelta(hours=n)
-        await store.save_conversation(conversation=Conversation(f"new{n}", VISITOR, created))
-    assert await store.purge(before=cutoff) == (["old0", "old1", "old2"], False)
-    assert await store.purge(before=cutoff) == (["old3"], True)
-    assert await store.purge(before=cutoff) == ([], True)
 
 
 async def test_a_failed_retention_step_deletes_nothing_and_the_pass_starts_over(

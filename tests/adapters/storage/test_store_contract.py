@@ -55,6 +55,33 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await made.close()
 
 
+@contextlib.asynccontextmanager
+async def _durable(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Store]:
+    """A store that keeps what it committed: SQLite, or PostgreSQL on a fresh database."""
+    if kind == "postgres":
+        cluster: Cluster = request.getfixturevalue("postgres")
+        async with cluster.database() as url:
+            opened: Store = await PostgresStore.open(url)
+            try:
+                yield opened
+            finally:
+                await opened.close()
+        return
+    made = SqliteStore(tmp_path / "d.db")
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def durable_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with _durable(request.param, request, tmp_path) as made:
+        yield made
+
+
 async def test_unknown_keys_are_none(store: Any) -> None:
     assert await store.get_conversation(conversation_id="nope") is None
     assert await store.get_handoff(handoff_id="nope") is None
@@ -494,62 +521,56 @@ async def test_inbox_handles_only_committed_activities(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_inbox_reads_the_store_when_memory_missed_a_row(tmp_path: Path) -> None:
+async def test_inbox_reads_the_store_when_memory_missed_a_row(durable_store: Any) -> None:
     """Memory hands the inbox what was committed since; a row it never saw (appended before a
     restart) sends the inbox to the store, so nothing is skipped."""
-    store = SqliteStore(tmp_path / "g.db")
+    store = durable_store
     inbox, handled = recording_inbox(store)
     bot = {"type": "message", "from": {"id": "b", "role": "bot"}}
-    try:
-        for text in ("1", "2"):
-            await store.append_activity(conversation_id="c1", activity={**USER, "text": text})
+    for text in ("1", "2"):
+        await store.append_activity(conversation_id="c1", activity={**USER, "text": text})
+    await store.flush()
+    for activity in ({**bot, "text": "answer"}, {**USER, "text": "3"}):
+        seq = await store.append_activity(conversation_id="c1", activity=activity)
         await store.flush()
-        for activity in ({**bot, "text": "answer"}, {**USER, "text": "3"}):
-            seq = await store.append_activity(conversation_id="c1", activity=activity)
-            await store.flush()
-            inbox.appended("c1", seq, activity)  # memory saw only these two
-        inbox.kick("c1")
-        await inbox.drain()
-        assert handled == ["1", "2", "3"]
-        assert await store.inbox_position(conversation_id="c1") == 4
-        # From here memory has it all: the next activity is handled from memory alone.
-        last = {**USER, "text": "4"}
-        seq = await store.append_activity(conversation_id="c1", activity=last)
-        await store.flush()
-        inbox.appended("c1", seq, last)
-        inbox.kick("c1")
-        await inbox.drain()
-        assert handled == ["1", "2", "3", "4"]
-    finally:
-        await store.close()
+        inbox.appended("c1", seq, activity)  # memory saw only these two
+    inbox.kick("c1")
+    await inbox.drain()
+    assert handled == ["1", "2", "3"]
+    assert await store.inbox_position(conversation_id="c1") == 4
+    # From here memory has it all: the next activity is handled from memory alone.
+    last = {**USER, "text": "4"}
+    seq = await store.append_activity(conversation_id="c1", activity=last)
+    await store.flush()
+    inbox.appended("c1", seq, last)
+    inbox.kick("c1")
+    await inbox.drain()
+    assert handled == ["1", "2", "3", "4"]
 
 
 async def test_inbox_does_not_skip_an_activity_whose_handling_was_not_saved(
-    tmp_path: Path,
+    durable_store: Any,
 ) -> None:
-    store = SqliteStore(tmp_path / "e.db")
+    store = durable_store
     attempts: list[str] = []
 
     async def handle(cid: str, activity: dict[str, Any]) -> None:
         attempts.append(activity["text"])
         if len(attempts) == 1:
-            raise StoreError("the SQLite store could not commit: disk full")
+            raise StoreError("the store could not commit")
 
     inbox = Inbox(store, handle)
-    try:
-        await store.append_activity(
-            conversation_id="c1", activity={"from": {"role": "user"}, "text": "hi"}
-        )
-        await store.flush()
-        inbox.kick("c1")
-        await inbox.drain()
-        assert await store.inbox_position(conversation_id="c1") == 0
-        inbox.kick("c1")  # the next activity (or a restart) kicks it again
-        await inbox.drain()
-        assert attempts == ["hi", "hi"]
-        assert await store.inbox_position(conversation_id="c1") == 1
-    finally:
-        await store.close()
+    await store.append_activity(
+        conversation_id="c1", activity={"from": {"role": "user"}, "text": "hi"}
+    )
+    await store.flush()
+    inbox.kick("c1")
+    await inbox.drain()
+    assert await store.inbox_position(conversation_id="c1") == 0
+    inbox.kick("c1")  # the next activity (or a restart) kicks it again
+    await inbox.drain()
+    assert attempts == ["hi", "hi"]
+    assert await store.inbox_position(conversation_id="c1") == 1
 
 
 async def _conversation_with_history(
@@ -640,10 +661,10 @@ async def test_retention_deletes_idle_conversations_with_everything_of_theirs(st
 
 
 @pytest.fixture
-async def stepping_store(
+async def sqlite_stepping_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[SqliteStore]:
-    """A SQLite store whose retention steps are tiny: 3 conversations, 4 delivery keys."""
+    """The SQLite store with tiny retention steps (for a fault only SQLite can be given)."""
     monkeypatch.setattr("adapters.storage.sqlite.retention.PURGE_SCAN", 3)
     monkeypatch.setattr("adapters.storage.sqlite.retention.SEEN_BATCH", 4)
     store = SqliteStore(tmp_path / "r.db")
@@ -651,8 +672,19 @@ async def stepping_store(
     await store.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def stepping_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Store]:
+    """A store whose retention steps are tiny: 3 conversations, 4 delivery keys."""
+    monkeypatch.setattr(f"adapters.storage.{request.param}.retention.PURGE_SCAN", 3)
+    monkeypatch.setattr(f"adapters.storage.{request.param}.retention.SEEN_BATCH", 4)
+    async with _durable(request.param, request, tmp_path) as made:
+        yield made
+
+
 async def test_retention_works_in_steps_and_resumes_where_it_stopped(
-    stepping_store: SqliteStore,
+    stepping_store: Any,
 ) -> None:
     store = stepping_store
     cutoff = T0 + timedelta(days=30)
@@ -678,7 +710,7 @@ async def test_retention_works_in_steps_and_resumes_where_it_stopped(
 
 
 async def test_a_retention_pass_ends_at_the_first_conversation_too_young_to_be_idle(
-    stepping_store: SqliteStore,
+    stepping_store: Any,
 ) -> None:
     store = stepping_store
     cutoff = T0 + timedelta(days=30)
@@ -694,9 +726,9 @@ async def test_a_retention_pass_ends_at_the_first_conversation_too_young_to_be_i
 
 
 async def test_retention_looks_again_after_a_failed_commit_and_keeps_caches_warm(
-    stepping_store: SqliteStore,
+    sqlite_stepping_store: Any,
 ) -> None:
-    store = stepping_store
+    store = sqlite_stepping_store
     real = store._db
     try:
         cutoff = T0 + timedelta(days=30)
