@@ -1,4 +1,5 @@
-"""The bot as `python app.py` runs it (create_app, local mode, SQLite), for the benchmarks.
+"""The bot as `python app.py` runs it (create_app, local mode, SQLite or PostgreSQL), for the
+benchmarks.
 
 Same event loop and server as app.py (uvloop unless HANDOFF_EVENT_LOOP=asyncio; connections
 counted and capped). Differences from app.py, both bench-only: the Teams rate limits of the
@@ -41,7 +42,10 @@ async def main(config: str, port: int, real_limits: bool) -> None:
     credentials = BotCredentials.from_env({})  # local mode: no MicrosoftAppId
     # BENCH_STORE=memory: the in-memory store instead of SQLite, to see what durability costs.
     store = MemoryStore() if os.environ.get("BENCH_STORE") == "memory" else None
-    app = await create_app(settings, credentials, env={}, store=store)
+    # BENCH_DATABASE_URL: PostgreSQL (the bench's throwaway cluster) instead of SQLite.
+    url = os.environ.get("BENCH_DATABASE_URL", "")
+    env = {"DATABASE_URL": url} if url else {}
+    app = await create_app(settings, credentials, env=env, store=store)
     if not real_limits:
         delivery = app[SERVICE]._shared.desk._delivery  # the TeamsDesk's DeliveryQueue
         delivery._thread_windows = UNLIMITED

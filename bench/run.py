@@ -435,6 +435,22 @@ async def sink_reset(session: aiohttp.ClientSession, sink: str) -> None:
 
 
 async def relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One relay run; with ``--postgres``, the bot stores in a throwaway PostgreSQL cluster on
+    loopback (the database shares the machine's cores with the bot and the load)."""
+    if not args.postgres:
+        return await _relay_once(n, args)
+    from tests.support.postgres import running_cluster
+
+    with running_cluster() as cluster:
+        async with cluster.database() as url:
+            os.environ["BENCH_DATABASE_URL"] = url
+            try:
+                return await _relay_once(n, args)
+            finally:
+                del os.environ["BENCH_DATABASE_URL"]
+
+
+async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory() as d, processes() as started:
         tmp = Path(d)
@@ -557,7 +573,10 @@ async def relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def bench_relay(args: argparse.Namespace) -> tuple[list[str], list[dict[str, Any]]]:
+    store = "PostgreSQL (a throwaway cluster on loopback)" if args.postgres else "SQLite"
     rows = [
+        f"Store: {store}.",
+        "",
         "| direction | handoffs | delivered/sent | thread posts | messages/s | p50 | p99 | "
         "HTTP p50 / p99 | bot CPU ms/msg | setup s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -955,7 +974,7 @@ async def main(argv: list[str]) -> int:
         "section",
         nargs="?",
         default="all",
-        choices=["relay", "anchors", "idle", "rules", "pacing", "all"],
+        choices=["relay", "anchors", "idle", "rules", "pacing", "scale", "all"],
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
     parser.add_argument("--connections", type=int, default=16)
@@ -965,11 +984,17 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--quick-pacing", action="store_true", help="only the one-thread burst")
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
+    parser.add_argument(
+        "--postgres", action="store_true", help="relay: the bot on PostgreSQL instead of SQLite"
+    )
     args = parser.parse_args(argv)
     raise_nofile()
-    sections = (
-        ["rules", "pacing", "anchors", "relay", "idle"] if args.section == "all" else [args.section]
-    )
+    if args.section == "scale":  # so far: one instance on PostgreSQL, beside the anchors
+        args.postgres = True
+    sections = {
+        "all": ["rules", "pacing", "anchors", "relay", "idle"],
+        "scale": ["anchors", "relay"],
+    }.get(args.section, [args.section])
 
     out = [
         "# Benchmarks",
