@@ -61,19 +61,11 @@ async def test_a_full_disk_under_the_real_process(
     answered: dict[str, int] = {}
 
     async def post(text: str) -> int:
-        async with http.post(
-            f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
-            json={
-                "type": "message",
-                "text": text,
-                "channelData": {"clientActivityID": uuid.uuid4().hex},
-            },
-            headers={"Authorization": f"Bearer {visitor.token}"},
-        ) as r:
-            if r.status == 503:
-                assert r.headers["Retry-After"]
-            answered[text] = r.status
-            return r.status
+        status, _, retry_after = await visitor.send(text)
+        if status == 503:
+            assert retry_after
+        answered[text] = status
+        return status
 
     # Big messages: the log must grow, and the disk has no room for it (what the
     # write-ahead log already holds may take a few first).

@@ -99,6 +99,20 @@ class DirectLineClient:
         ) as r:
             return r.status, await r.json()
 
+    async def send(self, text: str, client_id: str = "") -> tuple[int, dict[str, Any], str]:
+        """A visitor message as the widget posts it, answered however the bot answers:
+        (status, body, Retry-After)."""
+        async with self.session.post(
+            f"{self.base}/conversations/{self.conversation_id}/activities",
+            json={
+                "type": "message",
+                "text": text,
+                "channelData": {"clientActivityID": client_id or uuid.uuid4().hex},
+            },
+            headers=self._auth,
+        ) as r:
+            return r.status, await r.json(), r.headers.get("Retry-After", "")
+
     async def say(self, text: str) -> str:
         status, body = await self.post({"type": "message", "text": text})
         assert status == 200, body

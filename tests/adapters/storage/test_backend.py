@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -91,19 +90,11 @@ def test_the_service_does_not_start_without_its_database(
     assert "s3cret-pw" not in done.stderr + done.stdout
 
 
-async def _post(http: aiohttp.ClientSession, visitor: DirectLineClient, text: str) -> int:
-    async with http.post(
-        f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
-        json={
-            "type": "message",
-            "text": text,
-            "channelData": {"clientActivityID": uuid.uuid4().hex},
-        },
-        headers={"Authorization": f"Bearer {visitor.token}"},
-    ) as r:
-        if r.status == 503:
-            assert r.headers["Retry-After"].isdigit()
-        return r.status
+async def _post(visitor: DirectLineClient, text: str) -> int:
+    status, _, retry_after = await visitor.send(text)
+    if status == 503:
+        assert retry_after.isdigit()
+    return status
 
 
 async def test_the_service_on_postgresql_answers_503_while_the_database_is_down_and_recovers(
@@ -117,10 +108,10 @@ async def test_the_service_on_postgresql_answers_503_while_the_database_is_down_
     visitor = DirectLineClient(http, bot.directline, origin=bot.url)
     await visitor.start()
     await visitor.wait_text("virtual assistant")
-    assert await _post(http, visitor, "before") == 200
+    assert await _post(visitor, "before") == 200
     await asyncio.to_thread(postgres.stop)
     try:
-        assert await _post(http, visitor, "while down") == 503
+        assert await _post(visitor, "while down") == 503
         async with http.get(f"{bot.url}/healthz") as r:
             assert r.status == 503 and "PostgreSQL" in (await r.json())["store"]
     finally:
@@ -130,7 +121,7 @@ async def test_the_service_on_postgresql_answers_503_while_the_database_is_down_
             if r.status == 200:
                 break
         await asyncio.sleep(0.1)
-    assert await _post(http, visitor, "after") == 200
+    assert await _post(visitor, "after") == 200
     kept = [a["text"] for a in await visitor.history() if a.get("from", {}).get("role") == "user"]
     assert kept == ["before", "after"]
     await visitor.disconnect()

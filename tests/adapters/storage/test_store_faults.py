@@ -8,7 +8,6 @@ import logging
 import random
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,6 @@ from tests.conftest import RunningBot
 from tests.support.directline_client import DirectLineClient
 from tests.support.faults import FULL, faulty
 from tests.support.processes import ROOT
-
-
-async def _post(
-    http: aiohttp.ClientSession, visitor: DirectLineClient, text: str, client_id: str = ""
-) -> tuple[int, dict[str, Any], str]:
-    """One visitor message; (status, body, Retry-After)."""
-    async with http.post(
-        f"{visitor.base}/conversations/{visitor.conversation_id}/activities",
-        json={
-            "type": "message",
-            "text": text,
-            "channelData": {"clientActivityID": client_id or uuid.uuid4().hex},
-        },
-        headers={"Authorization": f"Bearer {visitor.token}"},
-    ) as r:
-        return r.status, await r.json(), r.headers.get("Retry-After", "")
 
 
 async def _logged_texts(http: aiohttp.ClientSession, visitor: DirectLineClient) -> list[str]:
@@ -68,7 +51,7 @@ async def test_a_full_disk_answers_503_keeps_nothing_and_recovers_without_restar
     with faulty(store) as disk:
         disk.full = True
         for n in range(3):
-            status, body, retry_after = await _post(http, visitor, f"while full {n}")
+            status, body, retry_after = await visitor.send(f"while full {n}")
             assert status == 503, body
             assert retry_after.isdigit() and int(retry_after) > 0
             assert body["error"]["code"] == "ServiceUnavailable"
@@ -80,7 +63,7 @@ async def test_a_full_disk_answers_503_keeps_nothing_and_recovers_without_restar
             assert r.status == 503 and r.headers["Retry-After"]
         disk.full = False
         # The disk has room again: no restart, the next writes commit.
-        status, body, _ = await _post(http, visitor, "after the fault")
+        status, body, _ = await visitor.send("after the fault")
         assert status == 200, body
         assert await _health(http, bot) == (200, {"status": "ok", "store": "ok"})
         assert disk.refused >= 3
@@ -107,7 +90,7 @@ async def test_one_failed_commit_does_not_wedge_later_requests(
             assert (await _health(fresh, bot))[0] == 200
             visitor = DirectLineClient(fresh, bot.directline, origin=bot.url)
             await visitor.start()
-            status, body, _ = await _post(fresh, visitor, "hello")
+            status, body, _ = await visitor.send("hello")
             assert status == 200, body
             await visitor.disconnect()
 
@@ -131,7 +114,7 @@ async def test_2xx_means_committed_and_5xx_means_not_while_commits_fail_at_rando
         async def sender(k: int) -> None:
             for n in range(25):
                 text = f"m{k}-{n}"
-                answered[text] = (await _post(http, visitor, text))[0]
+                answered[text] = (await visitor.send(text))[0]
 
         flickering = asyncio.create_task(flicker())
         await asyncio.gather(*(sender(k) for k in range(6)))
@@ -151,9 +134,9 @@ async def test_a_retry_after_503_is_stored_once(
     assert isinstance(store, SqliteStore)
     with faulty(store) as disk:
         disk.full = True
-        assert (await _post(http, visitor, "retried", "same-id"))[0] == 503
-    assert (await _post(http, visitor, "retried", "same-id"))[0] == 200
-    assert (await _post(http, visitor, "retried", "same-id"))[0] == 200  # a duplicate
+        assert (await visitor.send("retried", "same-id"))[0] == 503
+    assert (await visitor.send("retried", "same-id"))[0] == 200
+    assert (await visitor.send("retried", "same-id"))[0] == 200  # a duplicate
     assert await _logged_texts(http, visitor) == ["retried"]
 
 
@@ -170,11 +153,11 @@ async def test_a_write_refused_mid_transaction_loses_only_its_transaction(
     pages = real.execute("PRAGMA page_count").fetchone()[0]
     real.execute(f"PRAGMA max_page_count = {pages}")
     try:
-        status, body, _ = await _post(http, visitor, "x" * 3_900)
+        status, body, _ = await visitor.send("x" * 3_900)
         assert status == 503, body
     finally:
         real.execute("PRAGMA max_page_count = 1073741823")
-    assert (await _post(http, visitor, "small again"))[0] == 200
+    assert (await visitor.send("small again"))[0] == 200
     assert await _logged_texts(http, visitor) == ["small again"]
     assert (await _health(http, bot))[0] == 200
 
@@ -194,7 +177,7 @@ async def test_a_storm_of_failures_logs_one_bounded_line_each_and_few_tracebacks
     with faulty(store) as disk:
         disk.full = True
         for n in range(40):
-            assert (await _post(http, visitor, f"storm {n}"))[0] == 503
+            assert (await visitor.send(f"storm {n}"))[0] == 503
         await asyncio.sleep(0.1)
         disk.full = False
     records = caplog.records
