@@ -76,6 +76,8 @@ class DirectLineChannel:
         clock: Callable[[], datetime] = utc_now,
         proxies: Proxies | None = None,
         teams_backlog: Callable[[str], int] | None = None,
+        fence: Callable[[], bool] = lambda: True,
+        leads: bool = True,
     ) -> None:
         self._service = service
         self._streams = streams
@@ -96,7 +98,10 @@ class DirectLineChannel:
         )
         self._sockets = Sockets(streams, streams.store)
         dispatcher = Dispatcher(service, clock)
-        self.inbox = Inbox(streams.store, dispatcher.dispatch, dispatcher.failed, clock)
+        # ``leads``: handles from the start; else once ``inbox.start()`` (elected).
+        self.inbox = Inbox(
+            streams.store, dispatcher.dispatch, dispatcher.failed, clock, fence, active=leads
+        )
         streams.on_committed = self.inbox.appended
 
     # ---- wiring ----------------------------------------------------------------------------

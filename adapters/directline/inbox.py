@@ -3,6 +3,8 @@ conversation at a time, in order, at least once; a poison activity is quarantine
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -24,6 +26,7 @@ INBOX_BATCH = 500  # activities read at a time
 # raises is quarantined at once: what it did before raising cannot be taken back, and doing it
 # again would repeat it).
 MAX_CRASHES = 3
+STOP_GRACE = 5.0  # seconds a graceful stop lets handling under way finish
 
 
 def _from_visitor(activity: dict[str, Any]) -> bool:
@@ -56,8 +59,14 @@ class Inbox:
         handle: Callable[[str, dict[str, Any]], Awaitable[None]],
         quarantined: Callable[[str], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        fence: Callable[[], bool] = lambda: True,
+        active: bool = True,
     ) -> None:
         self._store = store
+        # Several processes share the store: one of them handles (the leader, while
+        # ``fence()`` holds: checked right before each activity is handled).
+        self._fence = fence
+        self._active = active
         self._handle = handle
         self._quarantined = quarantined  # tells the visitor that a message of theirs failed
         self._clock = clock
@@ -71,7 +80,26 @@ class Inbox:
         self._careful: set[str] = set()
 
     def kick(self, cid: str) -> None:
-        self._workers.kick(cid)
+        if self._active:
+            self._workers.kick(cid)
+
+    def start(self) -> None:
+        """Handle from now on (this process leads): memory starts over, since others handled
+        meanwhile; ``resume()`` then finds what waits."""
+        self._positions.clear()
+        self._fresh.clear()
+        self._careful.clear()
+        self._workers.open()
+        self._active = True
+
+    async def stop(self, *, graceful: bool) -> None:
+        """Handle no more (another process may lead next). ``graceful``: what is being handled
+        is let finish first, for up to ``STOP_GRACE`` seconds."""
+        self._active = False
+        if graceful:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._workers.drain()), STOP_GRACE)
+        await self._workers.close()
 
     def retry_now(self) -> None:
         """The store works again: conversations waiting to retry go now."""
@@ -85,6 +113,8 @@ class Inbox:
 
     def appended(self, cid: str, seq: int, activity: dict[str, Any]) -> None:
         """An activity of the conversation's log was committed (called in the log's order)."""
+        if not self._active:
+            return
         fresh = self._fresh.get(cid)
         if fresh is None:
             if len(self._fresh) >= RECENT_CONVERSATIONS:
@@ -124,7 +154,7 @@ class Inbox:
 
     async def _drain_once(self, cid: str) -> None:
         try:
-            while True:
+            while self._active:
                 position = await self._position(cid)
                 rows = self._committed_rows(cid, position)
                 if rows is None:
@@ -138,6 +168,8 @@ class Inbox:
                     return
                 careful = cid in self._careful
                 for seq, activity in rows:
+                    if not (self._active and self._fence()):
+                        return  # no longer leading: the next leader handles the rest
                     if _from_visitor(activity):
                         if careful and not await self._attempt(cid, seq):
                             continue  # quarantined: its position is already kept
@@ -210,12 +242,14 @@ class Inbox:
         await self._store.flush()
         return True
 
-    async def resume(self) -> None:
+    async def resume(self, *, careful: bool = True) -> None:
         """After a restart: pick up what was stored but not handled, carefully (one activity at
         a time, each attempt recorded before it is made): an activity that took the process
-        down ``MAX_CRASHES`` times is quarantined instead of crashing it once more."""
+        down ``MAX_CRASHES`` times is quarantined instead of crashing it once more.
+        ``careful=False``: a look for work this process was not told of (no crash)."""
         for cid in await self._store.inbox_backlog():
-            self._careful.add(cid)
+            if careful:
+                self._careful.add(cid)
             self.kick(cid)
 
     async def drain(self) -> None:

@@ -17,7 +17,7 @@ from adapters.directline.protocol import (
 )
 from adapters.directline.sockets import Subscriber, keep_alive
 from adapters.runtime.clock import iso, utc_now
-from adapters.storage.contract import ActivityFeed, ActivityLog
+from adapters.storage.contract import ActivityLog, SharedStore
 from bot.locks import KeyedLocks
 from bot.ports import Choice, Sender
 
@@ -36,6 +36,8 @@ class ConversationStreams:
 
     def __init__(self, log_store: ActivityLog, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = log_store
+        # Several processes share it: a key seen here proves a duplicate, one not seen does not.
+        self._shared = log_store if isinstance(log_store, SharedStore) else None
         self._clock = clock
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -80,10 +82,6 @@ class ConversationStreams:
             for subscriber in subscribers:
                 subscriber.catch_up()
 
-    def follow(self, feed: ActivityFeed) -> None:
-        """Show on this process's sockets what any process sharing the store appends."""
-        feed.follow(on_append=self.committed, on_resync=self.resync)
-
     def connected(self) -> frozenset[str]:
         """Conversations a widget has a socket open on."""
         return frozenset(self._subscribers)
@@ -127,7 +125,18 @@ class ConversationStreams:
             recent = await self._recent_keys(cid) if key else {}
             if key in recent:
                 return recent[key], None
-            seq = await self.store.append_activity(conversation_id=cid, activity=activity, key=key)
+            if key and self._shared is not None:
+                # Memory knows only this process's keys: the store decides, in the append.
+                seq, new = await self._shared.append_once(
+                    conversation_id=cid, activity=activity, key=key
+                )
+                if not new:
+                    recent[key] = activity_id(cid, seq)
+                    return recent[key], None
+            else:
+                seq = await self.store.append_activity(
+                    conversation_id=cid, activity=activity, key=key
+                )
             new_id = activity_id(cid, seq)
             try:
                 await self.store.flush()

@@ -81,8 +81,12 @@ class KeyedWorkers:
         while self._running:
             await asyncio.gather(*list(self._running.values()), return_exceptions=True)
 
+    def open(self) -> None:
+        """Take kicks again after ``close``."""
+        self._closed = False
+
     async def close(self) -> None:
-        """Stop now; unfinished work stays in the store for the next start."""
+        """Stop now; unfinished work stays in the store for the next start (or ``open``)."""
         self._closed = True
         for retry in self._retries.values():
             retry.cancel()

@@ -7,7 +7,8 @@
 - the Teams outbox (``OutboundStore``);
 - meta rows, each optionally filed under a conversation (``MetaStore``);
 - retention (``Retention``) and durability (``Durability``);
-- optionally, appends committed by other processes sharing the store (``ActivityFeed``).
+- optionally, appends committed by other processes sharing the store (``ActivityFeed``), and
+  claims and an election that hold across them (``SharedStore``).
 
 Truth is what a store has committed. A store may keep caches of what it wrote, but only behind
 this contract: a cache never answers what the truth would not, a failed commit empties it, and
@@ -20,9 +21,10 @@ whole ``Store``.
 from __future__ import annotations
 
 from collections.abc import Callable, Container
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from adapters.runtime.leadership import Leadership
 from bot.errors import StoreError
 from bot.ports import HandoffStore
 
@@ -47,7 +49,9 @@ class ActivityLog(MetaStore, Protocol):
     async def append_activity(
         self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
     ) -> int:
-        """Append; returns its seq (1, 2, ... per conversation; one rolled back is not reused)."""
+        """Append; returns its seq (1, 2, ... per conversation; one rolled back is not reused).
+        A ``key`` names one activity of the conversation: a store shared by several processes
+        refuses a second with the same key (``SharedStore.append_once`` finds the first)."""
 
     async def recent_keys(self, *, conversation_id: str, limit: int) -> list[tuple[int, str]]:
         """``(seq, key)`` of the conversation's latest keyed activities, oldest first."""
@@ -147,14 +151,51 @@ class ActivityFeed(Protocol):
     process's own appends are notified too). Whoever follows re-reads the log by watermark."""
 
     def follow(
-        self, *, on_append: Callable[[str, int], None], on_resync: Callable[[], None]
+        self,
+        *,
+        on_append: Callable[[str, int], None],
+        on_resync: Callable[[], None],
+        on_queued: Callable[[str], None] | None = None,
     ) -> None:
-        """From now on, ``on_append(conversation_id, seq)`` once a row commits; and
-        ``on_resync()`` whenever notifications may have been missed (at the start, and after
-        every reconnect): then every conversation followed must be re-read."""
+        """From now on, ``on_append(conversation_id, seq)`` once a row commits, and
+        ``on_queued(thread_id)`` once a post for a Teams thread does; ``on_resync()``
+        whenever notifications may have been missed (at the start, and after every
+        reconnect): then everything followed must be re-read."""
 
     async def unfollow(self) -> None:
         """Stop following (no callback is made once this returns)."""
+
+
+Claim = Literal["mine", "done", "taken"]
+
+
+@runtime_checkable
+class SharedStore(ActivityFeed, Protocol):
+    """Optional: a store several processes share (PostgreSQL), and what they need of it to act
+    as one service: claims that hold across processes, and one leader among them.
+
+    Memory and SQLite do not implement it: their process's memory (a conversation's recent
+    keys, the Teams deliveries in flight) is the whole truth, and it leads alone."""
+
+    async def append_once(
+        self, *, conversation_id: str, activity: dict[str, Any], key: str
+    ) -> tuple[int, bool]:
+        """Append unless the conversation holds an activity stored with ``key`` already, decided
+        in the appending transaction (so a client's retry that reaches another process is
+        found); returns the seq, and whether it is new."""
+
+    async def claim(self, *, key: str, now: datetime, lease: timedelta) -> Claim:
+        """Claim a delivery (a Teams activity id) for handling: ``"mine"`` for the one caller
+        that may handle it (the key is new, or claimed ``lease`` or more before ``now`` and
+        never done: its claimer went down); ``"done"`` once it was handled (``remember``);
+        ``"taken"`` while another caller's claim stands."""
+
+    async def release(self, *, key: str) -> None:
+        """Give up a claim whose handling failed, so a redelivery is handled."""
+
+    def leadership(self, holder: str) -> Leadership:
+        """An election among the processes sharing the store (``holder``: who this one is,
+        for the logs)."""
 
 
 class Store(HandoffStore, ActivityLog, OutboundStore, Retention, Durability, Protocol):

@@ -59,6 +59,7 @@ MIRRORED = 10_000  # threads whose queue is mirrored in memory (then started ove
 # Rows read to count a thread's queue that memory does not know (a restart, a failed commit):
 # beyond, a lower bound (far above any sensible cap: 5+ hours of what Teams takes in a thread).
 COUNT_LIMIT = 10_000
+STOP_GRACE = 5.0  # seconds a graceful stop lets sends under way finish
 
 
 ThreadGone = Callable[[str, str], Awaitable[None]]
@@ -103,8 +104,17 @@ class DeliveryQueue:
         thread_windows: tuple[tuple[int, float], ...] = THREAD_WINDOWS,
         tenant_windows: tuple[tuple[int, float], ...] = TENANT_WINDOWS,
         backoff_base: float = 0.5,
+        fence: Callable[[], bool] = lambda: True,
+        shared: bool = False,
+        active: bool = True,
     ) -> None:
         self._connector = connector
+        # Several processes share the store: one of them sends (the leader, while ``fence()``
+        # holds: checked right before each request), and the others' posts are in the store
+        # only, so memory never stands in for it (no mirror).
+        self._fence = fence
+        self._shared = shared
+        self._active = active
         self._store = store
         self._clock = clock
         self._thread_windows = thread_windows
@@ -168,7 +178,7 @@ class DeliveryQueue:
             self._writing -= 1
         self._count(thread_id, 1)
         mirrored = self._mirror.get(thread_id)
-        if mirrored is not None:
+        if mirrored is not None and not self._shared:
             if isinstance(item, KEPT_AS_IS):
                 if not mirrored or mirrored[-1][0] < seq:  # not already read from the store
                     mirrored.append((seq, item))
@@ -189,7 +199,11 @@ class DeliveryQueue:
         ]
         if len(rows) < BATCH:
             self._counted(thread_id, len(rows), mark)  # the whole queue: its figure for free
-        if len(rows) < BATCH and all(isinstance(item, KEPT_AS_IS) for _, item in rows):
+        if (
+            len(rows) < BATCH
+            and not self._shared
+            and all(isinstance(item, KEPT_AS_IS) for _, item in rows)
+        ):
             if len(self._mirror) >= MIRRORED:
                 self._mirror.clear()
             self._mirror[thread_id] = list(rows)  # all there is: the mirror starts here
@@ -212,7 +226,31 @@ class DeliveryQueue:
             mirrored[:] = [row for row in mirrored if row[0] not in gone]
 
     def _kick(self, thread_id: str) -> None:
-        self._workers.kick(thread_id)
+        if self._active:
+            self._workers.kick(thread_id)
+
+    def queued(self, thread_id: str) -> None:
+        """Another process queued a post for the thread (sent here while this one leads)."""
+        self._kick(thread_id)
+
+    def start(self) -> None:
+        """Send from now on (this process leads): memory starts over, since others wrote
+        meanwhile; ``resume()`` then finds what is queued."""
+        self._mirror.clear()
+        self._backlog.clear()
+        self._uncommitted.clear()
+        self._workers.open()
+        self._recounts.open()
+        self._active = True
+
+    async def stop(self, *, graceful: bool) -> None:
+        """Send no more (another process may lead next). ``graceful``: what is being sent is
+        let finish first (so it is not sent twice), for up to ``STOP_GRACE`` seconds."""
+        self._active = False
+        if graceful:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._workers.drain()), STOP_GRACE)
+        await self.close()
 
     async def resume(self) -> None:
         """After a restart: count and send what was queued and not yet delivered."""
@@ -245,7 +283,7 @@ class DeliveryQueue:
         # After Teams refused a folded post for good: its messages go one by one, so only the
         # one it cannot take is dropped.
         alone_through = 0
-        while True:
+        while self._active:
             rows = await self._queued(thread_id)
             if not rows:
                 return
@@ -276,6 +314,8 @@ class DeliveryQueue:
                 # The token first: a refresh must not hold back sends whose slots were taken.
                 await self._connector.prepare()
                 async with self._slot(self._thread_slots(thread_id)):
+                    if not self._fence():
+                        return  # no longer leading: the next leader sends it (not a send)
                     await self._connector.send_once(method, url, body)
             except ThreadGoneError as exc:
                 if method == "PUT":

@@ -3,6 +3,7 @@ card invokes and their Action.Submit fallback, installs), replies through the pa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,13 +18,14 @@ from botbuilder.schema import (
 from adapters.ops.settings import ServiceSettings
 from adapters.runtime.clock import utc_now
 from adapters.runtime.failures import REFUSALS, clip
+from adapters.storage.contract import SharedStore
 from adapters.teams.cards import VERBS, thread_card
 from adapters.teams.connector import CARD_TYPE
 from adapters.teams.sdk import raw_activity
 from adapters.teams.setup import SETUP_COMMANDS, SETUP_ELSEWHERE_TEXT, ChannelInfo, setup_text
 from adapters.teams.text import plain_text
 from adapters.teams.wire import MAX_ID, MAX_NAME, field, mapping, mentions_of, person_of, string
-from bot.errors import GatewayError
+from bot.errors import GatewayError, StoreError
 from bot.ports import HandoffStore
 from bot.usecases import HandoffService, ThreadOutcome
 
@@ -33,6 +35,9 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_CONNECTOR_CLIENTS = 64  # one per service URL and audience; Teams uses a handful
 GREETING_WINDOW = timedelta(minutes=10)
 NAMES_KEPT = 10_000  # team and channel names, and greetings, remembered (then started over)
+# A Teams delivery claimed by a process that went down is handled by the next copy after this
+# (Teams redelivers a turn that failed or timed out, within minutes).
+CLAIM_LEASE = timedelta(seconds=30)
 MESSAGE_TYPES = frozenset({"message", "messageUpdate", "messageDelete"})
 
 
@@ -66,6 +71,7 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
         self._store = store
         self._clock = clock
         self._in_flight: set[str] = set()
+        self._shared = store if isinstance(store, SharedStore) else None
         # tenant id -> the serviceUrl its latest activity came from (Teams may move a tenant).
         self._service_urls: dict[str, str] = {}
         self._on_service_url = on_service_url
@@ -195,7 +201,7 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
         activity_id = string(activity, "id")
         thread_id = field(activity, "conversation", "id")
         key = f"teams:{thread_id}:{activity_id}"
-        if activity_id and (key in self._in_flight or await self._store.seen(key=key)):
+        if activity_id and (key in self._in_flight or not await self._claim(key)):
             log.info("duplicate Teams activity %s dropped", activity_id)
             return
         self._in_flight.add(key)
@@ -203,8 +209,25 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
             await self._handle_message(activity)
             if activity_id:
                 await self._store.remember(key=key, now=self._clock())
+        except BaseException:
+            if activity_id and self._shared is not None:
+                with contextlib.suppress(StoreError):  # else its claim runs out
+                    await self._shared.release(key=key)
+            raise
         finally:
             self._in_flight.discard(key)
+
+    async def _claim(self, key: str) -> bool:
+        """Whether this delivery is new (False: handled already). Several processes sharing
+        the store: claimed there. A copy that reaches another instance while one handles it
+        is refused with a ``StoreError`` (a 503: Teams redelivers later, when it is either
+        done, and dropped, or its claim ran out, its handler having gone down, and handled)."""
+        if self._shared is None:
+            return not await self._store.seen(key=key)
+        claim = await self._shared.claim(key=key, now=self._clock(), lease=CLAIM_LEASE)
+        if claim == "taken":
+            raise StoreError("another instance is handling this activity; deliver it again later")
+        return claim == "mine"
 
     async def _handle_message(self, activity: dict[str, Any]) -> None:
         now = self._clock()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -20,15 +22,16 @@ from adapters.ops.settings import ServiceSettings
 from adapters.runtime import jsonio
 from adapters.runtime.clock import utc_now
 from adapters.runtime.httpclient import HttpClient
+from adapters.runtime.leadership import Leadership, Solo
 from adapters.storage.backend import choose, open_store
-from adapters.storage.contract import ActivityFeed, Store
+from adapters.storage.contract import SharedStore, Store
 from adapters.teams.auth import BotCredentials, ConnectorTokens
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import DeliveryQueue
 from adapters.teams.desk import TeamsDesk
 from adapters.teams.endpoint import TeamsEndpoint
 from adapters.teams.inbound import TeamsHandoffBot
-from adapters.web.housekeeping import retain, retry_until_done, sweep
+from adapters.web.housekeeping import LeaderDuties, retain, sweep
 from adapters.web.lifecycle import closing, on_signal, running
 from adapters.web.middleware import RETRY_AFTER, guarded, service_error
 from adapters.web.readiness import READINESS, Readiness
@@ -87,7 +90,19 @@ async def create_app(
         bot_id=credentials.app_id or LOCAL_BOT_ID,
         bot_name=settings.bot.name,
     )
-    delivery = DeliveryQueue(connector=connector, store=store)
+    # One process leads (sends into Teams, handles the inbox, runs the timers): on SQLite the
+    # only one; on a store several share, the one elected.
+    shared = store if isinstance(store, SharedStore) else None
+    leadership: Leadership = (
+        Solo() if shared is None else shared.leadership(f"{socket.gethostname()}:{os.getpid()}")
+    )
+    delivery = DeliveryQueue(
+        connector=connector,
+        store=store,
+        fence=lambda: leadership.leading,
+        shared=shared is not None,
+        active=False,
+    )
 
     async def thread_gone(thread_id: str, reason: str) -> None:
         await service.thread_gone(thread_id=thread_id, reason=reason, now=clock())
@@ -109,6 +124,8 @@ async def create_app(
         local_mode=credentials.local_mode,
         clock=clock,
         teams_backlog=delivery.backlog,
+        fence=lambda: leadership.leading,
+        leads=False,
     )
     # Workers waiting out a backoff after a storage fault go again as soon as commits work.
     store.on_recovered.append(directline.inbox.retry_now)
@@ -143,22 +160,58 @@ async def create_app(
         yield
         await client.close()
 
-    async def activity_feed(_app: web.Application) -> AsyncIterator[None]:
-        # Several instances on one database (PostgreSQL): what another appends reaches the
-        # sockets held here. A store of one process (memory, SQLite) has no feed to follow.
-        if not isinstance(store, ActivityFeed):
-            yield
-            return
-        streams.follow(store)
-        yield
-        await store.unfollow()
-
     async def recover() -> None:
         # What a crash interrupted: activities never handled (first: quick, and before new
         # traffic wakes their conversations), posts never sent, threads never opened.
         await directline.inbox.resume()
         await delivery.resume()
         await service.recover(now=clock())
+
+    duties = LeaderDuties(
+        inbox=directline.inbox,
+        delivery=delivery,
+        recover=recover,
+        jobs={
+            "sweeper": lambda: sweep(service, clock, sweep_interval),
+            "retention": lambda: retain(service, store, directline, clock, retention_interval),
+        },
+    )
+
+    def appended_elsewhere(cid: str, seq: int) -> None:
+        streams.committed(cid, seq)  # the sockets held here
+        directline.inbox.kick(cid)  # handled here if this process leads
+
+    def resync() -> None:
+        streams.resync()
+        duties.resync()
+
+    async def activity_feed(_app: web.Application) -> AsyncIterator[None]:
+        # Several instances on one database (PostgreSQL): what another appends reaches the
+        # sockets held here, and the leader's inbox; what another queues for Teams, the
+        # leader's delivery. A store of one process (memory, SQLite) has nothing to follow.
+        if shared is None:
+            yield
+            return
+        shared.follow(on_append=appended_elsewhere, on_resync=resync, on_queued=delivery.queued)
+        yield
+        await shared.unfollow()
+
+    async def leading(_app: web.Application) -> AsyncIterator[None]:
+        # The start waits a little for a first election and recovery (on its own, at once),
+        # then goes on serving while recovery goes on or another process leads.
+        campaign = asyncio.create_task(leadership.campaign(duties), name="leadership")
+        recovered = asyncio.create_task(duties.recovered.wait())
+        await asyncio.wait(
+            [campaign, recovered], timeout=STARTUP_RECOVERY, return_when=asyncio.FIRST_COMPLETED
+        )
+        recovered.cancel()
+        if campaign.done():
+            campaign.result()  # it could not start the duties: the start fails, loudly
+        try:
+            yield
+        finally:
+            campaign.cancel()  # steps down: what is under way finishes, then another leads
+            await asyncio.wait([campaign])
 
     # CORS outermost, so even an error response can be read by the widget's browser.
     app = web.Application(
@@ -172,10 +225,10 @@ async def create_app(
     app[DIRECTLINE] = directline
     app[TEAMS] = teams_endpoint
     # One cleanup context per resource. aiohttp starts them in this order and, at cleanup,
-    # closes the ones that started in reverse: the timers first, then the feed of other
-    # instances' appends, Direct Line (its sockets, then its inbox drained, which may still
-    # queue posts for Teams), the Teams queue, the HTTP client it sends through, and last the
-    # store everything writes to.
+    # closes the ones that started in reverse: leadership first (the timers stop, what the
+    # inbox and delivery have under way finishes, and another process may lead), then the
+    # feed of other instances' writes, Direct Line (its sockets, its inbox), the Teams queue,
+    # the HTTP client it sends through, and last the store everything writes to.
     app.cleanup_ctx.extend(
         [
             closing(store.close),
@@ -184,11 +237,7 @@ async def create_app(
             closing(directline.inbox.drain),
             closing(directline.close),
             activity_feed,
-            running("recovery", lambda: retry_until_done(recover), first_wait=STARTUP_RECOVERY),
-            running("sweeper", lambda: sweep(service, clock, sweep_interval)),
-            running(
-                "retention", lambda: retain(service, store, directline, clock, retention_interval)
-            ),
+            leading,
         ]
     )
     if reloader is not None:

@@ -1,19 +1,24 @@
-"""The service's background jobs: recovery after a restart, the sweeper, and retention."""
+"""The service's background jobs: recovery after a restart, the sweeper, and retention; and the
+leader's duties, which hold them together with the inbox and Teams delivery."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
+from typing import Any
 
 from adapters.directline.channel import DirectLineChannel
+from adapters.directline.inbox import Inbox
 from adapters.ops.settings import ServiceSettings
 from adapters.runtime.failures import FAILURES
 from adapters.runtime.retry import backoff
 from adapters.storage.contract import Store
+from adapters.teams.delivery import DeliveryQueue
 from bot.usecases import HandoffService
 
 log = logging.getLogger(__name__)
@@ -115,3 +120,63 @@ async def purge_idle(store: Store, directline: DirectLineChannel, *, before: dat
             before.isoformat(timespec="seconds"),
         )
     return total
+
+
+class LeaderDuties:
+    """What the leader does (``adapters.runtime.leadership``): handle the inbox, send into
+    Teams, recover what a crash interrupted, and run the sweeper and retention. Started when
+    this process is elected, stopped when it steps down, in any process, any number of times."""
+
+    def __init__(
+        self,
+        *,
+        inbox: Inbox,
+        delivery: DeliveryQueue,
+        recover: Callable[[], Awaitable[None]],
+        jobs: dict[str, Callable[[], Coroutine[Any, Any, None]]],
+    ) -> None:
+        self._inbox = inbox
+        self._delivery = delivery
+        self._recover = recover
+        self._jobs = jobs
+        self._tasks: list[asyncio.Task[None]] = []
+        self.recovered = asyncio.Event()  # the first recovery after the last start is done
+
+    async def start(self) -> None:
+        self.recovered.clear()
+        self._inbox.start()
+        self._delivery.start()
+        jobs: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        try:
+            for name, job in self._jobs.items():
+                jobs.append((name, job()))
+        except BaseException:
+            for _, begun in jobs:
+                begun.close()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._recovery(), name="recovery"),
+            *(asyncio.create_task(job, name=name) for name, job in jobs),
+        ]
+
+    async def _recovery(self) -> None:
+        await retry_until_done(self._recover)
+        self.recovered.set()
+
+    def resync(self) -> None:
+        """Notifications of other processes' writes may have been lost: look at everything."""
+        if self._tasks:
+            self._tasks.append(asyncio.create_task(self._rescan(), name="rescan"))
+
+    async def _rescan(self) -> None:
+        with contextlib.suppress(Exception):  # the next resync or restart looks again
+            await self._inbox.resume(careful=False)
+            await self._delivery.resume()
+
+    async def stop(self, *, graceful: bool) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._inbox.stop(graceful=graceful)
+        await self._delivery.stop(graceful=graceful)

@@ -221,11 +221,23 @@ class Database:
         status: str = await self._call("write", lambda c: c.execute(sql, *_args(args)))
         return _changed(status)
 
-    async def write_one(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        """One statement with ``RETURNING``, committed; returns its first row."""
-        row: asyncpg.Record | None = await self._call(
-            "write", lambda c: c.fetchrow(sql, *_args(args))
-        )
+    async def write_one(
+        self, sql: str, *args: Any, again_on: type[Exception] | None = None
+    ) -> asyncpg.Record | None:
+        """One statement with ``RETURNING``, committed; returns its first row. ``again_on``: an
+        error that rolls the statement back and is worth running it once more (a unique index
+        broken by another instance's commit, which the next statement's snapshot sees)."""
+        values = _args(args)
+
+        async def fetch(connection: asyncpg.Connection) -> asyncpg.Record | None:
+            while True:
+                try:
+                    return await connection.fetchrow(sql, *values)
+                except Exception as exc:
+                    if again_on is None or not isinstance(exc, again_on):
+                        raise
+
+        row: asyncpg.Record | None = await self._call("write", fetch)
         return row
 
     async def transaction(self, work: Callable[[Session], Awaitable[_T]]) -> _T:

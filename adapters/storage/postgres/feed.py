@@ -1,5 +1,5 @@
-"""Appends committed by any instance, as they commit (``contract.ActivityFeed``): LISTEN on one
-connection of its own per store, apart from the pool.
+"""Appends committed by any instance, as they commit (``contract.ActivityFeed``), and posts
+queued for Teams threads: LISTEN on one connection of its own per store, apart from the pool.
 
 Every append notifies ``CHANNEL`` in its own transaction (``store.APPEND``), so a notification
 is sent once, on commit, and never for a row rolled back. Notifications are hints: none is
@@ -26,6 +26,7 @@ from adapters.runtime.retry import backoff
 log = logging.getLogger(__name__)
 
 CHANNEL = "handoff_activities"  # payload: "<conversation id>:<seq>"
+OUTBOX = "handoff_outbox"  # payload: the thread id a post was queued for
 APPLICATION_NAME = "handoff-listener"  # shown in pg_stat_activity
 PING_SECONDS = 5.0  # a listening connection that stays silent is asked this often if it lives
 RECONNECT_FIRST, RECONNECT_MAX = 0.05, 2.0  # seconds before reconnecting, doubling
@@ -55,11 +56,17 @@ class Listener:
         self._listened = False  # the last connection got as far as LISTEN
 
     def follow(
-        self, *, on_append: Callable[[str, int], None], on_resync: Callable[[], None]
+        self,
+        *,
+        on_append: Callable[[str, int], None],
+        on_resync: Callable[[], None],
+        on_queued: Callable[[str], None] | None = None,
     ) -> None:
         if self._task is not None and not self._task.done():
             raise RuntimeError("the store's activity feed is followed already")
-        self._task = asyncio.create_task(self._listen(on_append, on_resync), name="pg-listen")
+        self._task = asyncio.create_task(
+            self._listen(on_append, on_resync, on_queued), name="pg-listen"
+        )
 
     async def unfollow(self) -> None:
         task, self._task = self._task, None
@@ -69,9 +76,16 @@ class Listener:
                 await task
 
     async def _listen(
-        self, on_append: Callable[[str, int], None], on_resync: Callable[[], None]
+        self,
+        on_append: Callable[[str, int], None],
+        on_resync: Callable[[], None],
+        on_queued: Callable[[str], None] | None,
     ) -> None:
-        def notified(_connection: Any, _pid: int, _channel: str, text: str) -> None:
+        def notified(_connection: Any, _pid: int, channel: str, text: str) -> None:
+            if channel == OUTBOX:
+                if on_queued is not None:
+                    on_queued(text)
+                return
             row = parsed(text)
             if row is None:
                 log.warning("PostgreSQL store: unreadable notification %r ignored", text[:100])
@@ -124,6 +138,7 @@ class Listener:
 
         connection.add_termination_listener(closed)
         await connection.add_listener(CHANNEL, notified)
+        await connection.add_listener(OUTBOX, notified)
         self._listened = True
         log.info("PostgreSQL store at %s: listening for appended activities", self._where)
         # Listening now: what commits from here on is notified; what committed before (while

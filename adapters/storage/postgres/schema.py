@@ -20,6 +20,7 @@ from bot.errors import StoreError
 # Advisory lock kinds (the first key of the two-key form), so later kinds cannot collide.
 LOCK_MIGRATIONS = 0x68640001
 LOCK_OUTBOX_THREAD = 0x68640002  # with hashtext(thread id): enqueues into one thread, in turn
+LOCK_LEADER = 0x68640003  # with 0: held (a session lock) by the one leading instance
 
 MARK_OPENED = (
     "INSERT INTO meta (key, value) VALUES ('store.opened', now()::text)"
@@ -92,7 +93,35 @@ async def _tables(db: asyncpg.Connection) -> None:
     await db.execute(_TABLES)
 
 
-MIGRATIONS: tuple[Callable[[asyncpg.Connection], Awaitable[None]], ...] = (_tables,)
+_SHARED = """
+-- One activity per key in a conversation, claimed in the appending statement: a retry that
+-- reaches another instance finds it. (Copies stored before this version keep no key.)
+UPDATE activities a SET key = NULL WHERE key IS NOT NULL AND EXISTS (
+    SELECT 1 FROM activities b
+    WHERE b.conversation_id = a.conversation_id AND b.key = a.key AND b.seq < a.seq);
+CREATE UNIQUE INDEX activities_by_key ON activities (conversation_id, key)
+    WHERE key IS NOT NULL;
+
+-- A delivery being handled (done = false) is claimed until it is done or its claim is old.
+ALTER TABLE seen ADD COLUMN done boolean NOT NULL DEFAULT true;
+
+-- The leader's lease: who holds it (backend pid), its epoch, and its last heartbeat.
+CREATE TABLE leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    pid integer NOT NULL,
+    epoch bigint NOT NULL,
+    beat timestamptz NOT NULL);
+"""
+
+
+async def _shared(db: asyncpg.Connection) -> None:
+    """2: what several instances need: keys claimed per conversation, deliveries claimed while
+    handled, and the leader's lease."""
+    await db.execute(_SHARED)
+
+
+MIGRATIONS: tuple[Callable[[asyncpg.Connection], Awaitable[None]], ...] = (_tables, _shared)
 VERSION = len(MIGRATIONS)
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import asyncpg
+
 from adapters.runtime import jsonio
-from adapters.storage.postgres import encoding, feed, schema
+from adapters.storage.contract import Claim
+from adapters.storage.postgres import encoding, feed, lease, schema
 from adapters.storage.postgres.connection import Database
+from adapters.storage.postgres.lease import Lease
 from adapters.storage.postgres.retention import OPEN_STATES, Retention
 from adapters.storage.records import SaveStatements
 from bot.errors import StaleWriteError, StoreError
@@ -44,12 +48,38 @@ appended AS (
     SELECT $1, last_seq, $2, $3 FROM next RETURNING seq)
 SELECT seq, pg_notify('{feed.CHANNEL}', $1 || ':' || seq) FROM appended
 """
+# With a key: appended unless the conversation holds an activity with that key already (then
+# no number is taken, and that one's seq comes back, not new). Two instances appending the same
+# key at once both find none; the second waits on the counter row, then breaks the unique
+# index: rolled back whole (its number too), and tried again it finds the first.
+APPEND_ONCE = f"""
+WITH existing AS (SELECT seq FROM activities WHERE conversation_id = $1 AND key = $3),
+next AS (
+    INSERT INTO activity_counters AS c (conversation_id, last_seq)
+    SELECT $1, 1 WHERE NOT EXISTS (SELECT 1 FROM existing)
+    ON CONFLICT (conversation_id) DO UPDATE SET last_seq = c.last_seq + 1
+    RETURNING last_seq),
+appended AS (
+    INSERT INTO activities (conversation_id, seq, body, key)
+    SELECT $1, last_seq, $2, $3 FROM next RETURNING seq)
+SELECT seq, true AS new, pg_notify('{feed.CHANNEL}', $1 || ':' || seq) FROM appended
+UNION ALL SELECT seq, false, NULL FROM existing
+"""
+# A delivery is claimed while it is handled: by nobody else unless it was claimed long ago
+# (whoever claimed it went down) and is not done.
+CLAIM = """
+INSERT INTO seen AS s (key, at, done) VALUES ($1, $2, false)
+ON CONFLICT (key) DO UPDATE SET at = excluded.at
+    WHERE NOT s.done AND s.at <= excluded.at - $3::interval
+RETURNING key
+"""
 # A thread's posts are numbered (from one sequence for all threads) under a lock of that
 # thread's, held until commit: one thread's numbers are in commit order, so its delivery
 # worker never finds an older post behind one it has sent.
-ENQUEUE = """
-WITH thread AS MATERIALIZED (SELECT pg_advisory_xact_lock($3, hashtext($1)))
-INSERT INTO outbound (thread_id, item) SELECT $1, $2 FROM thread RETURNING seq
+ENQUEUE = f"""
+WITH thread AS MATERIALIZED (SELECT pg_advisory_xact_lock($3, hashtext($1))),
+queued AS (INSERT INTO outbound (thread_id, item) SELECT $1, $2 FROM thread RETURNING seq)
+SELECT seq, pg_notify('{feed.OUTBOX}', $1) FROM queued
 """
 _KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
 # Spelled out, not a parameter: so the planner can use the partial index of open handoffs.
@@ -93,10 +123,18 @@ class PostgresStore:
 
     # ActivityFeed
     def follow(
-        self, *, on_append: Callable[[str, int], None], on_resync: Callable[[], None]
+        self,
+        *,
+        on_append: Callable[[str, int], None],
+        on_resync: Callable[[], None],
+        on_queued: Callable[[str], None] | None = None,
     ) -> None:
         """See ``contract.ActivityFeed`` and ``feed``."""
-        self._listener.follow(on_append=on_append, on_resync=on_resync)
+        self._listener.follow(on_append=on_append, on_resync=on_resync, on_queued=on_queued)
+
+    def leadership(self, holder: str) -> Lease:
+        """See ``contract.SharedStore.leadership`` and ``lease``."""
+        return Lease(lambda: self._db.connect(lease.APPLICATION_NAME), self._db.where, holder)
 
     async def unfollow(self) -> None:
         await self._listener.unfollow()
@@ -195,12 +233,43 @@ class PostgresStore:
         return int(row["n"]) if row else 0
 
     async def seen(self, *, key: str) -> bool:
-        return await self._db.one("SELECT 1 FROM seen WHERE key = $1", key) is not None
+        sql = "SELECT 1 FROM seen WHERE key = $1 AND done"  # not one being handled now
+        return await self._db.one(sql, key) is not None
 
     async def remember(self, *, key: str, now: datetime) -> None:
         await self._db.write(
-            "INSERT INTO seen (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, now
+            "INSERT INTO seen AS s (key, at) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET done = true, at = excluded.at WHERE NOT s.done",
+            key,
+            now,
         )
+
+    # SharedStore
+    async def claim(self, *, key: str, now: datetime, lease: timedelta) -> Claim:
+        """See ``contract.SharedStore.claim``."""
+        while True:
+            if await self._db.write_one(CLAIM, key, now, lease) is not None:
+                return "mine"
+            row = await self._db.one("SELECT done FROM seen WHERE key = $1", key)
+            if row is not None:  # else forgotten meanwhile (retention): claim again
+                return "done" if row["done"] else "taken"
+
+    async def release(self, *, key: str) -> None:
+        await self._db.write("DELETE FROM seen WHERE key = $1 AND NOT done", key)
+
+    async def append_once(
+        self, *, conversation_id: str, activity: dict[str, Any], key: str
+    ) -> tuple[int, bool]:
+        """See ``contract.SharedStore.append_once``."""
+        row = await self._db.write_one(
+            APPEND_ONCE,
+            conversation_id,
+            jsonio.dumps(activity),
+            key,
+            again_on=asyncpg.UniqueViolationError,
+        )
+        assert row is not None
+        return int(row["seq"]), bool(row["new"])
 
     # Retention
     async def purge(

@@ -414,3 +414,48 @@ async def test_the_activity_feed_resyncs_and_follows_again_after_a_database_rest
     await b.append_activity(conversation_id="c:1", activity={"n": 3})
     await asyncio.sleep(0.1)
     assert appended == [("c:1", 1), ("c:1", 2)]
+
+
+async def test_a_key_is_appended_once_across_instances_even_at_the_same_moment(two: Pair) -> None:
+    """A client's retry reaching another instance finds the first copy: the claim is made in
+    the appending statement, and two at once get one new row, numbered without a gap."""
+    a, b = two
+    for n in range(20):
+        key = f"client:{n}"
+        results = await asyncio.gather(
+            *(
+                (a, b)[i % 2].append_once(
+                    conversation_id="c1", activity={"type": "message", "n": n}, key=key
+                )
+                for i in range(4)
+            )
+        )
+        assert sorted(new for _, new in results) == [False, False, False, True]
+        assert len({seq for seq, _ in results}) == 1
+    rows = await a.activities_after(conversation_id="c1", watermark=0)
+    assert [seq for seq, _ in rows] == list(range(1, 21))
+    assert await b.append_once(
+        conversation_id="c2", activity={"type": "message"}, key="client:0"
+    ) == (1, True)  # a key names an activity of its conversation only
+
+
+async def test_a_delivery_is_claimed_by_one_instance_until_done_or_its_claim_runs_out(
+    two: Pair,
+) -> None:
+    a, b = two
+    lease = timedelta(seconds=30)
+    claims = await asyncio.gather(
+        *((a, b)[i % 2].claim(key="teams:t:1", now=T0, lease=lease) for i in range(6))
+    )
+    assert sorted(claims) == ["mine"] + ["taken"] * 5
+    assert not await b.seen(key="teams:t:1")  # claimed is not handled
+    await a.remember(key="teams:t:1", now=T0)
+    assert await b.claim(key="teams:t:1", now=T0 + timedelta(hours=1), lease=lease) == "done"
+    assert await b.seen(key="teams:t:1")
+
+    # A claimer that went down: its claim runs out; one that failed gives it up at once.
+    assert await a.claim(key="teams:t:2", now=T0, lease=lease) == "mine"
+    assert await b.claim(key="teams:t:2", now=T0 + lease / 2, lease=lease) == "taken"
+    assert await b.claim(key="teams:t:2", now=T0 + lease, lease=lease) == "mine"
+    await b.release(key="teams:t:2")
+    assert await a.claim(key="teams:t:2", now=T0 + lease, lease=lease) == "mine"

@@ -578,12 +578,12 @@ async def _conversation_with_history(
 ) -> None:
     """A conversation created at T0 whose latest line was written at ``last``."""
     await store.save_conversation(conversation=Conversation(cid, VISITOR, T0))
-    for at in (T0, last):
+    for n, at in enumerate((T0, last)):
         await store.add_turn(turn=Turn(cid, at, Role.VISITOR, "Jane", f"hello at {at}"))
         seq = await store.append_activity(
             conversation_id=cid,
             activity={"type": "message", "text": "hi", "timestamp": iso(at)},
-            key=f"k-{cid}-{at.timestamp()}",
+            key=f"k-{cid}-{n}",
         )
     await store.set_inbox_position(conversation_id=cid, seq=seq)
     if state is not None:

@@ -92,7 +92,15 @@ async def test_a_stop_closes_timers_first_then_direct_line_delivery_client_and_s
     # Widget sockets are closed at shutdown, before cleanup, while the timers still run.
     (first, first_running), *cleanup = closed
     assert first == "directline" and "sweeper" in first_running
-    assert [name for name, _ in cleanup] == ["directline", "inbox", "delivery", "client", "store"]
+    # The leader steps down first (its delivery stops sending), then the resources close.
+    assert [name for name, _ in cleanup] == [
+        "delivery",
+        "directline",
+        "inbox",
+        "delivery",
+        "client",
+        "store",
+    ]
     # Every timer and watcher had stopped before the first resource was closed.
     assert all(running == [] for _, running in cleanup), cleanup
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
@@ -107,8 +115,11 @@ def _failing(*_args: Any, **_kwargs: Any) -> Any:
     [
         # The HTTP client: only the store had opened.
         ("adapters.web.app.HttpClient", ["store"]),
-        # The sweeper: everything up to recovery had started.
-        ("adapters.web.app.sweep", ["directline", "inbox", "delivery", "client", "store"]),
+        # The sweeper: everything up to the leader's duties had started.
+        (
+            "adapters.web.app.sweep",
+            ["delivery", "directline", "inbox", "delivery", "client", "store"],
+        ),
     ],
 )
 async def test_a_start_that_fails_closes_what_had_started(
