@@ -193,6 +193,11 @@ class SharedStore(ActivityFeed, Protocol):
     async def release(self, *, key: str) -> None:
         """Give up a claim whose handling failed, so a redelivery is handled."""
 
+    async def recent_sends(self, *, thread_id: str = "", within: float) -> list[float]:
+        """How many seconds ago (by the store's clock) posts were sent into ``thread_id`` (any
+        thread: "") within the last ``within`` seconds, oldest first: a new leader's Teams rate
+        windows start from what its predecessor sent (each noted when its row was dropped)."""
+
     def leadership(self, holder: str) -> Leadership:
         """An election among the processes sharing the store (``holder``: who this one is,
         for the logs)."""

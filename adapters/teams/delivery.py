@@ -63,6 +63,7 @@ STOP_GRACE = 5.0  # seconds a graceful stop lets sends under way finish
 
 
 ThreadGone = Callable[[str, str], Awaitable[None]]
+History = Callable[[str, float], Awaitable[list[float]]]
 
 
 def split_text(text: str, author: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
@@ -107,6 +108,7 @@ class DeliveryQueue:
         fence: Callable[[], bool] = lambda: True,
         shared: bool = False,
         active: bool = True,
+        history: History | None = None,
     ) -> None:
         self._connector = connector
         # Several processes share the store: one of them sends (the leader, while ``fence()``
@@ -115,6 +117,12 @@ class DeliveryQueue:
         self._fence = fence
         self._shared = shared
         self._active = active
+        # Sends made by whoever led before (seconds ago, per thread or "" for all): a thread's
+        # windows, and the tenant's, start from them.
+        self._history = history
+        self._learned: set[str] = set()
+        self._tenant_learned = False
+        self._learning = asyncio.Lock()
         self._store = store
         self._clock = clock
         self._thread_windows = thread_windows
@@ -239,6 +247,11 @@ class DeliveryQueue:
         self._mirror.clear()
         self._backlog.clear()
         self._uncommitted.clear()
+        if self._history is not None:  # the windows start from the store's record
+            self._windows.clear()
+            self._tenant = SlidingWindows(self._tenant.windows)
+            self._learned.clear()
+            self._tenant_learned = False
         self._workers.open()
         self._recounts.open()
         self._active = True
@@ -310,6 +323,8 @@ class DeliveryQueue:
                     thread_id, rows, fold=rows[0][0] > alone_through
                 )
             pinned = None
+            if self._history is not None and thread_id not in self._learned:
+                await self._learn(thread_id)
             try:
                 # The token first: a refresh must not hold back sends whose slots were taken.
                 await self._connector.prepare()
@@ -357,6 +372,27 @@ class DeliveryQueue:
             await self._drop(thread_id, seqs)
             if len(rows) < BATCH and len(seqs) == len(rows):
                 return  # all there was; what came since came with a kick (a new round)
+
+    async def _learn(self, thread_id: str) -> None:
+        """Before this leader's first send into the thread: what was sent into it (and into
+        the tenant) before, by the store's record. A post its predecessor had under way when
+        it went down is not in the record, and may have arrived: it counts as sent now."""
+        assert self._history is not None
+        async with self._learning:
+            if not self._tenant_learned:
+                tenant_horizon = max(seconds for _, seconds in self._tenant.windows)
+                ages = await self._history("", tenant_horizon)
+                now = self._clock()
+                for age in ages:
+                    self._tenant.record(now - age)
+                self._tenant_learned = True
+        windows = self._thread_slots(thread_id)
+        ages = await self._history(thread_id, max(seconds for _, seconds in windows.windows))
+        now = self._clock()
+        for age in ages:
+            windows.record(now - age)
+        windows.record(now)
+        self._learned.add(thread_id)
 
     def _thread_slots(self, thread_id: str) -> SlidingWindows:
         windows = self._windows.get(thread_id)

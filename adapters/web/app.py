@@ -102,6 +102,9 @@ async def create_app(
         fence=lambda: leadership.leading,
         shared=shared is not None,
         active=False,
+        history=None
+        if shared is None
+        else lambda thread, within: shared.recent_sends(thread_id=thread, within=within),
     )
 
     async def thread_gone(thread_id: str, reason: str) -> None:

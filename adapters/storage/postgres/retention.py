@@ -54,6 +54,11 @@ _FORGET = (
     "DELETE FROM seen WHERE key IN"
     " (SELECT key FROM seen WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 )
+# Send times older than the longest Teams window tell the next leader nothing.
+_FORGET_SENT = (
+    "DELETE FROM sent WHERE ctid IN (SELECT ctid FROM sent"
+    " WHERE at < now() - interval '1 hour' LIMIT $1 FOR UPDATE SKIP LOCKED)"
+)
 
 
 def _timestamp(body: str) -> datetime | None:
@@ -114,4 +119,5 @@ class Retention:
     async def forget_deliveries(self, before: datetime) -> bool:
         """One step: delete up to ``SEEN_BATCH`` delivery keys remembered before ``before``,
         oldest first. Returns whether none older is left."""
-        return await self._db.write(_FORGET, before, SEEN_BATCH) < SEEN_BATCH
+        sent = await self._db.write(_FORGET_SENT, SEEN_BATCH)
+        return await self._db.write(_FORGET, before, SEEN_BATCH) < SEEN_BATCH and sent < SEEN_BATCH

@@ -105,6 +105,12 @@ CREATE UNIQUE INDEX activities_by_key ON activities (conversation_id, key)
 -- A delivery being handled (done = false) is claimed until it is done or its claim is old.
 ALTER TABLE seen ADD COLUMN done boolean NOT NULL DEFAULT true;
 
+-- When posts were sent into each thread (the server's clock), for the Teams rate windows of
+-- the next leader; kept an hour (the longest window).
+CREATE TABLE sent (thread_id text NOT NULL, at timestamptz NOT NULL);
+CREATE INDEX sent_by_thread ON sent (thread_id, at);
+CREATE INDEX sent_by_time ON sent (at);
+
 -- The leader's lease: who holds it (backend pid), its epoch, and its last heartbeat.
 CREATE TABLE leases (
     name text PRIMARY KEY,
@@ -117,7 +123,7 @@ CREATE TABLE leases (
 
 async def _shared(db: asyncpg.Connection) -> None:
     """2: what several instances need: keys claimed per conversation, deliveries claimed while
-    handled, and the leader's lease."""
+    handled, when posts were sent, and the leader's lease."""
     await db.execute(_SHARED)
 
 

@@ -81,6 +81,12 @@ WITH thread AS MATERIALIZED (SELECT pg_advisory_xact_lock($3, hashtext($1))),
 queued AS (INSERT INTO outbound (thread_id, item) SELECT $1, $2 FROM thread RETURNING seq)
 SELECT seq, pg_notify('{feed.OUTBOX}', $1) FROM queued
 """
+# A drop is the end of a send (or of a post Teams refused, or of a thread gone): its time is
+# kept for the next leader's rate windows (a refusal counted as a send: on the safe side).
+DROP = """
+WITH gone AS (DELETE FROM outbound WHERE seq = ANY($1::bigint[]) RETURNING thread_id)
+INSERT INTO sent (thread_id, at) SELECT DISTINCT thread_id, clock_timestamp() FROM gone
+"""
 _KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
 # Spelled out, not a parameter: so the planner can use the partial index of open handoffs.
 _OPEN_IN = ", ".join(f"'{state}'" for state in OPEN_STATES)
@@ -401,4 +407,16 @@ class PostgresStore:
         return [str(r["thread_id"]) for r in rows]
 
     async def drop_outbound(self, *, seqs: list[int]) -> None:
-        await self._db.write("DELETE FROM outbound WHERE seq = ANY($1::bigint[])", seqs)
+        """Also notes when (see ``recent_sends``): rows are dropped once sent (or refused)."""
+        await self._db.write(DROP, seqs)
+
+    async def recent_sends(self, *, thread_id: str = "", within: float) -> list[float]:
+        """See ``contract.SharedStore.recent_sends``."""
+        rows = await self._db.rows(
+            "SELECT extract(epoch FROM now() - at)::float8 AS age FROM sent"
+            " WHERE ($1 = '' OR thread_id = $1) AND at > now() - make_interval(secs => $2)"
+            " ORDER BY at",
+            thread_id,
+            within,
+        )
+        return [max(0.0, float(r["age"])) for r in rows]
