@@ -55,7 +55,7 @@ package:
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules data
 
-# Benchmarks, not part of the suite: make bench [SECTION=relay|anchors|idle|rules|pacing|scale|all]
+# Benchmarks, not part of the suite: make bench [SECTION=relay|anchors|idle|rules|pacing|scale|failover|all]
 .PHONY: bench
 bench: $(VENV)/.installed
 	$(PY) bench/run.py $(or $(SECTION),all)

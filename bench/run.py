@@ -1,6 +1,6 @@
 """Benchmarks (not tests): relay throughput/latency, anchors, idle capacity, rules, Teams pacing.
 
-    .venv/bin/python bench/run.py [relay|anchors|idle|rules|pacing|all] [options]
+    .venv/bin/python bench/run.py [relay|anchors|idle|rules|pacing|scale|failover|all] [options]
 
 Prints a Markdown report and writes it to bench/results.md. Everything runs on 127.0.0.1, every
 loop is bounded, and every process started here is stopped here.
@@ -974,7 +974,7 @@ async def main(argv: list[str]) -> int:
         "section",
         nargs="?",
         default="all",
-        choices=["relay", "anchors", "idle", "rules", "pacing", "scale", "all"],
+        choices=["relay", "anchors", "idle", "rules", "pacing", "scale", "failover", "all"],
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
     parser.add_argument("--connections", type=int, default=16)
@@ -987,13 +987,15 @@ async def main(argv: list[str]) -> int:
     parser.add_argument(
         "--postgres", action="store_true", help="relay: the bot on PostgreSQL instead of SQLite"
     )
+    parser.add_argument("--kills", type=int, default=20, help="failover: leader kill -9 trials")
+    parser.add_argument("--replays", type=int, default=10, help="failover: socket-kill trials")
     args = parser.parse_args(argv)
     raise_nofile()
-    if args.section == "scale":  # so far: one instance on PostgreSQL, beside the anchors
+    if args.section == "scale":  # one instance on PostgreSQL beside the anchors, then three
         args.postgres = True
     sections = {
         "all": ["rules", "pacing", "anchors", "relay", "idle"],
-        "scale": ["anchors", "relay"],
+        "scale": ["anchors", "relay", "failover"],
     }.get(args.section, [args.section])
 
     out = [
@@ -1019,6 +1021,10 @@ async def main(argv: list[str]) -> int:
             rows, anchors = await bench_anchors(args)
         elif section == "relay":
             rows, relay = await bench_relay(args)
+        elif section == "failover":
+            from bench.failover import bench_failover
+
+            rows = await bench_failover(args)
         else:
             rows = await bench_idle(args)
         out += [f"## {section} ({time.monotonic() - t0:.0f} s)", "", *rows, ""]

@@ -197,10 +197,14 @@ class Conversation:
             await asyncio.sleep(min(wait, 2.0))
 
     async def specialist_says(self, n: int, http: aiohttp.ClientSession) -> None:
-        activity = thread_message(
-            self.teams.standin.url, self.handoff.thread_id, dict(ALEX), f"s{self.index}n{n}"
-        )
-        while True:  # Teams redelivers the same activity (same id) until it is answered 2xx
+        await self.specialist_says_text(http, f"s{self.index}n{n}")
+        self.specialist_sent.acked.append(n)
+
+    async def specialist_says_text(self, http: aiohttp.ClientSession, text: str) -> None:
+        """Written in the thread, as Teams delivers it: the same activity (same id) again until
+        it is answered 2xx."""
+        activity = thread_message(self.teams.standin.url, self.handoff.thread_id, dict(ALEX), text)
+        while True:
             self.specialist_sent.attempts += 1
             try:
                 async with http.post(
@@ -210,7 +214,6 @@ class Conversation:
                 ) as r:
                     await r.read()
                     if r.status in (200, 201):
-                        self.specialist_sent.acked.append(n)
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
