@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+
+class Locks(Protocol):
+    """Per-key locks, as the use cases take them (``KeyedLocks`` in one process; a store that
+    several processes share provides ones that hold across them)."""
+
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+        """``async with locks.hold(key):`` holds the key's lock for the block."""
 
 
 class _Entry:

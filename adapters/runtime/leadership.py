@@ -14,6 +14,14 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from bot.errors import StoreError
+
+
+class DeposedError(StoreError):
+    """This process no longer leads: what it was doing is left to the next leader, as after a
+    failed commit (an activity is handled again, a handoff without a thread is opened by the
+    next leader's recovery)."""
+
 
 class Duties(Protocol):
     """What the leader does: started on election, stopped when it steps down."""

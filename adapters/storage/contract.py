@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from adapters.runtime.leadership import Leadership
 from bot.errors import StoreError
+from bot.locks import Locks
 from bot.ports import HandoffStore
 
 
@@ -197,6 +198,9 @@ class SharedStore(ActivityFeed, Protocol):
         """How many seconds ago (by the store's clock) posts were sent into ``thread_id`` (any
         thread: "") within the last ``within`` seconds, oldest first: a new leader's Teams rate
         windows start from what its predecessor sent (each noted when its row was dropped)."""
+
+    def conversation_locks(self) -> Locks:
+        """Per-conversation locks that hold across the processes sharing the store."""
 
     def leadership(self, holder: str) -> Leadership:
         """An election among the processes sharing the store (``holder``: who this one is,

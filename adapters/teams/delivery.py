@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
+from adapters.runtime.leadership import DeposedError
 from adapters.runtime.retry import backoff
 from adapters.runtime.workers import KeyedWorkers
 from adapters.storage.contract import OutboundStore
@@ -123,6 +124,8 @@ class DeliveryQueue:
         self._learned: set[str] = set()
         self._tenant_learned = False
         self._learning = asyncio.Lock()
+        self._sending = 0  # requests under way (a graceful stop lets them finish)
+        self._sent: asyncio.Future[None] | None = None  # set once none is left, when stopping
         self._store = store
         self._clock = clock
         self._thread_windows = thread_windows
@@ -153,7 +156,11 @@ class DeliveryQueue:
         # A new thread is a request to the tenant too: it takes its place in the tenant window.
         with contextlib.suppress(GatewayError):
             await self._connector.prepare()  # if it fails, open_thread's own retries fetch it
+        if self._history is not None:
+            await self._learn_tenant()
         async with self._slot():
+            if not self._fence():
+                raise DeposedError("no longer leading: the next leader opens the thread")
             ref = await self._connector.open_thread(channel_id=channel_id, card=card, text=text)
         # The root is the thread's first message: Teams may count it in the thread's windows.
         self._thread_slots(ref.thread_id).record(self._clock())
@@ -257,12 +264,14 @@ class DeliveryQueue:
         self._active = True
 
     async def stop(self, *, graceful: bool) -> None:
-        """Send no more (another process may lead next). ``graceful``: what is being sent is
-        let finish first (so it is not sent twice), for up to ``STOP_GRACE`` seconds."""
+        """Send no more (another process may lead next). ``graceful``: requests under way are
+        let finish first (so none is sent twice), for up to ``STOP_GRACE`` seconds; sends
+        waiting for a slot or a retry stop at once."""
         self._active = False
-        if graceful:
+        if graceful and self._sending:  # not those waiting for a slot or a retry: they stop
+            self._sent = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._workers.drain()), STOP_GRACE)
+                await asyncio.wait_for(asyncio.shield(self._sent), STOP_GRACE)
         await self.close()
 
     async def resume(self) -> None:
@@ -329,9 +338,15 @@ class DeliveryQueue:
                 # The token first: a refresh must not hold back sends whose slots were taken.
                 await self._connector.prepare()
                 async with self._slot(self._thread_slots(thread_id)):
-                    if not self._fence():
+                    if not (self._active and self._fence()):
                         return  # no longer leading: the next leader sends it (not a send)
-                    await self._connector.send_once(method, url, body)
+                    self._sending += 1
+                    try:
+                        await self._connector.send_once(method, url, body)
+                    finally:
+                        self._sending -= 1
+                        if not self._sending and self._sent is not None and not self._sent.done():
+                            self._sent.set_result(None)
             except ThreadGoneError as exc:
                 if method == "PUT":
                     # That one message cannot be updated (deleted, say): the thread may be
@@ -378,14 +393,7 @@ class DeliveryQueue:
         the tenant) before, by the store's record. A post its predecessor had under way when
         it went down is not in the record, and may have arrived: it counts as sent now."""
         assert self._history is not None
-        async with self._learning:
-            if not self._tenant_learned:
-                tenant_horizon = max(seconds for _, seconds in self._tenant.windows)
-                ages = await self._history("", tenant_horizon)
-                now = self._clock()
-                for age in ages:
-                    self._tenant.record(now - age)
-                self._tenant_learned = True
+        await self._learn_tenant()
         windows = self._thread_slots(thread_id)
         ages = await self._history(thread_id, max(seconds for _, seconds in windows.windows))
         now = self._clock()
@@ -393,6 +401,18 @@ class DeliveryQueue:
             windows.record(now - age)
         windows.record(now)
         self._learned.add(thread_id)
+
+    async def _learn_tenant(self) -> None:
+        """Before this leader's first request: what was sent into the tenant before."""
+        assert self._history is not None
+        async with self._learning:
+            if self._tenant_learned:
+                return
+            ages = await self._history("", max(seconds for _, seconds in self._tenant.windows))
+            now = self._clock()
+            for age in ages:
+                self._tenant.record(now - age)
+            self._tenant_learned = True
 
     def _thread_slots(self, thread_id: str) -> SlidingWindows:
         windows = self._windows.get(thread_id)

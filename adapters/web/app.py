@@ -118,6 +118,7 @@ async def create_app(
         desk=TeamsDesk(delivery),
         visitors=streams,
         new_id=lambda: secrets.token_hex(5),
+        locks=None if shared is None else shared.conversation_locks(),
     )
     directline = DirectLineChannel(
         service=service,

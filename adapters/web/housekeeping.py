@@ -4,7 +4,6 @@ leader's duties, which hold them together with the inbox and Teams delivery."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
@@ -164,17 +163,21 @@ class LeaderDuties:
         self.recovered.set()
 
     def resync(self) -> None:
-        """Notifications of other processes' writes may have been lost: look at everything."""
+        """Notifications of other processes' writes may have been lost: look at everything
+        (until a look works)."""
         if self._tasks:
-            self._tasks.append(asyncio.create_task(self._rescan(), name="rescan"))
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.create_task(retry_until_done(self._rescan), name="rescan"))
 
     async def _rescan(self) -> None:
-        with contextlib.suppress(Exception):  # the next resync or restart looks again
-            await self._inbox.resume(careful=False)
-            await self._delivery.resume()
+        await self._inbox.resume(careful=False)
+        await self._delivery.resume()
 
     async def stop(self, *, graceful: bool) -> None:
         tasks, self._tasks = self._tasks, []
+        if not graceful:  # the lease is lost: stop handling and sending first, at once
+            await self._inbox.stop(graceful=False)
+            await self._delivery.stop(graceful=False)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

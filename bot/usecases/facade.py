@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from bot.config import Settings
+from bot.locks import Locks
 from bot.model import Person
 from bot.ports import DeskGateway, HandoffStore, VisitorGateway
 from bot.usecases.effects import Effects
@@ -44,8 +45,16 @@ class HandoffService(Generic[S]):
         desk: DeskGateway,
         visitors: VisitorGateway,
         new_id: Callable[[], str],
+        locks: Locks | None = None,
     ) -> None:
-        shared = Shared(settings=settings, store=store, desk=desk, visitors=visitors, new_id=new_id)
+        shared = Shared(
+            settings=settings,
+            store=store,
+            desk=desk,
+            visitors=visitors,
+            new_id=new_id,
+            locks=locks,
+        )
         self._settings = settings
         effects = Effects(shared)
         opening = Opening(shared, effects)

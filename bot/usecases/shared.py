@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bot.config import Route, Settings
 from bot.errors import UnknownConversationError
-from bot.locks import KeyedLocks
+from bot.locks import KeyedLocks, Locks
 from bot.model import EMPTY, Conversation, Handoff, Role, Turn
 from bot.ports import DeskGateway, HandoffStore, Sender, SenderRole, VisitorGateway
 
@@ -24,14 +24,16 @@ class Shared:
         desk: DeskGateway,
         visitors: VisitorGateway,
         new_id: Callable[[], str],
+        locks: Locks | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.desk = desk
         self.visitors = visitors
         self.new_id = new_id
-        # One lock per widget conversation, whichever part takes it: events stay in order.
-        self.locks = KeyedLocks()
+        # One lock per widget conversation, whichever part takes it: events stay in order (in
+        # every process sharing the store, with locks that hold across them).
+        self.locks: Locks = locks or KeyedLocks()
 
     @property
     def bot(self) -> Sender:

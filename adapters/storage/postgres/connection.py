@@ -43,7 +43,15 @@ CLOSE_TIMEOUT = 10.0  # seconds close() waits for connections in use before cutt
 
 # Failures of a statement, not of the connection: the connection stays.
 _STATEMENT_CLASSES = ("22", "23", "42")  # data exceptions, constraint violations, syntax
-_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# What a database or its connection can raise. InternalClientError: a connection left mid-way
+# by an operation that was cut short (its server gone, say), found when next used.
+FAULTS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 _T = TypeVar("_T")
 
 
@@ -141,6 +149,8 @@ class Database:
         self.on_recovered: list[Callable[[], None]] = []
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
+        self._side_pools: dict[str, asyncpg.Pool] = {}
+        self._opening = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -191,15 +201,39 @@ class Database:
         )
         return connection
 
+    async def side_pool(self, name: str, max_size: int) -> asyncpg.Pool:
+        """A pool of its own (``name``: shown in pg_stat_activity), opened on first use and
+        closed with the store: for connections held while the store's pool does the work."""
+        async with self._opening:
+            pool = self._side_pools.get(name)
+            if pool is None:
+                if self._closed:
+                    raise StoreError("the store is closed")
+                pool = self._side_pools[name] = await asyncpg.create_pool(
+                    self._url,
+                    min_size=0,
+                    max_size=max_size,
+                    timeout=CONNECT_TIMEOUT,
+                    command_timeout=COMMAND_TIMEOUT,
+                    reset=_keep_session,
+                    server_settings={"application_name": name},
+                )
+            return pool
+
     async def close(self) -> None:
         self._closed = True
+        for side in self._side_pools.values():
+            try:
+                await asyncio.wait_for(side.close(), CLOSE_TIMEOUT)
+            except (*FAULTS, asyncio.CancelledError):
+                side.terminate()
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
-        except (*_FAULTS, asyncio.CancelledError):
+        except (*FAULTS, asyncio.CancelledError):
             self._pool.terminate()
 
     # Reads
@@ -254,7 +288,7 @@ class Database:
             try:
                 async with self._pool.acquire(timeout=COMMAND_TIMEOUT) as connection:
                     result = await work(connection)
-            except _FAULTS as exc:
+            except FAULTS as exc:
                 lost = _connection_lost(exc)
                 if lost:
                     # What else the pool holds may be as dead: the next calls connect afresh.
@@ -294,7 +328,7 @@ class Database:
         try:
             async with self._pool.acquire(timeout=COMMAND_TIMEOUT) as connection:
                 await connection.execute(schema.MARK_PROBED)
-        except _FAULTS as exc:
+        except FAULTS as exc:
             if _connection_lost(exc):
                 await self._pool.expire_connections()
             self.failing = StoreError(f"the PostgreSQL store could not write: {_reason(exc)}")

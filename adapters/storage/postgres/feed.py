@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from adapters.runtime.retry import backoff
+from adapters.storage.postgres.connection import FAULTS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ APPLICATION_NAME = "handoff-listener"  # shown in pg_stat_activity
 PING_SECONDS = 5.0  # a listening connection that stays silent is asked this often if it lives
 RECONNECT_FIRST, RECONNECT_MAX = 0.05, 2.0  # seconds before reconnecting, doubling
 
-_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
@@ -98,7 +98,7 @@ class Listener:
                 await asyncio.sleep(backoff(failures, RECONNECT_FIRST, RECONNECT_MAX))
             try:
                 connection = await self._connect()
-            except _FAULTS as exc:
+            except FAULTS as exc:
                 failures += 1
                 if failures == 1:
                     log.warning(
@@ -111,7 +111,7 @@ class Listener:
             self._listened = False
             try:
                 await self._follow_on(connection, notified, on_resync)
-            except _FAULTS as exc:
+            except FAULTS as exc:
                 log.warning(
                     "PostgreSQL store at %s: the listening connection was lost (%s); reconnecting",
                     self._where,

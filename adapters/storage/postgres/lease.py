@@ -5,8 +5,11 @@ advisory lock, a heartbeat, and a lease each side measures on its own clock.
   ``POLL`` seconds. The one that gets it leads: it writes the ``leases`` row (its backend pid,
   the next epoch) and starts its duties.
 - **Crash.** The server ends a dead process's session (its socket closes) and with it the lock:
-  the next try by another instance, within ``POLL``, takes over. A leader whose session the
-  server ends (a restart, a standby cutting it off) stops leading the moment it hears of it.
+  the next try by another instance, within ``POLL``, gets it. A leader whose session the server
+  ends (a restart, a standby cutting it off) stops leading the moment it hears of it; but it
+  may not hear (cut off, paused), so a new leader whose predecessor did not let go waits until
+  the predecessor's lease from its last beat has run out (by the server's clock, which stamped
+  the beat: at most ``LEASE``) before it starts.
 - **Heartbeat and lease.** The leader beats every ``BEAT`` seconds on its connection. It leads
   for ``LEASE`` seconds from the moment it *sent* its last beat that was answered: past that, by
   its own monotonic clock, ``leading`` is false and it sends and handles nothing more; a beat
@@ -20,8 +23,11 @@ advisory lock, a heartbeat, and a lease each side measures on its own clock.
   takes over, so when it wakes it finds itself no longer leading (the fence). What it had
   begun sending in the instant before it froze may still arrive: at most one post per thread,
   which the new leader sends again (at least once).
-- **Graceful stop.** Cancelled, the leader stops its duties, unlocks and closes: a standby's
-  next try, within ``POLL``, takes over.
+- **Graceful stop.** Cancelled, the leader stops its duties (beating meanwhile, so what is under
+  way finishes under a valid lease), marks the lease released, unlocks and closes: a standby's
+  next try, within ``POLL``, takes over at once.
+
+The clock is ``CLOCK_BOOTTIME``, which also counts while the machine is suspended.
 """
 
 from __future__ import annotations
@@ -37,27 +43,33 @@ import asyncpg
 from adapters.runtime.failures import FAILURES
 from adapters.runtime.leadership import Duties
 from adapters.runtime.retry import backoff
+from adapters.storage.postgres.connection import FAULTS
 from adapters.storage.postgres.schema import LOCK_LEADER
 
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "handoff-leader"  # shown in pg_stat_activity
 NAME = "leader"  # the lease's row
-POLL = 0.2  # seconds between a standby's tries for the lock
-BEAT = 0.5  # seconds between the leader's heartbeats
-LEASE = 4.0  # seconds the leader leads after sending a beat that was answered
-TAKEOVER = 6.0  # seconds a standby waits on a silent holder before cutting it off
+POLL = 0.1  # seconds between a standby's tries for the lock
+BEAT = 0.25  # seconds between the leader's heartbeats
+LEASE = 1.2  # seconds the leader leads after sending a beat that was answered
+TAKEOVER = 5.0  # seconds a standby waits on a silent holder before cutting it off
+CLOCK_MARGIN = 0.05  # seconds: clocks that run at slightly different rates
 RECONNECT_FIRST, RECONNECT_MAX = 0.2, 2.0
 
-_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 _ELECTED = """
 INSERT INTO leases AS l (name, holder, pid, epoch, beat)
 VALUES ($1, $2, pg_backend_pid(), 1, now())
 ON CONFLICT (name) DO UPDATE
-    SET holder = excluded.holder, pid = excluded.pid, epoch = l.epoch + 1, beat = now()
+    SET holder = excluded.holder, pid = excluded.pid, epoch = l.epoch + 1, beat = now(),
+        released = false
 RETURNING epoch
 """
+_PREVIOUS = (
+    "SELECT released, extract(epoch FROM now() - beat)::float8 AS age FROM leases WHERE name = $1"
+)
+_RELEASED = "UPDATE leases SET released = true WHERE name = $1 AND epoch = $2"
 _BEAT = "UPDATE leases SET beat = now() WHERE name = $1 AND epoch = $2 AND pid = pg_backend_pid()"
 # Who holds the lock now (its backend), and the lease row's last beat.
 _HOLDER = """
@@ -68,6 +80,11 @@ WHERE k.locktype = 'advisory' AND k.classid = $1::bigint::oid AND k.objid = $2::
 """
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+
+def _boot_clock() -> float:
+    """Seconds that also count while the machine is suspended (a monotonic clock may not)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 class Lost(Exception):
@@ -87,10 +104,11 @@ class Lease:
         beat: float = BEAT,
         lease: float = LEASE,
         takeover: float = TAKEOVER,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _boot_clock,
     ) -> None:
-        if not beat < lease < takeover:
-            raise ValueError("beat < lease < takeover")
+        # A standby's looks may be up to takeover / 4 apart (beyond, it watches over).
+        if not (beat < lease < takeover and takeover - lease > takeover / 4):
+            raise ValueError("beat < lease < takeover, and takeover - lease > takeover / 4")
         self._connect = connect
         self._where = where
         self.holder = holder
@@ -114,7 +132,7 @@ class Lease:
                 await asyncio.sleep(backoff(failures, RECONNECT_FIRST, RECONNECT_MAX))
             try:
                 connection = await self._connect()
-            except _FAULTS as exc:
+            except Exception as exc:  # whatever it was, stand again later: never give up
                 failures += 1
                 if failures == 1:
                     log.warning(
@@ -124,7 +142,7 @@ class Lease:
             failures = 0
             try:
                 await self._stand(connection, duties)
-            except (*_FAULTS, Lost) as exc:
+            except (*FAULTS, Lost) as exc:
                 failures = 1
                 log.warning("leader election at %s: %s; standing again", self._where, _why(exc))
             except Exception as exc:  # the duties would not start: stand again, after a while
@@ -143,6 +161,7 @@ class Lease:
             await asyncio.sleep(self._poll)
 
     async def _lead(self, connection: asyncpg.Connection, duties: Duties) -> None:
+        await self._predecessor_gone(connection)
         sent = self._clock()
         self.epoch = await connection.fetchval(_ELECTED, NAME, self.holder, timeout=self._lease)
         self._until = sent + self._lease
@@ -158,14 +177,18 @@ class Lease:
         connection.add_termination_listener(session_ended)
         try:
             await duties.start()
-            while True:
-                await asyncio.wait([ended], timeout=self._beat)
-                await self._heartbeat(connection)
+            await self._beat_on(connection, ended)
         except asyncio.CancelledError:
-            # Still leading while what is under way finishes; then let go.
-            await duties.stop(graceful=True)
-            self._until = 0.0
-            with contextlib.suppress(*_FAULTS):  # else the server lets go when it closes
+            # Still leading (and beating) while what is under way finishes; then let go.
+            beating = asyncio.create_task(self._beat_on(connection, ended))
+            try:
+                await duties.stop(graceful=True)
+            finally:
+                beating.cancel()
+                await asyncio.gather(beating, return_exceptions=True)
+                self._until = 0.0
+            with contextlib.suppress(*FAULTS):  # else the server lets go when it closes
+                await connection.execute(_RELEASED, NAME, self.epoch)
                 await connection.execute("SELECT pg_advisory_unlock($1, 0)", LOCK_LEADER)
             log.info("stepped down (epoch %d): stopping", self.epoch)
             raise
@@ -173,6 +196,27 @@ class Lease:
             self._until = 0.0
             await duties.stop(graceful=False)
             raise
+
+    async def _predecessor_gone(self, connection: asyncpg.Connection) -> None:
+        """The lock is ours; a predecessor that did not let go (it crashed, or the server ended
+        its session while it may live on, cut off) leads by its own clock until its lease from
+        its last beat runs out: wait for that before starting (by the server's clock, which
+        stamped the beat)."""
+        row = await connection.fetchrow(_PREVIOUS, NAME, timeout=self._lease)
+        if row is None or row["released"]:
+            return
+        wait = self._lease + CLOCK_MARGIN - float(row["age"])
+        if wait > 0:
+            log.info(
+                "the last leader did not let go: leading in %.2f s, once its lease ran out", wait
+            )
+            await asyncio.sleep(wait)
+
+    async def _beat_on(self, connection: asyncpg.Connection, ended: asyncio.Future[None]) -> None:
+        """Beat every ``beat`` seconds until the lease is lost (raises ``Lost``)."""
+        while True:
+            await asyncio.wait([ended], timeout=self._beat)
+            await self._heartbeat(connection)
 
     async def _heartbeat(self, connection: asyncpg.Connection) -> None:
         """One beat; ``Lost`` if the session ended, the lease ran out meanwhile, or another

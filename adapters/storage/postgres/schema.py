@@ -21,6 +21,7 @@ from bot.errors import StoreError
 LOCK_MIGRATIONS = 0x68640001
 LOCK_OUTBOX_THREAD = 0x68640002  # with hashtext(thread id): enqueues into one thread, in turn
 LOCK_LEADER = 0x68640003  # with 0: held (a session lock) by the one leading instance
+LOCK_CONVERSATION = 0x68640004  # with hashtext(conversation id): its events, one at a time
 
 MARK_OPENED = (
     "INSERT INTO meta (key, value) VALUES ('store.opened', now()::text)"
@@ -117,7 +118,8 @@ CREATE TABLE leases (
     holder text NOT NULL,
     pid integer NOT NULL,
     epoch bigint NOT NULL,
-    beat timestamptz NOT NULL);
+    beat timestamptz NOT NULL,
+    released boolean NOT NULL DEFAULT false);
 """
 
 

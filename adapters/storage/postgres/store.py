@@ -15,9 +15,10 @@ import asyncpg
 
 from adapters.runtime import jsonio
 from adapters.storage.contract import Claim
-from adapters.storage.postgres import encoding, feed, lease, schema
+from adapters.storage.postgres import encoding, feed, lease, locks, schema
 from adapters.storage.postgres.connection import Database
 from adapters.storage.postgres.lease import Lease
+from adapters.storage.postgres.locks import SharedLocks
 from adapters.storage.postgres.retention import OPEN_STATES, Retention
 from adapters.storage.records import SaveStatements
 from bot.errors import StaleWriteError, StoreError
@@ -137,6 +138,10 @@ class PostgresStore:
     ) -> None:
         """See ``contract.ActivityFeed`` and ``feed``."""
         self._listener.follow(on_append=on_append, on_resync=on_resync, on_queued=on_queued)
+
+    def conversation_locks(self) -> SharedLocks:
+        """See ``contract.SharedStore.conversation_locks`` and ``locks``."""
+        return SharedLocks(lambda: self._db.side_pool(locks.APPLICATION_NAME, locks.POOL_MAX))
 
     def leadership(self, holder: str) -> Lease:
         """See ``contract.SharedStore.leadership`` and ``lease``."""

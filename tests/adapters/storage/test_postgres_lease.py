@@ -147,6 +147,39 @@ async def test_a_hung_leader_is_cut_off_after_its_own_lease_ran_out(
     assert all(not i.overlaps for i in instances)
 
 
+async def test_a_leader_cut_off_unheard_is_waited_out_before_another_starts(
+    three: tuple[list[Instance], list[tuple[str, str]]],
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server ends the leader's session, and the leader may hear nothing (a partition) and
+    believe in its lease until it runs out: the next leader takes the lock at once, yet starts
+    only once that lease has run out (no two lead at once)."""
+    instances, events = three
+    await _until(lambda: len(_leaders(instances)) == 1)
+    deaf = _leaders(instances)[0]
+    real = Lease._heartbeat
+
+    async def unanswered(self: Lease, connection: asyncpg.Connection) -> None:
+        if self is deaf.lease:
+            await asyncio.get_running_loop().create_future()  # its beats go nowhere
+        await real(self, connection)
+
+    monkeypatch.setattr(Lease, "_heartbeat", unanswered)
+    silent_since = time.monotonic()  # its last beat was at most a beat before
+    connection: asyncpg.Connection = await asyncpg.connect(postgres_url)
+    try:
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM leases WHERE holder = $1", deaf.name
+        )
+    finally:
+        await connection.close()
+    await _until(lambda: any(e == "start" and n != deaf.name for e, n in events))
+    # Not within a poll of the lock coming free: once the deaf one's lease had run out.
+    assert time.monotonic() - silent_since >= TIMINGS["lease"] - TIMINGS["beat"]
+    assert all(not i.overlaps for i in instances)
+
+
 async def test_a_standby_that_was_paused_itself_does_not_cut_off_a_live_leader(
     three: tuple[list[Instance], list[tuple[str, str]]],
 ) -> None:
