@@ -455,8 +455,12 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as d, processes() as started:
         tmp = Path(d)
         sink = start_sink(started, tmp)
-        bot = start_bot(started, tmp, sink)
-        botproc = started[-1]
+        # Several instances (PostgreSQL): the load takes turns among them; the widgets' sockets
+        # are all on the first, so what reaches the others is fanned out to it.
+        instances = getattr(args, "instances_now", 1)
+        bots = [start_bot(started, tmp, sink) for _ in range(instances)]
+        bot = bots[0]
+        botprocs = started[-instances:]
         conn = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=conn) as session:
             relay = Relay(bot, sink, session)
@@ -467,8 +471,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
 
                 # visitor -> Teams
                 await sink_reset(session, sink)
-                dl = f"{bot}/v3/directline"
-                cpu0 = cpu_seconds(botproc.pid)
+                cpu0 = sum(cpu_seconds(b.pid) for b in botprocs)
 
                 def v2t_body(k: int) -> bytes:
                     return json.dumps(
@@ -482,7 +485,10 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
 
                 # One URL per request: the generator's url is fixed, so route through a closure.
                 r = await load(
-                    lambda k: f"{dl}/conversations/{vs[k % n].cid}/activities",
+                    lambda k: (
+                        f"{bots[k % instances]}/v3/directline/conversations/{vs[k % n].cid}"
+                        "/activities"
+                    ),
                     v2t_body,
                     headers=lambda k: {"Authorization": f"Bearer {vs[k % n].token}"},
                     duration=args.duration,
@@ -494,12 +500,12 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                     if len(st["latencies"]) >= r["ok"]:
                         break
                     await asyncio.sleep(0.2)
-                cpu = cpu_seconds(botproc.pid) - cpu0
+                cpu = sum(cpu_seconds(b.pid) for b in botprocs) - cpu0
                 lat = st["latencies"]
                 span = (st["last"] or r["start"]) - r["start"]
                 results.append(
                     {
-                        "dir": "visitor -> Teams",
+                        "dir": "visitor -> Teams" + _on(instances),
                         "n": n,
                         "sent": r["ok"],
                         "delivered": len(lat),
@@ -526,7 +532,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                     templates.append(json.dumps(a))
                 relay.ws_latencies.clear()
                 relay.recording = True
-                cpu0 = cpu_seconds(botproc.pid)
+                cpu0 = sum(cpu_seconds(b.pid) for b in botprocs)
 
                 def t2v_body(k: int) -> bytes:
                     return (
@@ -537,7 +543,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                     )
 
                 r = await load(
-                    f"{bot}/api/messages",
+                    lambda k: f"{bots[k % instances]}/api/messages",
                     t2v_body,
                     duration=args.duration,
                     connections=args.connections,
@@ -545,12 +551,12 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                 deadline = time.monotonic() + 60
                 while len(relay.ws_latencies) < r["ok"] and time.monotonic() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
-                cpu = cpu_seconds(botproc.pid) - cpu0
+                cpu = sum(cpu_seconds(b.pid) for b in botprocs) - cpu0
                 lat = relay.ws_latencies
                 span = relay.ws_last - r["start"]
                 results.append(
                     {
-                        "dir": "Teams -> visitor",
+                        "dir": "Teams -> visitor" + _on(instances),
                         "n": n,
                         "sent": r["ok"],
                         "delivered": len(lat),
@@ -572,6 +578,10 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def _on(instances: int) -> str:
+    return f" ({instances} instances)" if instances > 1 else ""
+
+
 async def bench_relay(args: argparse.Namespace) -> tuple[list[str], list[dict[str, Any]]]:
     store = "PostgreSQL (a throwaway cluster on loopback)" if args.postgres else "SQLite"
     rows = [
@@ -582,7 +592,9 @@ async def bench_relay(args: argparse.Namespace) -> tuple[list[str], list[dict[st
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     found: list[dict[str, Any]] = []
-    for n in args.handoffs:
+    runs = [(i, n) for i in args.instances for n in args.handoffs]
+    for instances, n in runs:
+        args.instances_now = instances
         for r in await relay_once(n, args):
             found.append(r)
             rows.append(
@@ -987,12 +999,22 @@ async def main(argv: list[str]) -> int:
     parser.add_argument(
         "--postgres", action="store_true", help="relay: the bot on PostgreSQL instead of SQLite"
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="relay: app instances on one PostgreSQL database (more than 1 needs --postgres)",
+    )
     parser.add_argument("--kills", type=int, default=20, help="failover: leader kill -9 trials")
     parser.add_argument("--replays", type=int, default=10, help="failover: socket-kill trials")
     args = parser.parse_args(argv)
     raise_nofile()
     if args.section == "scale":  # one instance on PostgreSQL beside the anchors, then three
         args.postgres = True
+        args.instances = sorted({*args.instances, 1, 3})
+    if max(args.instances) > 1 and not args.postgres:
+        parser.error("several --instances share a PostgreSQL database: add --postgres")
     sections = {
         "all": ["rules", "pacing", "anchors", "relay", "idle"],
         "scale": ["anchors", "relay", "failover"],

@@ -80,6 +80,10 @@ class KeyedWorkers:
         """Wait until every worker has finished (tests, benchmarks, shutdown)."""
         while self._running:
             await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+            # A task cancelled before it ever ran never reached its own clean-up.
+            for key, task in list(self._running.items()):
+                if task.done():
+                    del self._running[key]
 
     def open(self) -> None:
         """Take kicks again after ``close``."""
@@ -94,3 +98,5 @@ class KeyedWorkers:
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        self._running.clear()  # (one cancelled before it ran never removed itself)
+        self._again.clear()

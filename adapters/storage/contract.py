@@ -187,9 +187,9 @@ class SharedStore(ActivityFeed, Protocol):
 
     async def claim(self, *, key: str, now: datetime, lease: timedelta) -> Claim:
         """Claim a delivery (a Teams activity id) for handling: ``"mine"`` for the one caller
-        that may handle it (the key is new, or claimed ``lease`` or more before ``now`` and
-        never done: its claimer went down); ``"done"`` once it was handled (``remember``);
-        ``"taken"`` while another caller's claim stands."""
+        that may handle it (the key is new, or claimed and never done by a claimer that went
+        down: known gone, or claimed ``lease`` or more before ``now``); ``"done"`` once it was
+        handled (``remember``); ``"taken"`` while another caller's claim stands."""
 
     async def release(self, *, key: str) -> None:
         """Give up a claim whose handling failed, so a redelivery is handled."""

@@ -1,8 +1,8 @@
 """Three app processes on one PostgreSQL database behind a round-robin balancer, visitors and
-specialists talking both ways, while the leader is killed (``kill -9``) again and again, paused
-(``SIGSTOP``) and every instance is redeployed in turn: nothing acknowledged is lost or
-reordered, duplicates stay within one per crash, and no Teams rate window is exceeded at
-arrival."""
+specialists talking both ways, while the leader is killed (``kill -9``) again and again, another
+instance is killed, the leader is paused (``SIGSTOP``), every instance is redeployed in turn and
+the database restarts: nothing acknowledged is lost or reordered, duplicates stay within one
+per crash, and no Teams rate window is exceeded at arrival."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.support.failover import (
     settle,
     spread_client,
 )
+from tests.support.postgres import Cluster
 from tests.support.processes import BotProcess, free_port
 from tests.support.standin import Standin
 
@@ -54,7 +55,7 @@ async def fleet(standin: Standin, tmp_path: Path, postgres_url: str) -> AsyncIte
 
 
 async def test_nothing_acknowledged_is_lost_or_reordered_while_instances_die(
-    fleet: Fleet, standin: Standin
+    fleet: Fleet, standin: Standin, postgres: Cluster
 ) -> None:
     async with spread_client() as http:
         conversations = await open_conversations(2, http, fleet.balancer.url, standin)
@@ -68,9 +69,19 @@ async def test_nothing_acknowledged_is_lost_or_reordered_while_instances_die(
                 await fleet.leader()  # another took over
                 await fleet.restart(leader)
             await asyncio.sleep(1.0)
+            leader = await fleet.leader()
+            follower = next(p for p in fleet.processes if p is not leader)
+            await fleet.kill(follower)  # what it had acknowledged is the leader's to handle
+            await fleet.restart(follower)
+            await asyncio.sleep(1.0)
             await fleet.pause(await fleet.leader(), 8.0)  # a standby cuts it off meanwhile
             for process in fleet.processes:
                 await fleet.redeploy(process)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(postgres.stop)  # every instance answers 503 meanwhile
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(postgres.start)
+            await fleet.leader()  # elected again, by itself
             await asyncio.sleep(1.0)
         finally:
             stop.set()
@@ -81,6 +92,7 @@ async def test_nothing_acknowledged_is_lost_or_reordered_while_instances_die(
     assert sent > 100
     assert tally.lost == 0, tally
     assert tally.reordered == 0, tally
-    # At most one duplicate per thread per crash (a post under way when its sender died).
-    assert tally.duplicated <= (KILLS + 1) * len(conversations), tally
+    # At most one duplicate per thread per crash (a post under way when its sender died: the
+    # kills, the pause, the database restart).
+    assert tally.duplicated <= (KILLS + 3) * len(conversations), tally
     assert tally.windows_over == 0, tally

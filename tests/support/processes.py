@@ -117,7 +117,12 @@ class BotProcess:
         the inbox drains what was acknowledged, a send under way completes)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(SHUTDOWN_TIMEOUT + 10)
+            try:
+                self.process.wait(SHUTDOWN_TIMEOUT + 10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # fail, but leave no process behind
+                self.process.wait(10)
+                raise
 
 
 class PlaygroundProcess:

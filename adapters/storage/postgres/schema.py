@@ -103,8 +103,10 @@ UPDATE activities a SET key = NULL WHERE key IS NOT NULL AND EXISTS (
 CREATE UNIQUE INDEX activities_by_key ON activities (conversation_id, key)
     WHERE key IS NOT NULL;
 
--- A delivery being handled (done = false) is claimed until it is done or its claim is old.
+-- A delivery being handled (done = false) is claimed until it is done, or its claim is old, or
+-- the connection that claimed it is gone (its process with it).
 ALTER TABLE seen ADD COLUMN done boolean NOT NULL DEFAULT true;
+ALTER TABLE seen ADD COLUMN claimer integer;
 
 -- When posts were sent into each thread (the server's clock), for the Teams rate windows of
 -- the next leader; kept an hour (the longest window).

@@ -66,12 +66,15 @@ appended AS (
 SELECT seq, true AS new, pg_notify('{feed.CHANNEL}', $1 || ':' || seq) FROM appended
 UNION ALL SELECT seq, false, NULL FROM existing
 """
-# A delivery is claimed while it is handled: by nobody else unless it was claimed long ago
-# (whoever claimed it went down) and is not done.
+# A delivery is claimed while it is handled: by nobody else unless it is not done and either
+# was claimed long ago or the connection that claimed it is gone (its process went down: a
+# process's pooled connections live as long as it, or longer than a claim's lease).
 CLAIM = """
-INSERT INTO seen AS s (key, at, done) VALUES ($1, $2, false)
-ON CONFLICT (key) DO UPDATE SET at = excluded.at
-    WHERE NOT s.done AND s.at <= excluded.at - $3::interval
+INSERT INTO seen AS s (key, at, done, claimer) VALUES ($1, $2, false, pg_backend_pid())
+ON CONFLICT (key) DO UPDATE SET at = excluded.at, claimer = excluded.claimer
+    WHERE NOT s.done AND (
+        s.at <= excluded.at - $3::interval
+        OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = s.claimer))
 RETURNING key
 """
 # A thread's posts are numbered (from one sequence for all threads) under a lock of that

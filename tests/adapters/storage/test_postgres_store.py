@@ -459,3 +459,14 @@ async def test_a_delivery_is_claimed_by_one_instance_until_done_or_its_claim_run
     assert await b.claim(key="teams:t:2", now=T0 + lease, lease=lease) == "mine"
     await b.release(key="teams:t:2")
     assert await a.claim(key="teams:t:2", now=T0 + lease, lease=lease) == "mine"
+
+
+async def test_a_claim_of_a_process_that_went_down_is_free_at_once(
+    postgres_url: str, two: Pair
+) -> None:
+    _, b = two
+    gone = await PostgresStore.open(postgres_url)
+    assert await gone.claim(key="teams:t:3", now=T0, lease=timedelta(seconds=30)) == "mine"
+    assert await b.claim(key="teams:t:3", now=T0, lease=timedelta(seconds=30)) == "taken"
+    await gone.close()  # its connections close with it, as a killed process's do
+    assert await b.claim(key="teams:t:3", now=T0, lease=timedelta(seconds=30)) == "mine"
