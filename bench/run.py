@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -179,7 +180,7 @@ def start_bot(started: list[Proc], tmp: Path, sink_url: str, real_limits: bool =
     args = [PY, *prefix, str(BENCH / "botproc.py"), str(config), str(port)]
     if real_limits:
         args.append("--real-limits")
-    started.append(Proc(args, ROOT, tmp / "bot.log", "READY", port))
+    started.append(Proc(args, ROOT, tmp / f"bot-{port}.log", "READY", port))
     return f"http://127.0.0.1:{port}"
 
 
@@ -575,6 +576,10 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
             finally:
                 relay.recording = False
                 await relay.close()
+                # BENCH_LOGS=DIR: keep the processes' logs of each run (they go with the run).
+                if os.environ.get("BENCH_LOGS"):
+                    keep = Path(os.environ["BENCH_LOGS"]) / f"relay-{instances}x{n}"
+                    await asyncio.to_thread(shutil.copytree, tmp, keep, dirs_exist_ok=True)
     return results
 
 

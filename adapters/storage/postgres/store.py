@@ -86,10 +86,12 @@ queued AS (INSERT INTO outbound (thread_id, item) SELECT $1, $2 FROM thread RETU
 SELECT seq, pg_notify('{feed.OUTBOX}', $1) FROM queued
 """
 # A drop is the end of a send (or of a post Teams refused, or of a thread gone): its time is
-# kept for the next leader's rate windows (a refusal counted as a send: on the safe side).
+# kept for the next leader's rate windows (a refusal counted as a send: on the safe side), once
+# per thread however many rows one post folded.
 DROP = """
 WITH gone AS (DELETE FROM outbound WHERE seq = ANY($1::bigint[]) RETURNING thread_id)
-INSERT INTO sent (thread_id, at) SELECT DISTINCT thread_id, clock_timestamp() FROM gone
+INSERT INTO sent (thread_id, at)
+SELECT thread_id, clock_timestamp() FROM (SELECT DISTINCT thread_id FROM gone) AS threads
 """
 _KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
 # Spelled out, not a parameter: so the planner can use the partial index of open handoffs.

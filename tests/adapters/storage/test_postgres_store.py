@@ -470,3 +470,16 @@ async def test_a_claim_of_a_process_that_went_down_is_free_at_once(
     assert await b.claim(key="teams:t:3", now=T0, lease=timedelta(seconds=30)) == "taken"
     await gone.close()  # its connections close with it, as a killed process's do
     assert await b.claim(key="teams:t:3", now=T0, lease=timedelta(seconds=30)) == "mine"
+
+
+async def test_a_send_is_noted_once_however_many_rows_it_folded(pg: PostgresStore) -> None:
+    seqs = [
+        await pg.enqueue_outbound(thread_id=t, item={"kind": "text", "text": str(n)})
+        for t in ("t1", "t2")
+        for n in range(3)
+    ]
+    await pg.drop_outbound(seqs=seqs[:3])  # one post into t1 that folded three messages
+    assert len(await pg.recent_sends(thread_id="t1", within=60)) == 1
+    assert await pg.recent_sends(thread_id="t2", within=60) == []
+    await pg.drop_outbound(seqs=seqs[3:])
+    assert len(await pg.recent_sends(within=60)) == 2
