@@ -347,7 +347,8 @@ class Relay:
             assert r.status in (200, 201), await r.text()
             body = await r.json()
         v.cid = body["conversationId"]
-        v.ws = await self.session.ws_connect(body["streamUrl"], autoping=False)
+        # Pings answered, as a browser does (the bot drops a socket that leaves them unanswered).
+        v.ws = await self.session.ws_connect(body["streamUrl"])
         v.reader = asyncio.create_task(self._read(v))
 
     async def post(self, v: Visitor, activity: dict[str, Any]) -> None:

@@ -75,6 +75,8 @@ class Inbox:
         self._positions: dict[str, int] = {}
         # conversation -> the activities committed since (all of them, in the log's order)
         self._fresh: dict[str, list[Row]] = {}
+        # conversation -> the latest row committed anywhere, as told (``committed_elsewhere``)
+        self._told: dict[str, int] = {}
         # Conversations with a backlog at start: handled row by row, each attempt recorded
         # before it is made, since what they were handling may be what took the process down.
         self._careful: set[str] = set()
@@ -88,6 +90,7 @@ class Inbox:
         meanwhile; ``resume()`` then finds what waits."""
         self._positions.clear()
         self._fresh.clear()
+        self._told.clear()
         self._careful.clear()
         self._workers.open()
         self._active = True
@@ -110,6 +113,7 @@ class Inbox:
         for cid in cids:
             self._positions.pop(cid, None)
             self._fresh.pop(cid, None)
+            self._told.pop(cid, None)
 
     def appended(self, cid: str, seq: int, activity: dict[str, Any]) -> None:
         """An activity of the conversation's log was committed (called in the log's order)."""
@@ -123,6 +127,18 @@ class Inbox:
         fresh.append((seq, activity))
         if len(fresh) > INBOX_BATCH:
             del fresh[0]  # too far behind: the store has them
+
+    def committed_elsewhere(self, cid: str, seq: int) -> None:
+        """Row ``seq`` of the conversation was committed, perhaps by another process sharing
+        the store: memory holds only this process's appends, so a round must not end before
+        it has read past ``seq`` (from the store)."""
+        if not self._active:
+            return
+        if seq > self._told.get(cid, 0):
+            if len(self._told) >= RECENT_CONVERSATIONS:
+                self._told.clear()
+            self._told[cid] = seq
+        self.kick(cid)
 
     def _handled(self, cid: str, position: int) -> None:
         """Memory keeps no row once handled (an event can be large)."""
@@ -141,6 +157,8 @@ class Inbox:
             if seq != expected:
                 return None  # a gap: a row memory never saw (or one rolled back)
             expected += 1
+        if expected <= self._told.get(cid, 0):
+            return None  # another process appended past what memory holds
         return fresh[:]
 
     async def _position(self, cid: str) -> int:

@@ -183,7 +183,7 @@ async def create_app(
 
     def appended_elsewhere(cid: str, seq: int) -> None:
         streams.committed(cid, seq)  # the sockets held here
-        directline.inbox.kick(cid)  # handled here if this process leads
+        directline.inbox.committed_elsewhere(cid, seq)  # handled here if this process leads
 
     def resync() -> None:
         streams.resync()

@@ -548,6 +548,26 @@ async def test_inbox_reads_the_store_when_memory_missed_a_row(durable_store: Any
     assert handled == ["1", "2", "3", "4"]
 
 
+async def test_inbox_reads_past_a_row_another_process_committed_after_its_own(
+    durable_store: Any,
+) -> None:
+    """Several processes share the store: memory holds this process's appends only. Told of a
+    row another one committed after them, a round reads the store for it instead of ending
+    with what memory holds (it once ended, and the row waited for the next message)."""
+    store = durable_store
+    inbox, handled = recording_inbox(store)
+    mine = {**USER, "text": "mine"}
+    seq = await store.append_activity(conversation_id="c1", activity=mine)
+    await store.flush()
+    inbox.appended("c1", seq, mine)
+    theirs = await store.append_activity(conversation_id="c1", activity={**USER, "text": "theirs"})
+    await store.flush()
+    inbox.committed_elsewhere("c1", theirs)  # the kick that starts the round
+    await inbox.drain()
+    assert handled == ["mine", "theirs"]
+    assert await store.inbox_position(conversation_id="c1") == theirs
+
+
 async def test_inbox_does_not_skip_an_activity_whose_handling_was_not_saved(
     durable_store: Any,
 ) -> None:
