@@ -24,18 +24,16 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import one_route_yaml
-from tests.support.balancer import balancing
 from tests.support.directline_client import DirectLineClient
 from tests.support.failover import (
-    LIMITS_YAML,
     Fleet,
     open_conversations,
+    running_fleet,
     settle,
     spread_client,
 )
 from tests.support.postgres import running_cluster
-from tests.support.processes import BotProcess, free_port
+from tests.support.processes import BotProcess
 from tests.support.standin import Standin, running_standin
 from tests.support.teams import ALEX, thread_message
 
@@ -179,25 +177,12 @@ def _holder(fleet: Fleet) -> BotProcess | None:
 
 async def bench_failover(args: Any) -> list[str]:
     with running_cluster() as cluster, tempfile.TemporaryDirectory() as d:
-        async with cluster.database() as url, running_standin() as standin:
-            tmp = Path(d)
-            config = tmp / "handoff.yaml"
-            config.write_text(one_route_yaml(standin.url, tmp / "unused.db", extra=LIMITS_YAML))
-            processes = [
-                BotProcess(config, free_port(), tmp / f"bot-{n}.log", env={"DATABASE_URL": url})
-                for n in range(3)
-            ]
-            for process in processes:
-                process.spawn()
-            try:
-                for process in processes:
-                    await process.ready()
-                async with balancing([("127.0.0.1", p.port) for p in processes]) as balancer:
-                    fleet = Fleet(processes, balancer, url)
-                    return await _measure(fleet, standin, args)
-            finally:
-                for process in processes:
-                    await asyncio.to_thread(process.stop)
+        async with (
+            cluster.database() as url,
+            running_standin() as standin,
+            running_fleet(Path(d), standin.url, url) as fleet,
+        ):
+            return await _measure(fleet, standin, args)
 
 
 async def _measure(fleet: Fleet, standin: Standin, args: Any) -> list[str]:

@@ -13,17 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import one_route_yaml
-from tests.support.balancer import balancing
 from tests.support.failover import (
-    LIMITS_YAML,
     Fleet,
     open_conversations,
+    running_fleet,
     settle,
     spread_client,
 )
 from tests.support.postgres import Cluster
-from tests.support.processes import BotProcess, free_port
 from tests.support.standin import Standin
 
 pytestmark = pytest.mark.e2e
@@ -34,24 +31,8 @@ KILLS = 3
 
 @pytest.fixture
 async def fleet(standin: Standin, tmp_path: Path, postgres_url: str) -> AsyncIterator[Fleet]:
-    config = tmp_path / "handoff.yaml"
-    config.write_text(one_route_yaml(standin.url, tmp_path / "unused.db", extra=LIMITS_YAML))
-    processes = [
-        BotProcess(
-            config, free_port(), tmp_path / f"bot-{n}.log", env={"DATABASE_URL": postgres_url}
-        )
-        for n in range(3)
-    ]
-    for process in processes:
-        process.spawn()
-    try:
-        for process in processes:
-            await process.ready()
-        async with balancing([("127.0.0.1", p.port) for p in processes]) as balancer:
-            yield Fleet(processes, balancer, postgres_url)
-    finally:
-        for process in processes:
-            await asyncio.to_thread(process.stop)
+    async with running_fleet(tmp_path, standin.url, postgres_url) as started:
+        yield started
 
 
 async def test_nothing_acknowledged_is_lost_or_reordered_while_instances_die(

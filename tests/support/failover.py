@@ -23,14 +23,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import asyncpg
 
 from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS
-from tests.support.balancer import Balancer
+from tests.support.balancer import Balancer, balancing
 from tests.support.directline_client import DirectLineClient
-from tests.support.processes import BotProcess
+from tests.support.processes import BotProcess, free_port
 from tests.support.scenarios import Handoff, Teams, joined
 from tests.support.standin import Standin
 from tests.support.teams import ALEX, thread_message
@@ -315,3 +316,29 @@ async def settle(
 LIMITS_YAML = (
     "limits:\n  messages_per_conversation: {per_minute: 6000, burst: 600}\n  teams_backlog: 10000\n"
 )
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(
+    folder: Path, standin_url: str, database: str, size: int = 3
+) -> AsyncIterator[Fleet]:
+    """``size`` app processes on ``database`` (one route to the stand-in at ``standin_url``),
+    behind a round-robin balancer; each stopped after (gracefully)."""
+    from tests.conftest import one_route_yaml  # (conftest imports support modules)
+
+    config = folder / "handoff.yaml"
+    config.write_text(one_route_yaml(standin_url, folder / "unused.db", extra=LIMITS_YAML))
+    processes = [
+        BotProcess(config, free_port(), folder / f"bot-{n}.log", env={"DATABASE_URL": database})
+        for n in range(size)
+    ]
+    for process in processes:
+        process.spawn()
+    try:
+        for process in processes:
+            await process.ready()
+        async with balancing([("127.0.0.1", p.port) for p in processes]) as balancer:
+            yield Fleet(processes, balancer, database)
+    finally:
+        for process in processes:
+            await asyncio.to_thread(process.stop)

@@ -6,25 +6,13 @@ instance it is in, others untouched, a dead lock connection lets go, a database 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from adapters.storage.postgres import PostgresStore
 from bot.errors import StoreError
+from tests.adapters.storage.conftest import Pair
 from tests.support.postgres import Cluster
-
-Pair = tuple[PostgresStore, PostgresStore]
-
-
-@pytest.fixture
-async def two(postgres_url: str) -> AsyncIterator[Pair]:
-    a = await PostgresStore.open(postgres_url)
-    b = await PostgresStore.open(postgres_url)
-    yield a, b
-    await a.close()
-    await b.close()
 
 
 async def test_one_holder_per_conversation_across_instances(two: Pair) -> None:

@@ -22,11 +22,10 @@ from adapters.storage.postgres.store import APPEND
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Person, Role, Turn
 from tests.adapters.storage import test_store_contract as contract
+from tests.adapters.storage.conftest import Pair
 from tests.adapters.storage.samples import T0, VISITOR
 from tests.support.postgres import Cluster
 from tests.support.processes import free_port
-
-Pair = tuple[PostgresStore, PostgresStore]
 
 
 @pytest.fixture
@@ -34,16 +33,6 @@ async def pg(postgres_url: str) -> AsyncIterator[PostgresStore]:
     store = await PostgresStore.open(postgres_url)
     yield store
     await store.close()
-
-
-@pytest.fixture
-async def two(postgres_url: str) -> AsyncIterator[Pair]:
-    """Two stores on one database, with a pool each, as two app instances have."""
-    a = await PostgresStore.open(postgres_url)
-    b = await PostgresStore.open(postgres_url)
-    yield a, b
-    await a.close()
-    await b.close()
 
 
 @pytest.mark.both_loops
