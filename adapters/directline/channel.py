@@ -103,6 +103,7 @@ class DirectLineChannel:
             streams.store, dispatcher.dispatch, dispatcher.failed, clock, fence, active=leads
         )
         streams.on_committed = self.inbox.appended
+        streams.on_uncertain = self.inbox.reread
 
     # ---- wiring ----------------------------------------------------------------------------
 
@@ -245,10 +246,11 @@ class DirectLineChannel:
                 403, "Forbidden", "handoff.initiate must be sent with the widget secret"
             )
         self._limits.posts(cid, kind)
-        if not await self._service.conversation_exists(conversation_id=cid):
+        thread = await self._service.open_thread(conversation_id=cid)
+        if thread is None:
             raise not_found("conversation not found; start it first")
         if kind == "message":
-            await self._limits.teams_backlog(cid)
+            await self._limits.teams_backlog(cid, thread)
         activity = visitor_activity(body, cid=cid, grant=grant, timestamp=iso(self._clock()))
         if kind == "typing":
             # Ephemeral: echoed to the conversation's open sockets, never stored or replayed.

@@ -128,10 +128,16 @@ class Inbox:
         if len(fresh) > INBOX_BATCH:
             del fresh[0]  # too far behind: the store has them
 
+    def reread(self, cid: str) -> None:
+        """The conversation's log may hold a row memory was not given (an append that raised
+        after it may have committed): the next round reads the store."""
+        self._fresh.pop(cid, None)
+        self.kick(cid)
+
     def committed_elsewhere(self, cid: str, seq: int) -> None:
-        """Row ``seq`` of the conversation was committed, perhaps by another process sharing
-        the store: memory holds only this process's appends, so a round must not end before
-        it has read past ``seq`` (from the store)."""
+        """Row ``seq`` of the conversation was committed by another process sharing the
+        store: memory holds only this process's appends, so a round must not end before it
+        has read past ``seq`` (from the store)."""
         if not self._active:
             return
         if seq > self._told.get(cid, 0):

@@ -81,14 +81,12 @@ class Limits:
         if wait:
             raise too_many(wait, "too many reads; use the stream, or poll less often")
 
-    async def teams_backlog(self, cid: str) -> None:
-        """A visitor who writes faster than Teams takes messages is asked to slow down (once a
-        spell, on the stream) and refused until the thread's queue drains: never accepted and
-        then left to wait for minutes, or dropped."""
-        if self._teams_backlog is None:
-            return
-        thread = await self._service.open_thread(conversation_id=cid)
-        if not thread:
+    async def teams_backlog(self, cid: str, thread: str) -> None:
+        """A visitor who writes faster than Teams takes messages (those relayed to ``thread``,
+        the conversation's open one, if any) is asked to slow down (once a spell, on the
+        stream) and refused until the thread's queue drains: never accepted and then left to
+        wait for minutes, or dropped."""
+        if self._teams_backlog is None or not thread:
             return
         waiting, cap = self._teams_backlog(thread), self._service.settings.limits.teams_backlog
         if waiting < cap:

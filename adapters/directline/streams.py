@@ -44,8 +44,10 @@ class ConversationStreams:
         # conversation -> its latest keys (client activity ids, Teams message ids) -> activity id
         self._recent: dict[str, dict[str, str]] = {}
         self._locks = KeyedLocks()
-        # Told of every activity once committed, in the log's order (the inbox).
+        # Told of every activity once committed, in the log's order (the inbox), and of an
+        # append that may have committed without saying so.
         self.on_committed: Callable[[str, int, dict[str, Any]], None] | None = None
+        self.on_uncertain: Callable[[str], None] | None = None
 
     def subscribe(self, cid: str) -> Subscriber:
         subscriber = Subscriber()
@@ -67,11 +69,9 @@ class ConversationStreams:
             subscriber.push((EPHEMERAL, activity))
 
     def committed(self, cid: str, seq: int) -> None:
-        """Row ``seq`` of the conversation was committed, perhaps by another process sharing
-        the store (``ActivityFeed``): its sockets here read the log from their watermarks.
-
-        Only the sockets: the inbox is told of what this process appends (``on_committed``),
-        and each process's inbox handles what its own channel stored."""
+        """Row ``seq`` of the conversation was committed by another process sharing the store
+        (``ActivityFeed``): its sockets here read the log from their watermarks (the leader's
+        inbox is told apart)."""
         for subscriber in self._subscribers.get(cid, ()):
             subscriber.catch_up(seq)
 
@@ -125,24 +125,25 @@ class ConversationStreams:
             recent = await self._recent_keys(cid) if key else {}
             if key in recent:
                 return recent[key], None
-            if key and self._shared is not None:
-                # Memory knows only this process's keys: the store decides, in the append.
-                seq, new = await self._shared.append_once(
-                    conversation_id=cid, activity=activity, key=key
-                )
-                if not new:
-                    recent[key] = activity_id(cid, seq)
-                    return recent[key], None
-            else:
-                seq = await self.store.append_activity(
-                    conversation_id=cid, activity=activity, key=key
-                )
-            new_id = activity_id(cid, seq)
             try:
+                if key and self._shared is not None:
+                    # Memory knows only this process's keys: the store decides, in the append.
+                    seq, new = await self._shared.append_once(
+                        conversation_id=cid, activity=activity, key=key
+                    )
+                    if not new:
+                        recent[key] = activity_id(cid, seq)
+                        return recent[key], None
+                else:
+                    seq = await self.store.append_activity(
+                        conversation_id=cid, activity=activity, key=key
+                    )
                 await self.store.flush()
             except Exception:
                 self._recent.pop(cid, None)  # what it held may have been rolled back
+                self._uncertain(cid)
                 raise
+            new_id = activity_id(cid, seq)
             if key:
                 recent[key] = new_id
                 if len(recent) > RECENT_KEYS:
@@ -152,6 +153,15 @@ class ConversationStreams:
             if self.on_committed is not None:
                 self.on_committed(cid, seq, activity)
             return new_id, seq
+
+    def _uncertain(self, cid: str) -> None:
+        """An append raised, yet may have committed (a database that went away before its
+        answer): whoever reads the conversation reads the log instead of waiting for a push
+        (a retry of it finds it stored, and pushes nothing)."""
+        for subscriber in self._subscribers.get(cid, ()):
+            subscriber.catch_up()
+        if self.on_uncertain is not None:
+            self.on_uncertain(cid)
 
     def _outbound(self, cid: str, sender: Sender) -> dict[str, Any]:
         return {

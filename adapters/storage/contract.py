@@ -148,8 +148,10 @@ class ActivityFeed(Protocol):
     ``ConversationStreams``, so there is nothing to follow (the app follows a store only if
     it is an ``ActivityFeed``).
 
-    A notification is a hint, never the data: it may be late, lost or repeated (this
-    process's own appends are notified too). Whoever follows re-reads the log by watermark."""
+    A notification is a hint, never the data: it may be late, lost or repeated. This process's
+    own appends and posts are not notified: it knows them (an append that raised may still
+    have committed: the appender makes its readers look). Whoever follows re-reads the log by
+    watermark."""
 
     def follow(
         self,
@@ -158,10 +160,10 @@ class ActivityFeed(Protocol):
         on_resync: Callable[[], None],
         on_queued: Callable[[str], None] | None = None,
     ) -> None:
-        """From now on, ``on_append(conversation_id, seq)`` once a row commits, and
-        ``on_queued(thread_id)`` once a post for a Teams thread does; ``on_resync()``
-        whenever notifications may have been missed (at the start, and after every
-        reconnect): then everything followed must be re-read."""
+        """From now on, ``on_append(conversation_id, seq)`` once another process's row commits,
+        and ``on_queued(thread_id)`` once another process's post for a Teams thread does;
+        ``on_resync()`` whenever notifications may have been missed (at the start, and after
+        every reconnect): then everything followed must be re-read."""
 
     async def unfollow(self) -> None:
         """Stop following (no callback is made once this returns)."""

@@ -189,6 +189,9 @@ class DeliveryQueue:
         self._wrote(thread_id)
         try:
             seq = await self._store.enqueue_outbound(thread_id=thread_id, item=encode(item))
+        except BaseException:
+            self._kick(thread_id)  # it may have committed without saying so: look
+            raise
         finally:
             self._writing -= 1
         self._count(thread_id, 1)

@@ -99,8 +99,9 @@ class HandoffService(Generic[S]):
         """The visitor typed something: relay it to the human, or let the bot answer."""
         await self._visitor.visitor_message(conversation_id=conversation_id, text=text, now=now)
 
-    async def open_thread(self, *, conversation_id: str) -> str:
-        """The desk thread of the conversation's open handoff ("" when there is none)."""
+    async def open_thread(self, *, conversation_id: str) -> str | None:
+        """The desk thread of the conversation's open handoff ("" when there is none, None when
+        there is no such conversation)."""
         return await self._visitor.open_thread(conversation_id=conversation_id)
 
     async def too_fast(self, *, conversation_id: str, now: datetime, tell: bool) -> str:

@@ -18,6 +18,7 @@ from bot.views import DeskAction
 log = logging.getLogger(__name__)
 
 END_COMMANDS = frozenset({"/end", "/close"})
+RECENT_THREADS = 10_000  # threads whose handoff is remembered
 
 
 class SpecialistCases(Part):
@@ -26,6 +27,29 @@ class SpecialistCases(Part):
     def __init__(self, shared: Shared, effects: Effects) -> None:
         super().__init__(shared)
         self._effects = effects
+        # thread -> the id of its handoff (a thread belongs to one handoff for good): a
+        # specialist's messages read the handoff once, under its conversation's lock.
+        self._threads: dict[str, tuple[str, str]] = {}
+
+    async def _thread_handoff(self, thread_id: str) -> tuple[str, str] | None:
+        """``(handoff id, conversation id)`` of the thread, or None when it is no handoff's."""
+        known = self._threads.get(thread_id)
+        if known is None:
+            handoff = await self._store.handoff_for_thread(thread_id=thread_id)
+            if handoff is None:
+                return None
+            if len(self._threads) >= RECENT_THREADS:
+                self._threads.clear()
+            known = self._threads[thread_id] = (handoff.id, handoff.conversation_id)
+        return known
+
+    async def _current(self, thread_id: str, handoff_id: str) -> Handoff | None:
+        """The thread's handoff as stored now (None: gone, deleted by retention)."""
+        handoff = await self._store.get_handoff(handoff_id=handoff_id)
+        if handoff is None or handoff.thread_id != thread_id:
+            self._threads.pop(thread_id, None)
+            return None
+        return handoff
 
     async def desk_action(
         self,
@@ -78,11 +102,15 @@ class SpecialistCases(Part):
     ) -> ThreadResult:
         """A message posted in a desk thread (``mentions``: people it @mentions, not the bot;
         ``note``: the desk marks it an internal note, never relayed)."""
-        handoff = await self._store.handoff_for_thread(thread_id=thread_id)
-        if handoff is None:
-            return ThreadResult(ThreadOutcome.UNKNOWN, self._shared.text("unknown_thread", {}))
-        async with self._locks.hold(handoff.conversation_id):
-            handoff = await self._shared.reload(handoff)
+        unknown = ThreadResult(ThreadOutcome.UNKNOWN, self._shared.text("unknown_thread", {}))
+        known = await self._thread_handoff(thread_id)
+        if known is None:
+            return unknown
+        handoff_id, conversation_id = known
+        async with self._locks.hold(conversation_id):
+            handoff = await self._current(thread_id, handoff_id)
+            if handoff is None:
+                return unknown
             if text.strip().casefold() in END_COMMANDS:
                 after, notice = await self._effects.act(
                     handoff, End(Party.SPECIALIST, person.name, person), now
@@ -120,16 +148,17 @@ class SpecialistCases(Part):
         self, *, thread_id: str, person: Person, message_id: str, text: str | None
     ) -> bool:
         """A specialist edited (or deleted: ``text=None``) a thread message; relayed ones follow."""
-        handoff = await self._store.handoff_for_thread(thread_id=thread_id)
-        if handoff is None or not message_id:
+        known = await self._thread_handoff(thread_id)
+        if known is None or not message_id:
             return False
+        handoff_id, conversation_id = known
         sender = Sender(person.id, person.name, SenderRole.SPECIALIST)
         changed = await self._visitors.amend(
-            conversation_id=handoff.conversation_id, sender=sender, ref=message_id, text=text
+            conversation_id=conversation_id, sender=sender, ref=message_id, text=text
         )
         if changed:
             what = "deleted" if text is None else "edited"
-            log.info("handoff %s: %s %s a relayed message", handoff.id, person.id, what)
+            log.info("handoff %s: %s %s a relayed message", handoff_id, person.id, what)
         return changed
 
     async def _transfer(

@@ -88,10 +88,14 @@ class VisitorCases(Part):
         # The human is first responder: the bot stays silent and the message goes to the thread.
         await self._relay_to_thread(handoff, visitor, text)
 
-    async def open_thread(self, *, conversation_id: str) -> str:
-        """The desk thread of the conversation's open handoff ("" when there is none)."""
+    async def open_thread(self, *, conversation_id: str) -> str | None:
+        """The desk thread of the conversation's open handoff ("" when there is none, None when
+        there is no such conversation): one read while a handoff is open (it proves the
+        conversation), the visitor's usual case in a busy conversation."""
         handoff = await self._store.open_handoff(conversation_id=conversation_id)
-        return handoff.thread_id if handoff is not None else ""
+        if handoff is not None:
+            return handoff.thread_id
+        return "" if await self.conversation_exists(conversation_id=conversation_id) else None
 
     async def too_fast(self, *, conversation_id: str, now: datetime, tell: bool) -> str:
         """The visitor writes faster than the thread takes messages: the text that asks them to

@@ -56,6 +56,7 @@ class Tally:
     reordered: int = 0
     delivered: int = 0
     windows_over: int = 0  # Teams rate windows over their limit at arrival
+    missing: list[str] = field(default_factory=list)  # what was lost: "v0-17" (kind, who, n)
 
     def __str__(self) -> str:
         return (
@@ -71,7 +72,7 @@ def tokens(texts: list[str], kind: str, who: int) -> list[int]:
     ]
 
 
-def count(acked: list[int], arrived: list[int]) -> Tally:
+def count(acked: list[int], arrived: list[int], label: str = "") -> Tally:
     """Lost: acknowledged, never arrived. Duplicated: arrived more than once. Reordered: arrived
     (first) before one sent earlier."""
     seen: dict[int, int] = {}
@@ -81,6 +82,7 @@ def count(acked: list[int], arrived: list[int]) -> Tally:
     reordered = sum(1 for a, b in zip(firsts, firsts[1:], strict=False) if b < a)
     return Tally(
         lost=sum(1 for n in acked if n not in seen),
+        missing=[f"{label}-{n}" for n in acked if n not in seen],
         duplicated=sum(c - 1 for c in seen.values()),
         reordered=reordered,
         delivered=len(seen),
@@ -251,11 +253,18 @@ class Conversation:
 
     def tally(self, standin: Standin, received: list[str]) -> Tally:
         thread = self.handoff.thread_id
-        to_teams = count(self.visitor_sent.acked, tokens(standin.texts_in(thread), "v", self.index))
-        to_visitor = count(self.specialist_sent.acked, tokens(received, "s", self.index))
+        to_teams = count(
+            self.visitor_sent.acked,
+            tokens(standin.texts_in(thread), "v", self.index),
+            f"v{self.index}",
+        )
+        to_visitor = count(
+            self.specialist_sent.acked, tokens(received, "s", self.index), f"s{self.index}"
+        )
         arrivals = [c.at for c in standin.posts_to(thread)]
         return Tally(
             lost=to_teams.lost + to_visitor.lost,
+            missing=to_teams.missing + to_visitor.missing,
             duplicated=to_teams.duplicated + to_visitor.duplicated,
             reordered=to_teams.reordered + to_visitor.reordered,
             delivered=to_teams.delivered + to_visitor.delivered,
@@ -304,6 +313,7 @@ async def settle(
     total = Tally()
     for t in tallies:
         total.lost += t.lost
+        total.missing += t.missing
         total.duplicated += t.duplicated
         total.reordered += t.reordered
         total.delivered += t.delivered

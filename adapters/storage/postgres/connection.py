@@ -122,6 +122,26 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 Work = Callable[[asyncpg.Connection], Awaitable[_T]]
 
 
+def _settle(waiter: asyncio.Future[None], failure: BaseException | None = None) -> None:
+    """Tell a grouped write's caller how it went (unless it stopped waiting)."""
+    if waiter.done():
+        return
+    if failure is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(failure)
+
+
+class _Group:
+    """Writes of one statement waiting for the batch under way to commit (``write_grouped``)."""
+
+    __slots__ = ("sending", "waiting")
+
+    def __init__(self) -> None:
+        self.sending = False
+        self.waiting: list[tuple[list[Any], asyncio.Future[None]]] = []
+
+
 class Session:
     """One connection inside a transaction (``Database.transaction``)."""
 
@@ -151,6 +171,8 @@ class Database:
         self._closed = False
         self._side_pools: dict[str, asyncpg.Pool] = {}
         self._opening = asyncio.Lock()
+        self._groups: dict[str, _Group] = {}  # statement -> its grouped writes
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -227,6 +249,8 @@ class Database:
                 await asyncio.wait_for(side.close(), CLOSE_TIMEOUT)
             except (*FAULTS, asyncio.CancelledError):
                 side.terminate()
+        if self._sending:  # grouped writes on their way finish first
+            await asyncio.wait(self._sending, timeout=CLOSE_TIMEOUT)
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -254,6 +278,70 @@ class Database:
         """One statement, committed; returns how many rows it changed."""
         status: str = await self._call("write", lambda c: c.execute(sql, *_args(args)))
         return _changed(status)
+
+    async def write_grouped(self, sql: str, *args: Any) -> None:
+        """One statement, committed when this returns, as ``write`` is; but while one of the
+        same statement is on its way, the next ones gather and go together, in one round
+        trip and one transaction (asyncpg's ``executemany``): group commit, so concurrent
+        conversations' bookkeeping costs the database and this process about one statement
+        whatever their number. Alone, it is one statement, sent at once.
+
+        If the batch fails on one row's account, each of its writes is tried alone, so only
+        that one raises."""
+        values = _args(args)
+        group = self._groups.get(sql)
+        if group is None:
+            group = self._groups[sql] = _Group()
+        if group.sending:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            group.waiting.append((values, waiter))
+            await waiter
+            return
+        group.sending = True
+        try:
+            await self._execute(sql, values)
+        finally:
+            if group.waiting:
+                task = asyncio.create_task(self._send_group(sql, group), name="pg-grouped")
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+            else:
+                group.sending = False
+
+    async def _send_group(self, sql: str, group: _Group) -> None:
+        try:
+            while group.waiting:
+                batch, group.waiting = group.waiting, []
+                await self._send_batch(sql, batch)
+        finally:
+            group.sending = False
+
+    async def _send_batch(
+        self, sql: str, batch: list[tuple[list[Any], asyncio.Future[None]]]
+    ) -> None:
+        try:
+            if len(batch) == 1:
+                await self._execute(sql, batch[0][0])
+            else:
+                await self._call("write", lambda c: c.executemany(sql, [v for v, _ in batch]))
+        except StoreError as exc:
+            if len(batch) == 1 or self.failing is not None:  # the database, not a row
+                for _, waiter in batch:
+                    _settle(waiter, exc)
+                return
+            for values, waiter in batch:  # one row's fault: each alone
+                try:
+                    await self._execute(sql, values)
+                except StoreError as alone:
+                    _settle(waiter, alone)
+                else:
+                    _settle(waiter)
+            return
+        for _, waiter in batch:
+            _settle(waiter)
+
+    async def _execute(self, sql: str, values: list[Any]) -> None:
+        await self._call("write", lambda c: c.execute(sql, *values))
 
     async def write_one(
         self, sql: str, *args: Any, again_on: type[Exception] | None = None

@@ -2,7 +2,9 @@
 queued for Teams threads: LISTEN on one connection of its own per store, apart from the pool.
 
 Every append notifies ``CHANNEL`` in its own transaction (``store.APPEND``), so a notification
-is sent once, on commit, and never for a row rolled back. Notifications are hints: none is
+is sent once, on commit, and never for a row rolled back. Each is signed with the appending
+store's origin: a store's own are passed over, since its process knows what it appended (and
+the notification may well arrive before the append's own answer). Notifications are hints: none is
 queued for a listener that is not connected, so after every (re)connect, once listening, the
 follower is told to re-read the table (``on_resync``). A commit either comes after LISTEN (and
 is notified) or before it (and is read by the resync): nothing is lost in between.
@@ -26,8 +28,8 @@ from adapters.storage.postgres.connection import FAULTS
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "handoff_activities"  # payload: "<conversation id>:<seq>"
-OUTBOX = "handoff_outbox"  # payload: the thread id a post was queued for
+CHANNEL = "handoff_activities"  # payload: "<origin> <conversation id>:<seq>"
+OUTBOX = "handoff_outbox"  # payload: "<origin> <thread id>" (of a post queued)
 APPLICATION_NAME = "handoff-listener"  # shown in pg_stat_activity
 PING_SECONDS = 5.0  # a listening connection that stays silent is asked this often if it lives
 RECONNECT_FIRST, RECONNECT_MAX = 0.05, 2.0  # seconds before reconnecting, doubling
@@ -36,12 +38,14 @@ RECONNECT_FIRST, RECONNECT_MAX = 0.05, 2.0  # seconds before reconnecting, doubl
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
-def payload(conversation_id: str, seq: int) -> str:
-    return f"{conversation_id}:{seq}"
+def signed(text: str) -> tuple[str, str]:
+    """``(origin, the rest)`` of a payload (origins are hex; ids may hold spaces)."""
+    origin, _, rest = text.partition(" ")
+    return origin, rest
 
 
 def parsed(text: str) -> tuple[str, int] | None:
-    """``(conversation id, seq)`` from a notification's payload (ids may hold colons)."""
+    """``(conversation id, seq)`` from a payload without its origin (ids may hold colons)."""
     cid, _, seq = text.rpartition(":")
     return (cid, int(seq)) if cid and seq.isdigit() else None
 
@@ -49,9 +53,10 @@ def parsed(text: str) -> tuple[str, int] | None:
 class Listener:
     """One store's listening connection, and the task that keeps it open while followed."""
 
-    def __init__(self, connect: Connect, where: str) -> None:
+    def __init__(self, connect: Connect, where: str, origin: str = "") -> None:
         self._connect = connect
         self._where = where
+        self._origin = origin  # what this store signs its own notifications with
         self._task: asyncio.Task[None] | None = None
         self._listened = False  # the last connection got as far as LISTEN
 
@@ -82,6 +87,9 @@ class Listener:
         on_queued: Callable[[str], None] | None,
     ) -> None:
         def notified(_connection: Any, _pid: int, channel: str, text: str) -> None:
+            origin, text = signed(text)
+            if origin == self._origin:
+                return  # this store's own: its process knows
             if channel == OUTBOX:
                 if on_queued is not None:
                     on_queued(text)

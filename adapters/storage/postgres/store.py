@@ -6,6 +6,7 @@ the row encoding and retention. Nothing is cached: another instance may have wri
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Container
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -38,7 +39,8 @@ _Record = TypeVar("_Record", Conversation, Handoff)
 # commits, then takes the next number. Numbers are handed out in commit order with no gaps, so
 # a reader that has seen N never finds an N - 1 committing after it. A rolled-back append
 # rolls its number back too, but it was never handed out: the call raised instead. The same
-# statement notifies the other instances (``feed``): sent on commit, never for a rollback.
+# statement notifies the other instances (``feed``): sent on commit, never for a rollback, and
+# signed with this store's origin ($4), so that its own listener passes over it.
 APPEND = f"""
 WITH next AS (
     INSERT INTO activity_counters AS c (conversation_id, last_seq) VALUES ($1, 1)
@@ -47,7 +49,7 @@ WITH next AS (
 appended AS (
     INSERT INTO activities (conversation_id, seq, body, key)
     SELECT $1, last_seq, $2, $3 FROM next RETURNING seq)
-SELECT seq, pg_notify('{feed.CHANNEL}', $1 || ':' || seq) FROM appended
+SELECT seq, pg_notify('{feed.CHANNEL}', $4 || ' ' || $1 || ':' || seq) FROM appended
 """
 # With a key: appended unless the conversation holds an activity with that key already (then
 # no number is taken, and that one's seq comes back, not new). Two instances appending the same
@@ -63,7 +65,7 @@ next AS (
 appended AS (
     INSERT INTO activities (conversation_id, seq, body, key)
     SELECT $1, last_seq, $2, $3 FROM next RETURNING seq)
-SELECT seq, true AS new, pg_notify('{feed.CHANNEL}', $1 || ':' || seq) FROM appended
+SELECT seq, true AS new, pg_notify('{feed.CHANNEL}', $4 || ' ' || $1 || ':' || seq) FROM appended
 UNION ALL SELECT seq, false, NULL FROM existing
 """
 # A delivery is claimed while it is handled: by nobody else unless it is not done and either
@@ -83,7 +85,7 @@ RETURNING key
 ENQUEUE = f"""
 WITH thread AS MATERIALIZED (SELECT pg_advisory_xact_lock($3, hashtext($1))),
 queued AS (INSERT INTO outbound (thread_id, item) SELECT $1, $2 FROM thread RETURNING seq)
-SELECT seq, pg_notify('{feed.OUTBOX}', $1) FROM queued
+SELECT seq, pg_notify('{feed.OUTBOX}', $4 || ' ' || $1) FROM queued
 """
 # A drop is the end of a send (or of a post Teams refused, or of a thread gone): its time is
 # kept for the next leader's rate windows (a refusal counted as a send: on the safe side), once
@@ -107,8 +109,13 @@ class PostgresStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._listener = feed.Listener(lambda: db.connect(feed.APPLICATION_NAME), db.where)
+        # Signs this store's notifications: what it appended itself, its process knows.
+        self._origin = secrets.token_hex(8)
+        self._listener = feed.Listener(
+            lambda: db.connect(feed.APPLICATION_NAME), db.where, self._origin
+        )
         self._retention = Retention(db)
+        self._locks: SharedLocks | None = None  # the conversation locks, once asked for
         self.on_recovered: list[Callable[[], None]] = db.on_recovered
 
     @classmethod
@@ -131,6 +138,8 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self._listener.unfollow()
+        if self._locks is not None:
+            await self._locks.close()
         await self._db.close()
 
     # ActivityFeed
@@ -146,7 +155,11 @@ class PostgresStore:
 
     def conversation_locks(self) -> SharedLocks:
         """See ``contract.SharedStore.conversation_locks`` and ``locks``."""
-        return SharedLocks(lambda: self._db.side_pool(locks.APPLICATION_NAME, locks.POOL_MAX))
+        if self._locks is None:
+            self._locks = SharedLocks(
+                lambda: self._db.side_pool(locks.APPLICATION_NAME, locks.POOL_MAX)
+            )
+        return self._locks
 
     def leadership(self, holder: str) -> Lease:
         """See ``contract.SharedStore.leadership`` and ``lease``."""
@@ -182,7 +195,7 @@ class PostgresStore:
         return await self._save(_CONVERSATIONS, conversation, values)
 
     async def add_turn(self, *, turn: Turn) -> None:
-        await self._db.write(
+        await self._db.write_grouped(
             f"INSERT INTO turns ({', '.join(encoding.TURN_COLUMNS)})"
             " VALUES ($1, $2, $3, $4, $5, $6)",
             *encoding.turn_values(turn),
@@ -253,7 +266,7 @@ class PostgresStore:
         return await self._db.one(sql, key) is not None
 
     async def remember(self, *, key: str, now: datetime) -> None:
-        await self._db.write(
+        await self._db.write_grouped(
             "INSERT INTO seen AS s (key, at) VALUES ($1, $2)"
             " ON CONFLICT (key) DO UPDATE SET done = true, at = excluded.at WHERE NOT s.done",
             key,
@@ -282,6 +295,7 @@ class PostgresStore:
             conversation_id,
             jsonio.dumps(activity),
             key,
+            self._origin,
             again_on=asyncpg.UniqueViolationError,
         )
         assert row is not None
@@ -302,7 +316,9 @@ class PostgresStore:
     async def append_activity(
         self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
     ) -> int:
-        row = await self._db.write_one(APPEND, conversation_id, jsonio.dumps(activity), key or None)
+        row = await self._db.write_one(
+            APPEND, conversation_id, jsonio.dumps(activity), key or None, self._origin
+        )
         assert row is not None
         return int(row["seq"])
 
@@ -349,7 +365,7 @@ class PostgresStore:
         return int(row["processed"]) if row else 0
 
     async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None:
-        await self._db.write(
+        await self._db.write_grouped(
             "INSERT INTO inbox AS i (conversation_id, processed) VALUES ($1, $2)"
             " ON CONFLICT (conversation_id)"
             " DO UPDATE SET processed = GREATEST(i.processed, excluded.processed)",
@@ -397,7 +413,7 @@ class PostgresStore:
     # OutboundStore
     async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
         row = await self._db.write_one(
-            ENQUEUE, thread_id, jsonio.dumps(item), schema.LOCK_OUTBOX_THREAD
+            ENQUEUE, thread_id, jsonio.dumps(item), schema.LOCK_OUTBOX_THREAD, self._origin
         )
         assert row is not None
         return int(row["seq"])

@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.directline.sockets import Sockets
 from adapters.directline.streams import ConversationStreams
 from adapters.storage.postgres import PostgresStore, feed
+from bot.errors import StoreError
 from tests.support.servers import serve
 
 CID = "c1"
@@ -131,7 +132,7 @@ async def test_what_another_instance_appends_reaches_this_ones_socket_in_order_o
     a, b = pair
     widget: Widget = await widget_on(a)
     # Both instances append to the conversation at once: B's rows come by notification, A's
-    # are pushed locally and notified as well; each row reaches the socket once, in order.
+    # are pushed locally; each row reaches the socket once, in order.
     await asyncio.gather(
         *(b.streams.append(CID, _message(f"b{i}")) for i in range(20)),
         *(a.streams.append(CID, _message(f"a{i}")) for i in range(20)),
@@ -207,3 +208,36 @@ async def test_a_row_pushed_past_one_committed_elsewhere_sends_the_socket_to_the
     await asyncio.sleep(0.1)
     assert widget.seqs == [1, 2]
     assert widget.texts == ["from b", "from a"]
+
+
+async def test_an_append_that_raised_after_it_committed_still_reaches_socket_and_inbox(
+    pair: tuple[Instance, Instance],
+    widget_on: Callable[[Instance], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database committed, the answer was lost (the connection went): the visitor was told
+    it failed, and a retry finds it stored (nothing pushed). Since an instance is not told of
+    its own appends, the socket reads the log and the inbox is told to, at once."""
+    a, _ = pair
+    widget: Widget = await widget_on(a)
+    uncertain: list[str] = []
+    a.streams.on_uncertain = uncertain.append
+    real = a.store.append_once
+
+    async def committed_then_lost(**kwargs: Any) -> tuple[int, bool]:
+        await real(**kwargs)
+        raise StoreError("the PostgreSQL store could not write: connection lost")
+
+    monkeypatch.setattr(a.store, "append_once", committed_then_lost)
+    with pytest.raises(StoreError):
+        await a.streams.append(CID, _message("hello"), key="client:1")
+    await widget.until(lambda: widget.seqs == [1])
+    assert widget.texts == ["hello"]
+    assert uncertain == [CID]
+    monkeypatch.undo()
+    # The client's retry finds it: the same id, nothing new pushed or told.
+    activity_id, seq = await a.streams.append(CID, _message("hello"), key="client:1")
+    assert (int(activity_id.rsplit("|", 1)[1]), seq) == (1, None)
+    await asyncio.sleep(0.2)
+    assert widget.seqs == [1]
+    assert a.committed == []

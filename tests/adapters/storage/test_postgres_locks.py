@@ -10,6 +10,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from adapters.storage.postgres import locks
 from bot.errors import StoreError
 from tests.adapters.storage.conftest import Pair
 from tests.support.postgres import Cluster
@@ -77,3 +78,101 @@ async def test_a_database_away_raises_store_error(postgres: Cluster, two: Pair) 
                 pass
     finally:
         await asyncio.to_thread(postgres.start)
+
+
+async def _lock_statements(url: str) -> int:
+    """Advisory lock calls the server has seen from the locks' pool so far (its sessions'
+    own counters: each holder's connection is one backend)."""
+    admin: asyncpg.Connection = await asyncpg.connect(url)
+    try:
+        value = await admin.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND a.application_name = 'handoff-locks'"
+        )
+    finally:
+        await admin.close()
+    return int(value)
+
+
+async def test_a_lock_is_kept_briefly_for_its_next_block_and_then_let_go(
+    two: Pair, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy conversation's next block takes the kept lock (the same session: no round trip
+    to let go and take again); once nobody wants it for ``LINGER`` seconds it is let go, and
+    another instance waits for it no longer than that."""
+    executed: list[str] = []
+    real = asyncpg.connection.Connection.execute
+
+    async def counted(self: asyncpg.Connection, query: str, *args: object, **kw: object) -> str:
+        executed.append(query)
+        return await real(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "execute", counted)
+    a, b = (store.conversation_locks() for store in two)
+    for _ in range(5):  # one conversation's events, back to back
+        async with a.hold("busy"):
+            assert await _lock_statements(postgres_url) == 1
+    assert executed.count(locks.LOCK) == 1
+    assert executed.count(locks.UNLOCK) == 0
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(2), b.hold("busy"):
+        waited = asyncio.get_running_loop().time() - started
+    assert waited < locks.LINGER + 0.5
+    assert executed.count(locks.UNLOCK) == 1  # A let it go for B
+    await asyncio.sleep(locks.LINGER * 3)
+    assert await _lock_statements(postgres_url) == 0  # and B's own let go too
+
+
+async def test_no_lock_is_kept_while_the_pool_is_short(
+    two: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With few connections to spare, a lock is let go at its block's end: conversations that
+    wait for a connection are not held up by a busy one keeping its lock for block after
+    block."""
+    monkeypatch.setattr(locks, "POOL_MAX", 3)
+    a = two[0].conversation_locks()
+    entries: list[str] = []
+
+    async def busy(key: str) -> None:
+        for _ in range(10):
+            async with a.hold(key):
+                entries.append(key)
+                await asyncio.sleep(0.005)
+
+    keys = [f"c{n}" for n in range(6)]
+    async with asyncio.timeout(10):
+        await asyncio.gather(*(busy(key) for key in keys))
+    firsts = [entries.index(key) for key in keys]
+    thirds = [[i for i, k in enumerate(entries) if k == key][2] for key in keys]
+    assert max(firsts) < min(thirds), entries
+
+
+async def test_a_lock_whose_connection_dies_while_waiting_raises_store_error(
+    two: Pair, postgres_url: str
+) -> None:
+    """The server ends the session of a waiter (a restart, say): the waiter gets ``StoreError``,
+    which callers know how to answer (503, a retry), never a driver error of its own."""
+    a, b = (store.conversation_locks() for store in two)
+
+    async def enter() -> None:
+        async with b.hold("c1"):
+            pass
+
+    async with a.hold("c1"):
+        waiting = asyncio.create_task(enter())
+        killer: asyncpg.Connection = await asyncpg.connect(postgres_url)
+        try:
+            for _ in range(100):
+                ended = await killer.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'handoff-locks' AND wait_event_type = 'Lock'"
+                )
+                if ended:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await killer.close()
+        with pytest.raises(StoreError, match="could not lock conversation c1"):
+            await asyncio.wait_for(waiting, 5)
+    async with asyncio.timeout(5), b.hold("c1"):  # and B locks again afterwards
+        pass

@@ -5,6 +5,7 @@ and started under a live store, and what the contract's SQLite-only tests check,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -17,7 +18,7 @@ import asyncpg
 import pytest
 
 from adapters.storage.postgres import PostgresStore, schema
-from adapters.storage.postgres.connection import redacted
+from adapters.storage.postgres.connection import Database, redacted
 from adapters.storage.postgres.store import APPEND
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Person, Role, Turn
@@ -84,7 +85,7 @@ async def test_a_late_commit_is_never_skipped_by_a_watermark_reader(
     try:
         transaction = slow.transaction()
         await transaction.start()
-        assert await slow.fetchval(APPEND, "c1", '{"n": 2}', None) == 2
+        assert await slow.fetchval(APPEND, "c1", '{"n": 2}', None, "test") == 2
         fast = asyncio.create_task(b.append_activity(conversation_id="c1", activity={"n": 3}))
         await asyncio.sleep(0.3)
         assert not fast.done()
@@ -107,7 +108,7 @@ async def test_a_rolled_back_append_hands_out_no_number(two: Pair, postgres_url:
     try:
         transaction = other.transaction()
         await transaction.start()
-        await other.fetchval(APPEND, "c1", '{"n": "lost"}', None)
+        await other.fetchval(APPEND, "c1", '{"n": "lost"}', None, "test")
         await transaction.rollback()
     finally:
         await other.close()
@@ -472,3 +473,107 @@ async def test_a_send_is_noted_once_however_many_rows_it_folded(pg: PostgresStor
     assert await pg.recent_sends(thread_id="t2", within=60) == []
     await pg.drop_outbound(seqs=seqs[3:])
     assert len(await pg.recent_sends(within=60)) == 2
+
+
+async def test_the_feed_tells_of_other_instances_writes_not_of_its_own(two: Pair) -> None:
+    """A store's own appends and posts are not notified to it (its process knows them, and the
+    notification could arrive before the append's answer); another store's are, whatever the
+    ids hold (spaces, colons)."""
+    a, b = two
+    appended: list[tuple[str, int]] = []
+    queued: list[str] = []
+    resynced = asyncio.Event()
+    a.follow(
+        on_append=lambda cid, seq: appended.append((cid, seq)),
+        on_resync=resynced.set,
+        on_queued=queued.append,
+    )
+    await asyncio.wait_for(resynced.wait(), 10)
+    await a.append_activity(conversation_id="own one", activity={"n": 1})
+    await a.append_once(conversation_id="own one", activity={"n": 2}, key="k")
+    await a.enqueue_outbound(thread_id="19:own thread", item={"n": 1})
+    await b.append_activity(conversation_id="a b:c", activity={"n": 1})
+    await b.append_once(conversation_id="a b:c", activity={"n": 2}, key="k")
+    await b.enqueue_outbound(thread_id="19:their thread;messageid=1", item={"n": 1})
+    for _ in range(500):
+        if len(appended) == 2 and queued:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # and nothing more comes
+    await a.unfollow()
+    assert appended == [("a b:c", 1), ("a b:c", 2)]
+    assert queued == ["19:their thread;messageid=1"]
+
+
+async def _grouped_db(url: str) -> Database:
+    db = await Database.open(url)
+    await db.write("CREATE TABLE IF NOT EXISTS grouped (k text PRIMARY KEY, v integer NOT NULL)")
+    return db
+
+
+async def test_concurrent_writes_of_one_statement_go_together_and_are_all_committed(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: while one write is on its way, those that come meanwhile go as one batch;
+    each caller returns once its own row is committed."""
+    db = await _grouped_db(postgres_url)
+    batches: list[int] = []
+    real = asyncpg.connection.Connection.executemany
+
+    async def counted(self: asyncpg.Connection, sql: str, args: list[Any], **kw: Any) -> None:
+        batches.append(len(args))
+        await real(self, sql, args, **kw)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "executemany", counted)
+    sql = "INSERT INTO grouped (k, v) VALUES ($1, $2)"
+    try:
+        await asyncio.gather(*(db.write_grouped(sql, f"k{n}", n) for n in range(50)))
+        assert dict(await db.one("SELECT count(*) AS n FROM grouped") or {}) == {"n": 50}
+        assert batches and sum(batches) == 49  # the first went alone, the rest together
+        assert len(batches) < 10
+    finally:
+        await db.close()
+
+
+async def test_a_row_that_breaks_a_batch_fails_only_its_own_write(postgres_url: str) -> None:
+    db = await _grouped_db(postgres_url)
+    sql = "INSERT INTO grouped (k, v) VALUES ($1, $2)"
+    try:
+        await db.write(sql, "taken", 0)
+        keys = [f"k{n}" for n in range(10)]
+        keys[5] = "taken"  # a unique violation in the middle of a batch
+        results = await asyncio.gather(
+            *(db.write_grouped(sql, key, n) for n, key in enumerate(keys)),
+            return_exceptions=True,
+        )
+        failed = [n for n, result in enumerate(results) if isinstance(result, StoreError)]
+        assert failed == [5]
+        rows = await db.rows("SELECT k FROM grouped ORDER BY k")
+        assert sorted(r["k"] for r in rows) == sorted({*keys})
+        assert db.failing is None  # a row's fault, not the database's
+    finally:
+        await db.close()
+
+
+async def test_grouped_writes_fail_with_the_database_and_work_again_after(
+    postgres: Cluster, postgres_url: str
+) -> None:
+    db = await _grouped_db(postgres_url)
+    sql = "INSERT INTO grouped (k, v) VALUES ($1, $2)"
+    try:
+        await asyncio.to_thread(postgres.stop)
+        try:
+            results = await asyncio.gather(
+                *(db.write_grouped(sql, f"k{n}", n) for n in range(5)), return_exceptions=True
+            )
+            assert all(isinstance(result, StoreError) for result in results), results
+        finally:
+            await asyncio.to_thread(postgres.start)
+        for _ in range(100):
+            with contextlib.suppress(StoreError):
+                await asyncio.gather(*(db.write_grouped(sql, f"j{n}", n) for n in range(5)))
+                break
+            await asyncio.sleep(0.1)
+        assert dict(await db.one("SELECT count(*) AS n FROM grouped") or {}) == {"n": 5}
+    finally:
+        await db.close()
