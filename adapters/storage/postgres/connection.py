@@ -29,15 +29,16 @@ import asyncpg
 
 from adapters.runtime.retry import backoff
 from adapters.storage.postgres import schema
+from adapters.storage.postgres.pool import Pool
 from bot.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 COMMAND_TIMEOUT = 15.0  # seconds a statement (or waiting for a pooled connection) may take
-# Connections per store. None kept open at least: asyncpg would otherwise reconnect to keep a
-# floor during an outage, logging a traceback each time; the probe below watches instead.
-POOL_MIN, POOL_MAX = 0, 10
+# Connections per store, opened when needed: none is kept open for its own sake (a floor
+# would reconnect during an outage; the probe below watches instead).
+POOL_MAX = 10
 PROBE_FIRST, PROBE_MAX = 0.25, 2.0  # seconds between probes while writes fail, doubling
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for connections in use before cutting them
 
@@ -159,7 +160,7 @@ class Session:
 class Database:
     """A pool of connections to one database, and what the store promises about its writes."""
 
-    def __init__(self, pool: asyncpg.Pool, where: str, url: str = "") -> None:
+    def __init__(self, pool: Pool, where: str, url: str = "") -> None:
         self._pool = pool
         self.where = where
         self._url = url  # for connections of its own, outside the pool (the listener's)
@@ -179,7 +180,6 @@ class Database:
         cls,
         url: str,
         *,
-        min_size: int = POOL_MIN,
         max_size: int = POOL_MAX,
         connect_timeout: float = CONNECT_TIMEOUT,
         command_timeout: float = COMMAND_TIMEOUT,
@@ -189,20 +189,17 @@ class Database:
         cannot = f"cannot open the PostgreSQL store at {where}"
         if not where.startswith(("postgresql://", "postgres://")):
             raise StoreError(f"{cannot}: not a readable postgresql:// URL")
-        try:
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=min_size,
-                max_size=max_size,
-                timeout=connect_timeout,
-                command_timeout=command_timeout,
-                reset=_keep_session,
+
+        async def connect() -> asyncpg.Connection:
+            connection: asyncpg.Connection = await asyncpg.connect(
+                url, timeout=connect_timeout, command_timeout=command_timeout
             )
-        except Exception as exc:  # whatever the URL held: one line, without its password
-            raise StoreError(f"{cannot}: {_reason(exc, url)}") from exc
+            return connection
+
+        pool = Pool(connect, max_size)
         db = cls(pool, where, url)
         try:
-            async with pool.acquire(timeout=command_timeout) as connection:
+            async with pool.acquired(command_timeout) as connection:
                 version = await schema.prepare(connection)
                 # A store that opens but cannot be written (read-only, no space) is found now,
                 # not by the first visitor.
@@ -256,7 +253,7 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
         try:
-            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
+            await self._pool.close(CLOSE_TIMEOUT)
         except (*FAULTS, asyncio.CancelledError):
             self._pool.terminate()
 
@@ -374,13 +371,16 @@ class Database:
     async def _call(self, what: str, work: Work[_T], *, write: bool = True) -> _T:
         for attempt in (1, 2):
             try:
-                async with self._pool.acquire(timeout=COMMAND_TIMEOUT) as connection:
+                connection = await self._pool.acquire(COMMAND_TIMEOUT)
+                try:
                     result = await work(connection)
+                finally:
+                    self._pool.release(connection)
             except FAULTS as exc:
                 lost = _connection_lost(exc)
                 if lost:
                     # What else the pool holds may be as dead: the next calls connect afresh.
-                    await self._pool.expire_connections()
+                    self._pool.expire()
                     if not write and attempt == 1:
                         continue  # a read is tried once more, on a fresh connection
                 failure = StoreError(f"the PostgreSQL store could not {what}: {_reason(exc)}")
@@ -414,11 +414,11 @@ class Database:
         """A small write that tells whether commits work (a read would not: a server gone
         read-only answers reads)."""
         try:
-            async with self._pool.acquire(timeout=COMMAND_TIMEOUT) as connection:
+            async with self._pool.acquired(COMMAND_TIMEOUT) as connection:
                 await connection.execute(schema.MARK_PROBED)
         except FAULTS as exc:
             if _connection_lost(exc):
-                await self._pool.expire_connections()
+                self._pool.expire()
             self.failing = StoreError(f"the PostgreSQL store could not write: {_reason(exc)}")
             raise self.failing from exc
         if self.failing is not None:
