@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -69,12 +70,15 @@ class VisitorCases(Part):
     async def visitor_message(self, *, conversation_id: str, text: str, now: datetime) -> None:
         """The visitor typed something: relay it to the human, or let the bot answer."""
         async with self._locks.hold(conversation_id):
-            conversation = await self._shared.conversation(conversation_id)
+            # Both at once: a message waits on one read, not two, before it is relayed.
+            conversation, handoff = await asyncio.gather(
+                self._shared.conversation(conversation_id),
+                self._store.open_handoff(conversation_id=conversation_id),
+            )
             visitor = conversation.visitor
             await self._store.add_turn(
                 turn=Turn(conversation_id, now, Role.VISITOR, visitor.display_name, text)
             )
-            handoff = await self._store.open_handoff(conversation_id=conversation_id)
             if handoff is None:
                 turns = await self._store.turns(conversation_id=conversation_id)
                 facts = facts_for(self.settings, conversation, turns, now)
