@@ -23,7 +23,7 @@ from aiohttp import web
 
 from adapters.directline import meta_keys
 from adapters.directline.access import Access
-from adapters.directline.dispatch import Dispatcher
+from adapters.directline.dispatch import Dispatcher, relayable
 from adapters.directline.inbox import Inbox
 from adapters.directline.limits import Limits
 from adapters.directline.protocol import (
@@ -100,7 +100,14 @@ class DirectLineChannel:
         dispatcher = Dispatcher(service, clock)
         # ``leads``: handles from the start; else once ``inbox.start()`` (elected).
         self.inbox = Inbox(
-            streams.store, dispatcher.dispatch, dispatcher.failed, clock, fence, active=leads
+            streams.store,
+            dispatcher.dispatch,
+            dispatcher.failed,
+            clock,
+            fence,
+            active=leads,
+            handle_run=dispatcher.dispatch_run,
+            runnable=relayable,
         )
         streams.on_committed = self.inbox.appended
         streams.on_uncertain = self.inbox.reread

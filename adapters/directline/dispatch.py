@@ -3,8 +3,9 @@ requests and ends, an upstream agent's ``handoff.initiate`` with its transcript.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +37,7 @@ class Dispatcher:
         now = self._clock()
         name = activity.get("name", "")
         value = activity.get("value")
-        try:
+        with _outcome(cid, kind):
             chosen = _chosen_route(value)
             if kind == "message" and chosen is not None:
                 await service.request_handoff(conversation_id=cid, category=chosen, now=now)
@@ -59,12 +60,33 @@ class Dispatcher:
                     transcript=upstream_transcript(activity, now),
                     now=now,
                 )
-        except UnknownConversationError:
-            log.warning("conversation %s: activity for an unknown conversation", cid)
-        except HandoffError as exc:
-            if isinstance(exc, StoreError) and not isinstance(exc, StaleWriteError):
-                raise  # not saved: the inbox handles it again
-            log.exception("conversation %s: could not handle a %s activity", cid, kind)
+
+    async def dispatch_run(self, cid: str, activities: list[dict[str, Any]]) -> None:
+        """Hand the domain several stored visitor messages in a row, each ``relayable``."""
+        texts = [str(activity.get("text") or "") for activity in activities]
+        with _outcome(cid, "message"):
+            await self._service.visitor_messages(
+                conversation_id=cid, texts=texts, now=self._clock()
+            )
+
+
+def relayable(activity: dict[str, Any]) -> bool:
+    """A visitor's plain message: one of a row of them may be handled with the others."""
+    return activity.get("type") == "message" and _chosen_route(activity.get("value")) is None
+
+
+@contextlib.contextmanager
+def _outcome(cid: str, kind: str) -> Iterator[None]:
+    """What the domain's refusals mean for the inbox: a store failure is tried again (nothing
+    was saved); the rest is logged and the activity counts as handled."""
+    try:
+        yield
+    except UnknownConversationError:
+        log.warning("conversation %s: activity for an unknown conversation", cid)
+    except HandoffError as exc:
+        if isinstance(exc, StoreError) and not isinstance(exc, StaleWriteError):
+            raise  # not saved: the inbox handles it again
+        log.exception("conversation %s: could not handle a %s activity", cid, kind)
 
 
 def _chosen_route(value: Any) -> str | None:

@@ -22,6 +22,9 @@ from bot.errors import StoreError
 log = logging.getLogger(__name__)
 
 INBOX_BATCH = 500  # activities read at a time
+# Visitor messages in a row handled as one run (a backlog under load): one lock, one read and
+# one transcript write for them all (``handle_run``), one position after.
+RUN_MAX = 20
 # Process crashes while handling one visitor activity before it is quarantined (a handler that
 # raises is quarantined at once: what it did before raising cannot be taken back, and doing it
 # again would repeat it).
@@ -61,8 +64,13 @@ class Inbox:
         clock: Callable[[], datetime] = utc_now,
         fence: Callable[[], bool] = lambda: True,
         active: bool = True,
+        handle_run: Callable[[str, list[dict[str, Any]]], Awaitable[None]] | None = None,
+        runnable: Callable[[dict[str, Any]], bool] = lambda _activity: False,
     ) -> None:
         self._store = store
+        # Visitor activities that may be handled together (``runnable``), and how.
+        self._handle_run = handle_run
+        self._runnable = runnable
         # Several processes share the store: one of them handles (the leader, while
         # ``fence()`` holds: checked right before each activity is handled).
         self._fence = fence
@@ -191,13 +199,20 @@ class Inbox:
                     self._careful.discard(cid)
                     return
                 careful = cid in self._careful
-                for seq, activity in rows:
+                index = 0
+                while index < len(rows):
                     if not (self._active and self._fence()):
                         return  # no longer leading: the next leader handles the rest
-                    if _from_visitor(activity):
+                    seq, activity = rows[index]
+                    end = index + 1 if careful else self._run_end(rows, index)
+                    if end - index > 1:
+                        seq = await self._handle_run_once(cid, rows[index:end])
+                    elif _from_visitor(activity):
                         if careful and not await self._attempt(cid, seq):
+                            index = end
                             continue  # quarantined: its position is already kept
                         await self._handle_once(cid, seq, activity)
+                    index = end
                     await self._store.set_inbox_position(conversation_id=cid, seq=seq)
                     self._positions[cid] = seq
                     if careful:
@@ -211,6 +226,41 @@ class Inbox:
         except BaseException:
             self._positions.pop(cid, None)  # what was written may have been rolled back
             raise
+
+    def _run_end(self, rows: list[Row], start: int) -> int:
+        """Where the run of rows from ``start`` ends (exclusive): rows whose visitor activities
+        are all ``runnable``, at least two of them and at most ``RUN_MAX``; ``start + 1`` when
+        there is none (rows of others in between are only passed)."""
+        if self._handle_run is None:
+            return start + 1
+        end, count = start, 0
+        while end < len(rows) and count < RUN_MAX:
+            activity = rows[end][1]
+            if _from_visitor(activity):
+                if not self._runnable(activity):
+                    break
+                count += 1
+            end += 1
+        return end if count > 1 else start + 1
+
+    async def _handle_run_once(self, cid: str, run: list[Row]) -> int:
+        """Handle a run of rows together; returns the position it reaches. If the run fails
+        (not the store: a bug, or one poison message), each is handled alone, so that only a
+        poison one is set aside (a transcript line written before the failure is written
+        again)."""
+        assert self._handle_run is not None
+        visitor = [(seq, activity) for seq, activity in run if _from_visitor(activity)]
+        try:
+            await self._handle_run(cid, [activity for _, activity in visitor])
+        except StoreError:
+            raise
+        except Exception as exc:
+            first, last = visitor[0][0], visitor[-1][0]
+            what = "conversation %s: activities %d-%d failed together; each alone now"
+            FAILURES.failed(log, exc, what, cid, first, last)
+            for seq, activity in visitor:
+                await self._handle_once(cid, seq, activity)
+        return run[-1][0]
 
     async def _handle_once(self, cid: str, seq: int, activity: dict[str, Any]) -> None:
         """Handle one activity. A store failure is not the activity's fault: it raises, and the

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -64,6 +64,10 @@ class MemoryStore:
     async def add_turn(self, *, turn: Turn) -> None:
         utc = replace(turn, at=turn.at.astimezone(UTC))
         self._turns.setdefault(turn.conversation_id, []).append(utc)
+
+    async def add_turns(self, *, turns: Sequence[Turn]) -> None:
+        for turn in turns:
+            await self.add_turn(turn=turn)
 
     async def turns(self, *, conversation_id: str) -> list[Turn]:
         return list(self._turns.get(conversation_id, []))

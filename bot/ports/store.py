@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -21,6 +22,10 @@ class HandoffStore(Protocol):
 
     async def add_turn(self, *, turn: Turn) -> None:
         """Append a transcript line."""
+        ...
+
+    async def add_turns(self, *, turns: Sequence[Turn]) -> None:
+        """Append transcript lines, in order (all or none)."""
         ...
 
     async def turns(self, *, conversation_id: str) -> list[Turn]:

@@ -99,6 +99,12 @@ class HandoffService(Generic[S]):
         """The visitor typed something: relay it to the human, or let the bot answer."""
         await self._visitor.visitor_message(conversation_id=conversation_id, text=text, now=now)
 
+    async def visitor_messages(
+        self, *, conversation_id: str, texts: Sequence[str], now: datetime
+    ) -> None:
+        """Messages the visitor typed one after another, handled together."""
+        await self._visitor.visitor_messages(conversation_id=conversation_id, texts=texts, now=now)
+
     async def open_thread(self, *, conversation_id: str) -> str | None:
         """The desk thread of the conversation's open handoff ("" when there is none, None when
         there is no such conversation)."""

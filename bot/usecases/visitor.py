@@ -92,6 +92,33 @@ class VisitorCases(Part):
         # The human is first responder: the bot stays silent and the message goes to the thread.
         await self._relay_to_thread(handoff, visitor, text)
 
+    async def visitor_messages(
+        self, *, conversation_id: str, texts: Sequence[str], now: datetime
+    ) -> None:
+        """Messages the visitor typed one after another, handled together (a backlog of them):
+        while a specialist's thread is open, with one lock, one read and one write for their
+        transcript lines, then relayed in order; otherwise each is handled as it would be
+        alone (the bot answers each, any of them may escalate)."""
+        async with self._locks.hold(conversation_id):
+            conversation, handoff = await asyncio.gather(
+                self._shared.conversation(conversation_id),
+                self._store.open_handoff(conversation_id=conversation_id),
+            )
+            visitor = conversation.visitor
+            if handoff is not None and handoff.thread_id:
+                await self._store.add_turns(
+                    turns=[
+                        Turn(conversation_id, now, Role.VISITOR, visitor.display_name, text)
+                        for text in texts
+                    ]
+                )
+        if handoff is None or not handoff.thread_id:
+            for text in texts:
+                await self.visitor_message(conversation_id=conversation_id, text=text, now=now)
+            return
+        for text in texts:
+            await self._relay_to_thread(handoff, visitor, text)
+
     async def open_thread(self, *, conversation_id: str) -> str | None:
         """The desk thread of the conversation's open handoff ("" when there is none, None when
         there is no such conversation): one read while a handoff is open (it proves the

@@ -276,6 +276,13 @@ class Database:
         status: str = await self._call("write", lambda c: c.execute(sql, *_args(args)))
         return _changed(status)
 
+    async def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for each of ``rows``, in order, in one round trip and one transaction:
+        committed when this returns, or none of them."""
+        values = [_args(row) for row in rows]
+        if values:
+            await self._call("write", lambda c: c.executemany(sql, values))
+
     async def write_grouped(self, sql: str, *args: Any) -> None:
         """One statement, committed when this returns, as ``write`` is; but while one of the
         same statement is on its way, the next ones gather and go together, in one round

@@ -7,7 +7,7 @@ the row encoding and retention. Nothing is cached: another instance may have wri
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -95,6 +95,9 @@ WITH gone AS (DELETE FROM outbound WHERE seq = ANY($1::bigint[]) RETURNING threa
 INSERT INTO sent (thread_id, at)
 SELECT thread_id, clock_timestamp() FROM (SELECT DISTINCT thread_id FROM gone) AS threads
 """
+_ADD_TURN = (
+    f"INSERT INTO turns ({', '.join(encoding.TURN_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
+)
 _KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
 # Spelled out, not a parameter: so the planner can use the partial index of open handoffs.
 _OPEN_IN = ", ".join(f"'{state}'" for state in OPEN_STATES)
@@ -195,11 +198,10 @@ class PostgresStore:
         return await self._save(_CONVERSATIONS, conversation, values)
 
     async def add_turn(self, *, turn: Turn) -> None:
-        await self._db.write_grouped(
-            f"INSERT INTO turns ({', '.join(encoding.TURN_COLUMNS)})"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            *encoding.turn_values(turn),
-        )
+        await self._db.write_grouped(_ADD_TURN, *encoding.turn_values(turn))
+
+    async def add_turns(self, *, turns: Sequence[Turn]) -> None:
+        await self._db.write_many(_ADD_TURN, [encoding.turn_values(turn) for turn in turns])
 
     async def turns(self, *, conversation_id: str) -> list[Turn]:
         rows = await self._db.rows(

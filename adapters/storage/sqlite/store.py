@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -109,6 +109,10 @@ class SqliteStore:
             " VALUES (?, ?, ?, ?, ?, ?)",
             encoding.turn_values(turn),
         )
+
+    async def add_turns(self, *, turns: Sequence[Turn]) -> None:
+        for turn in turns:  # pending writes: they commit together
+            await self.add_turn(turn=turn)
 
     async def turns(self, *, conversation_id: str) -> list[Turn]:
         rows = self._conn.rows(

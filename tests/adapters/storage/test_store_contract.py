@@ -129,6 +129,12 @@ async def test_turns_keep_order(store: Any) -> None:
     for turn in turns:
         await store.add_turn(turn=turn)
     assert await store.turns(conversation_id="c1") == turns
+    # Several at once (a run of messages) come after, in their order.
+    more = [Turn("c1", T0, Role.VISITOR, "Jane", f"u{n}") for n in range(5)]
+    await store.add_turns(turns=more)
+    await store.add_turns(turns=[])
+    await store.flush()
+    assert await store.turns(conversation_id="c1") == turns + more
 
 
 async def test_handoff_round_trip_queries_and_stale_writes(store: Any) -> None:
