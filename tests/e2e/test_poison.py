@@ -4,7 +4,6 @@ visitor is told; the conversation goes on."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -27,9 +26,9 @@ async def test_a_message_that_crashes_the_process_is_quarantined_not_a_crash_loo
     start_process: ProcessFactory,
     start_visitor: VisitorFactory,
 ) -> None:
-    """With ``innocent_first``, an ordinary message is handled just before the poison one (its
-    place in the inbox may not be committed when the process goes down): only the poison one
-    is set aside."""
+    """With ``innocent_first``, an ordinary message comes just before the poison one (its place
+    in the inbox may not be committed when the process goes down, or both are handled as one
+    run): only the poison one is set aside."""
     bot = await start_process(
         one_route_config(tmp_path, standin),
         env={"PYTHONPATH": f"{POISON_HOOK}{os.pathsep}{ROOT}"},
@@ -37,9 +36,9 @@ async def test_a_message_that_crashes_the_process_is_quarantined_not_a_crash_loo
     visitor = await start_visitor(bot)
     await visitor.wait_text("virtual assistant")
     if innocent_first:
-        innocent, poison = await asyncio.gather(
-            visitor.say("what are your opening hours?"), visitor.say("POISON pill")
-        )
+        # One after the other: each acknowledged before the process can go down.
+        innocent = await visitor.say("what are your opening hours?")
+        poison = await visitor.say("POISON pill")
     else:
         innocent, poison = "", await visitor.say("POISON pill")
     # Acknowledged (stored), then it takes the process down.

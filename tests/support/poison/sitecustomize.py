@@ -8,6 +8,7 @@ import os
 import bot.usecases.facade
 
 _real = bot.usecases.facade.HandoffService.visitor_message
+_real_run = bot.usecases.facade.HandoffService.visitor_messages
 
 
 async def _visitor_message(self, *, conversation_id, text, now):  # type: ignore[no-untyped-def]
@@ -16,4 +17,11 @@ async def _visitor_message(self, *, conversation_id, text, now):  # type: ignore
     return await _real(self, conversation_id=conversation_id, text=text, now=now)
 
 
+async def _visitor_messages(self, *, conversation_id, texts, now):  # type: ignore[no-untyped-def]
+    if any("POISON" in text for text in texts):
+        os._exit(139)  # handled in a run with others: it goes down as well
+    return await _real_run(self, conversation_id=conversation_id, texts=texts, now=now)
+
+
 bot.usecases.facade.HandoffService.visitor_message = _visitor_message  # type: ignore[method-assign]
+bot.usecases.facade.HandoffService.visitor_messages = _visitor_messages  # type: ignore[method-assign]
