@@ -60,6 +60,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
+def database_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL process on this machine, with the backends that ended
+    (counted in the postmaster's children's times); 0 without PostgreSQL."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, _, rest = stat.partition(" (")[2].rpartition(")")
+        if name != "postgres":
+            continue
+        fields = rest.split()
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / CLK_TCK
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -443,13 +462,34 @@ async def relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
         return await _relay_once(n, args)
     from tests.support.postgres import running_cluster
 
-    with running_cluster() as cluster:
+    settings = ("shared_preload_libraries=pg_stat_statements",) if args.statements else ()
+    with running_cluster(*settings) as cluster:
         async with cluster.database() as url:
             os.environ["BENCH_DATABASE_URL"] = url
             try:
-                return await _relay_once(n, args)
+                results = await _relay_once(n, args)
+                if args.statements:
+                    results[0]["statements"] = await _statements(url)
+                return results
             finally:
                 del os.environ["BENCH_DATABASE_URL"]
+
+
+async def _statements(url: str, top: int = 15) -> list[dict[str, Any]]:
+    """The statements the database ran most often (``pg_stat_statements``)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        rows = await connection.fetch(
+            "SELECT calls, mean_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query"
+            " FROM pg_stat_statements ORDER BY calls DESC LIMIT $1",
+            top,
+        )
+    finally:
+        await connection.close()
+    return [dict(row) for row in rows]
 
 
 async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -474,6 +514,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                 # visitor -> Teams
                 await sink_reset(session, sink)
                 cpu0 = sum(cpu_seconds(b.pid) for b in botprocs)
+                db0 = database_cpu_seconds()
 
                 def v2t_body(k: int) -> bytes:
                     return json.dumps(
@@ -503,6 +544,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                         break
                     await asyncio.sleep(0.2)
                 cpu = sum(cpu_seconds(b.pid) for b in botprocs) - cpu0
+                db = database_cpu_seconds() - db0
                 lat = st["latencies"]
                 span = (st["last"] or r["start"]) - r["start"]
                 results.append(
@@ -519,6 +561,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                         "http_p99": pct(r["lat"], 99),
                         "http_rps": r["rps"],
                         "cpu": cpu * 1000 / max(1, len(lat)),
+                        "db_cpu": db * 1000 / max(1, len(lat)),
                         "errors": r["errors"],
                         "setup": setup_s,
                     }
@@ -535,6 +578,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                 relay.ws_latencies.clear()
                 relay.recording = True
                 cpu0 = sum(cpu_seconds(b.pid) for b in botprocs)
+                db0 = database_cpu_seconds()
 
                 def t2v_body(k: int) -> bytes:
                     return (
@@ -554,6 +598,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                 while len(relay.ws_latencies) < r["ok"] and time.monotonic() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
                 cpu = sum(cpu_seconds(b.pid) for b in botprocs) - cpu0
+                db = database_cpu_seconds() - db0
                 lat = relay.ws_latencies
                 span = relay.ws_last - r["start"]
                 results.append(
@@ -570,6 +615,7 @@ async def _relay_once(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                         "http_p99": pct(r["lat"], 99),
                         "http_rps": r["rps"],
                         "cpu": cpu * 1000 / max(1, len(lat)),
+                        "db_cpu": db * 1000 / max(1, len(lat)),
                         "errors": r["errors"],
                         "setup": setup_s,
                     }
@@ -594,8 +640,8 @@ async def bench_relay(args: argparse.Namespace) -> tuple[list[str], list[dict[st
         f"Store: {store}.",
         "",
         "| direction | handoffs | delivered/sent | thread posts | messages/s | p50 | p99 | "
-        "HTTP p50 / p99 | bot CPU ms/msg | setup s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "HTTP p50 / p99 | bot CPU ms/msg | database CPU ms/msg | setup s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     found: list[dict[str, Any]] = []
     runs = [(i, n) for i in args.instances for n in args.handoffs]
@@ -606,9 +652,28 @@ async def bench_relay(args: argparse.Namespace) -> tuple[list[str], list[dict[st
             rows.append(
                 f"| {r['dir']} | {n} | {r['delivered']}/{r['sent']} | {r['posts']} | "
                 f"{r['rate']:,.0f} | {ms(r['p50'])} | {ms(r['p99'])} | "
-                f"{ms(r['http_p50'])} / {ms(r['http_p99'])} | {r['cpu']:.2f} | {r['setup']:.1f} |"
+                f"{ms(r['http_p50'])} / {ms(r['http_p99'])} | {r['cpu']:.2f} | "
+                f"{r['db_cpu']:.2f} | {r['setup']:.1f} |"
             )
+            if "statements" in r:
+                rows += _statement_rows(r, instances)
     return rows, found
+
+
+def _statement_rows(r: dict[str, Any], instances: int) -> list[str]:
+    """The run's most frequent statements (both directions), under its rows."""
+    rows = [
+        "",
+        f"Statements run most often, {r['n']} handoffs{_on(instances)}, both directions:",
+        "",
+        "| calls | mean µs | statement |",
+        "|---|---|---|",
+    ]
+    for st in r["statements"]:
+        query = st["query"].replace("|", "\\|")
+        query = query if len(query) <= 110 else query[:107] + "..."
+        rows.append(f"| {st['calls']:,} | {st['mean_exec_time'] * 1000:.0f} | `{query}` |")
+    return [*rows, ""]
 
 
 # ---- section: idle capacity -----------------------------------------------------------------
@@ -1004,6 +1069,11 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
     parser.add_argument(
         "--postgres", action="store_true", help="relay: the bot on PostgreSQL instead of SQLite"
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="relay on PostgreSQL: list the statements the database ran most (pg_stat_statements)",
     )
     parser.add_argument(
         "--instances",

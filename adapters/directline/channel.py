@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from adapters.directline.limits import Limits
 from adapters.directline.protocol import (
     MAX_BODY_BYTES,
     PREFIX,
+    RECENT_CONVERSATIONS,
     DirectLineError,
     client_activity_id,
     frame,
@@ -60,6 +62,11 @@ READ_ROWS = 100
 # A visitor's activity may store this much besides its text (at most 6 bytes a character, as
 # JSON escapes); a server with the widget secret MAX_BODY_BYTES, for an upstream transcript.
 MAX_VISITOR_ACTIVITY_BYTES = 32 * 1024
+# Seconds a conversation's open thread, as read for a post, answers for its next posts (a
+# visitor in a busy chat posts many times a second: one read each would be most of a post's
+# work). Only for the backlog cap, which this much staleness does not upset; a conversation
+# with no thread open is read every time (so a new thread's cap holds from its first post).
+THREAD_KNOWN_FOR = 1.0
 
 
 class DirectLineChannel:
@@ -97,6 +104,7 @@ class DirectLineChannel:
             service=service, clock=clock, proxies=proxies, teams_backlog=teams_backlog
         )
         self._sockets = Sockets(streams, streams.store)
+        self._threads: dict[str, tuple[str, float]] = {}  # cid -> (open thread, read at)
         dispatcher = Dispatcher(service, clock)
         # ``leads``: handles from the start; else once ``inbox.start()`` (elected).
         self.inbox = Inbox(
@@ -132,6 +140,8 @@ class DirectLineChannel:
         """Retention deleted these conversations."""
         self._streams.forget(cids)
         self.inbox.forget(cids)
+        for cid in cids:
+            self._threads.pop(cid, None)
 
     async def close(self) -> None:
         await self._sockets.close()
@@ -253,7 +263,7 @@ class DirectLineChannel:
                 403, "Forbidden", "handoff.initiate must be sent with the widget secret"
             )
         self._limits.posts(cid, kind)
-        thread = await self._service.open_thread(conversation_id=cid)
+        thread = await self._open_thread(cid)
         if thread is None:
             raise not_found("conversation not found; start it first")
         if kind == "message":
@@ -273,6 +283,23 @@ class DirectLineChannel:
         # Stored and echoed: acknowledge now; the inbox handles it in order, even after a crash.
         self.inbox.kick(cid)
         return jsonio.response({"id": activity_id})
+
+    async def _open_thread(self, cid: str) -> str | None:
+        """The conversation's open thread ("" none, None no such conversation), as read at
+        most ``THREAD_KNOWN_FOR`` seconds ago (a conversation with one is not idle, so
+        retention, which deletes only idle ones, cannot have deleted it meanwhile)."""
+        now = time.monotonic()
+        known = self._threads.get(cid)
+        if known is not None and now - known[1] < THREAD_KNOWN_FOR:
+            return known[0]
+        thread = await self._service.open_thread(conversation_id=cid)
+        if thread:
+            if len(self._threads) >= RECENT_CONVERSATIONS:
+                self._threads.clear()
+            self._threads[cid] = (thread, now)
+        else:
+            self._threads.pop(cid, None)
+        return thread
 
     # ---- the stream ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from adapters.runtime.clock import parse_time
+from adapters.storage.records import ReadsTogether
 from bot.errors import StaleWriteError
 from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
@@ -25,7 +26,7 @@ def _save(table: dict[str, _Record], record: _Record, kind: str) -> _Record:
     return saved
 
 
-class MemoryStore:
+class MemoryStore(ReadsTogether):
     """The storage contract in memory."""
 
     def __init__(self) -> None:

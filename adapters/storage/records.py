@@ -14,13 +14,40 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from bot.model import Handoff, HandoffState, Page, Party, Person, Visitor
+from bot.model import Conversation, Handoff, HandoffState, Page, Party, Person, Visitor
 
 
 class Row(Protocol):
     """A row by column name (``sqlite3.Row``, ``asyncpg.Record``)."""
 
     def __getitem__(self, key: str, /) -> Any: ...
+
+
+class ReadsTogether:
+    """``conversation_and_open_handoff`` and ``open_thread`` for a store whose reads cost no
+    round trip (memory, SQLite and its cache): the two reads one after the other."""
+
+    async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
+        raise NotImplementedError
+
+    async def open_handoff(self, *, conversation_id: str) -> Handoff | None:
+        raise NotImplementedError
+
+    async def conversation_and_open_handoff(
+        self, *, conversation_id: str
+    ) -> tuple[Conversation | None, Handoff | None]:
+        conversation = await self.get_conversation(conversation_id=conversation_id)
+        if conversation is None:
+            return None, None
+        return conversation, await self.open_handoff(conversation_id=conversation_id)
+
+    async def open_thread(self, *, conversation_id: str) -> str | None:
+        conversation, handoff = await self.conversation_and_open_handoff(
+            conversation_id=conversation_id
+        )
+        if conversation is None:
+            return None
+        return handoff.thread_id if handoff is not None else ""
 
 
 def time_of(value: str | None) -> datetime | None:

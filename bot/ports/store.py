@@ -40,6 +40,19 @@ class HandoffStore(Protocol):
         """The conversation's queued or joined handoff, if any."""
         ...
 
+    async def conversation_and_open_handoff(
+        self, *, conversation_id: str
+    ) -> tuple[Conversation | None, Handoff | None]:
+        """The conversation and its open handoff, read together (one read where the store
+        can): a visitor's message needs both before anything else."""
+        ...
+
+    async def open_thread(self, *, conversation_id: str) -> str | None:
+        """The desk thread of the conversation's open handoff ("" when none is open or its
+        thread is not opened yet), or None when there is no such conversation: one small read
+        for each message a visitor posts."""
+        ...
+
     async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
         """The handoff whose desk thread this is, if any."""
         ...

@@ -67,6 +67,18 @@ class Shared:
             raise UnknownConversationError(conversation_id)
         return conversation
 
+    async def conversation_and_open_handoff(
+        self, conversation_id: str
+    ) -> tuple[Conversation, Handoff | None]:
+        """The widget conversation and its open handoff, read together
+        (UnknownConversationError when there is no such conversation)."""
+        conversation, handoff = await self.store.conversation_and_open_handoff(
+            conversation_id=conversation_id
+        )
+        if conversation is None:
+            raise UnknownConversationError(conversation_id)
+        return conversation, handoff
+
     async def reload(self, handoff: Handoff) -> Handoff:
         """The handoff as stored now."""
         fresh = await self.store.get_handoff(handoff_id=handoff.id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -71,9 +70,8 @@ class VisitorCases(Part):
         """The visitor typed something: relay it to the human, or let the bot answer."""
         async with self._locks.hold(conversation_id):
             # Both at once: a message waits on one read, not two, before it is relayed.
-            conversation, handoff = await asyncio.gather(
-                self._shared.conversation(conversation_id),
-                self._store.open_handoff(conversation_id=conversation_id),
+            conversation, handoff = await self._shared.conversation_and_open_handoff(
+                conversation_id
             )
             visitor = conversation.visitor
             await self._store.add_turn(
@@ -100,9 +98,8 @@ class VisitorCases(Part):
         transcript lines, then relayed in order; otherwise each is handled as it would be
         alone (the bot answers each, any of them may escalate)."""
         async with self._locks.hold(conversation_id):
-            conversation, handoff = await asyncio.gather(
-                self._shared.conversation(conversation_id),
-                self._store.open_handoff(conversation_id=conversation_id),
+            conversation, handoff = await self._shared.conversation_and_open_handoff(
+                conversation_id
             )
             visitor = conversation.visitor
             if handoff is not None and handoff.thread_id:
@@ -121,12 +118,8 @@ class VisitorCases(Part):
 
     async def open_thread(self, *, conversation_id: str) -> str | None:
         """The desk thread of the conversation's open handoff ("" when there is none, None when
-        there is no such conversation): one read while a handoff is open (it proves the
-        conversation), the visitor's usual case in a busy conversation."""
-        handoff = await self._store.open_handoff(conversation_id=conversation_id)
-        if handoff is not None:
-            return handoff.thread_id
-        return "" if await self.conversation_exists(conversation_id=conversation_id) else None
+        there is no such conversation), in one small read."""
+        return await self._store.open_thread(conversation_id=conversation_id)
 
     async def too_fast(self, *, conversation_id: str, now: datetime, tell: bool) -> str:
         """The visitor writes faster than the thread takes messages: the text that asks them to

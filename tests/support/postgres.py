@@ -61,6 +61,7 @@ class Cluster:
     root: Path  # owned by the server's user: data, sockets, log
     port: int = 0
     databases: list[str] = field(default_factory=list)
+    settings: tuple[str, ...] = ()  # more server settings, "name=value"
 
     @property
     def data(self) -> Path:
@@ -99,6 +100,7 @@ class Cluster:
             # A test server: nothing here must survive a power cut.
             " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         )
+        options += "".join(f" -c {setting}" for setting in self.settings)
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log),
                   "-o", options)  # fmt: skip
 
@@ -138,14 +140,15 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
-    """A new cluster, started; stopped and removed afterwards."""
+def running_cluster(*settings: str) -> Iterator[Cluster]:
+    """A new cluster, started (with these server settings, "name=value"); stopped and removed
+    afterwards."""
     folder = binaries()
     assert folder is not None, missing()
     root = Path(tempfile.mkdtemp(prefix="handoff-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, SUPERUSER, SUPERUSER)
-    cluster = Cluster(folder, root)
+    cluster = Cluster(folder, root, settings=settings)
     try:
         cluster.init()
         cluster.start()

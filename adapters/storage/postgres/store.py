@@ -98,9 +98,21 @@ SELECT thread_id, clock_timestamp() FROM (SELECT DISTINCT thread_id FROM gone) A
 _ADD_TURN = (
     f"INSERT INTO turns ({', '.join(encoding.TURN_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
 )
-_KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
 # Spelled out, not a parameter: so the planner can use the partial index of open handoffs.
 _OPEN_IN = ", ".join(f"'{state}'" for state in OPEN_STATES)
+# Both rows whole (composite values), in one round trip.
+_CONVERSATION_AND_OPEN_HANDOFF = f"""
+SELECT c AS conversation,
+       (SELECT h FROM handoffs h WHERE h.conversation_id = c.id AND h.state IN ({_OPEN_IN})
+        LIMIT 1) AS handoff
+FROM conversations c WHERE c.id = $1
+"""
+_OPEN_THREAD = f"""
+SELECT (SELECT thread_id FROM handoffs WHERE conversation_id = c.id AND state IN ({_OPEN_IN})
+        LIMIT 1) AS thread_id
+FROM conversations c WHERE c.id = $1
+"""
+_KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
 
 
 class PostgresStore:
@@ -225,6 +237,22 @@ class PostgresStore:
             conversation_id,
             OPEN_STATES,
         )
+
+    async def conversation_and_open_handoff(
+        self, *, conversation_id: str
+    ) -> tuple[Conversation | None, Handoff | None]:
+        row = await self._db.one(_CONVERSATION_AND_OPEN_HANDOFF, conversation_id)
+        if row is None:
+            return None, None
+        handoff = row["handoff"]
+        return (
+            encoding.conversation(row["conversation"]),
+            encoding.handoff(handoff) if handoff is not None else None,
+        )
+
+    async def open_thread(self, *, conversation_id: str) -> str | None:
+        row = await self._db.one(_OPEN_THREAD, conversation_id)
+        return None if row is None else str(row["thread_id"] or "")
 
     async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
         return await self._handoff(
@@ -435,8 +463,9 @@ class PostgresStore:
         return [str(r["thread_id"]) for r in rows]
 
     async def drop_outbound(self, *, seqs: list[int]) -> None:
-        """Also notes when (see ``recent_sends``): rows are dropped once sent (or refused)."""
-        await self._db.write(DROP, seqs)
+        """Also notes when (see ``recent_sends``): rows are dropped once sent (or refused).
+        Many threads' workers drop at once: their drops go together (group commit)."""
+        await self._db.write_grouped(DROP, seqs)
 
     async def recent_sends(self, *, thread_id: str = "", within: float) -> list[float]:
         """See ``contract.SharedStore.recent_sends``."""

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from adapters.runtime import jsonio
 from adapters.runtime.clock import parse_time
-from adapters.storage.records import SaveStatements, time_of
+from adapters.storage.records import ReadsTogether, SaveStatements, time_of
 from adapters.storage.sqlite import encoding
 from adapters.storage.sqlite.cache import MISS, NoCache, RecordCache, keep
 from adapters.storage.sqlite.connection import Connection
@@ -31,7 +31,7 @@ _HANDOFFS = SaveStatements.of("handoffs", "handoff", encoding.HANDOFF_COLUMNS, l
 _Record = TypeVar("_Record", Conversation, Handoff)
 
 
-class SqliteStore:
+class SqliteStore(ReadsTogether):
     """The storage contract (``adapters.storage.contract.Store``) on one SQLite file.
 
     ``cache=False``: conversations and handoffs are read from the file every time."""

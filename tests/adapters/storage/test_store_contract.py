@@ -176,6 +176,44 @@ async def test_handoff_round_trip_queries_and_stale_writes(store: Any) -> None:
         await store.save_handoff(handoff=handoff)  # version 0 again: already exists
 
 
+async def test_a_conversation_and_its_open_handoff_are_read_together(store: Any) -> None:
+    assert await store.conversation_and_open_handoff(conversation_id="c1") == (None, None)
+    assert await store.open_thread(conversation_id="c1") is None  # no such conversation
+    conversation = await store.save_conversation(
+        conversation=Conversation("c1", VISITOR, T0, context=MappingProxyType({"plan": "pro"}))
+    )
+    assert await store.conversation_and_open_handoff(conversation_id="c1") == (conversation, None)
+    assert await store.open_thread(conversation_id="c1") == ""
+    queued = await store.save_handoff(
+        handoff=Handoff("h1", "c1", "support", HandoffState.QUEUED, T0, "asked")
+    )
+    assert await store.conversation_and_open_handoff(conversation_id="c1") == (
+        conversation,
+        queued,
+    )
+    assert await store.open_thread(conversation_id="c1") == ""  # its thread is not opened yet
+    joined = await store.save_handoff(
+        handoff=replace(
+            queued,
+            state=HandoffState.JOINED,
+            thread_id="19:t;messageid=1",
+            specialist=Person("a", "Alex"),
+            joined_at=T0,
+        )
+    )
+    assert await store.conversation_and_open_handoff(conversation_id="c1") == (
+        conversation,
+        joined,
+    )
+    assert await store.open_thread(conversation_id="c1") == "19:t;messageid=1"
+    await store.save_handoff(handoff=replace(joined, state=HandoffState.ENDED, ended_at=T0))
+    assert await store.conversation_and_open_handoff(conversation_id="c1") == (conversation, None)
+    assert await store.open_thread(conversation_id="c1") == ""
+    # Another conversation's handoff is not this one's.
+    await store.save_handoff(handoff=Handoff("h2", "c2", "support", HandoffState.QUEUED, T0, "x"))
+    assert await store.open_thread(conversation_id="c1") == ""
+
+
 async def test_seen_and_remember(store: Any) -> None:
     assert await store.seen(key="a") is False
     await store.remember(key="a", now=T0)
