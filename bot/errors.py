@@ -30,9 +30,12 @@ class GatewayError(HandoffError):
 class RetryableGatewayError(GatewayError):
     """The far side asked us to come back later (429/5xx)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status  # the far side's answer (None: none came)
         # The request may have reached the far side (a lost answer): repeating it can duplicate.
         self.ambiguous = False
 

@@ -136,6 +136,10 @@ class DirectLineChannel:
         """Conversations a widget has a socket open on: retention keeps them."""
         return self._streams.connected()
 
+    def sockets_open(self) -> int:
+        """Widget sockets open on this process."""
+        return self._sockets.open_count()
+
     def forget(self, cids: Sequence[str]) -> None:
         """Retention deleted these conversations."""
         self._streams.forget(cids)

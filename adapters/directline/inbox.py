@@ -154,6 +154,18 @@ class Inbox:
             self._told[cid] = seq
         self.kick(cid)
 
+    def waiting(self) -> int:
+        """Visitor activities committed and known here, not yet handled (while this process
+        leads; the bot's own rows in the log wait for nothing)."""
+        return sum(
+            sum(
+                1
+                for seq, activity in rows
+                if seq > self._positions.get(cid, 0) and _from_visitor(activity)
+            )
+            for cid, rows in self._fresh.items()
+        )
+
     def _handled(self, cid: str, position: int) -> None:
         """Memory keeps no row once handled (an event can be large)."""
         fresh = self._fresh.get(cid)

@@ -165,6 +165,10 @@ class Sockets:
         self._log = log_store
         self._open: set[web.WebSocketResponse] = set()
 
+    def open_count(self) -> int:
+        """Widget sockets open on this process."""
+        return len(self._open)
+
     def admit(self, cid: str) -> None:
         """Refuse one more socket for a conversation that has all it may have."""
         if len(self._streams.sockets_of(cid)) >= SOCKETS_PER_CONVERSATION:

@@ -69,6 +69,8 @@ class ConfigReloader:
         self._seen = self._stamp()
         self._asked: list[tuple[str, asyncio.Future[bool]]] = []
         self._runner: asyncio.Task[None] | None = None
+        # Told of each reload's outcome (True: applied), for the metrics.
+        self.on_outcome: Callable[[bool], None] = lambda _applied: None
 
     def _stamp(self) -> tuple[float, int] | None:
         try:
@@ -95,6 +97,7 @@ class ConfigReloader:
             asked, self._asked = self._asked, []
             try:
                 applied = await self._reload_once(asked[-1][0])
+                self.on_outcome(applied)
             except BaseException:
                 for _, outcome in asked:
                     outcome.cancel()

@@ -151,7 +151,7 @@ class BotConnector:
         if status == 401:
             # An expired or revoked token: fetch a new one on the retry.
             self._tokens.invalidate()
-            raise RetryableGatewayError(f"{method} {url}: 401 {text[:200]}")
+            raise RetryableGatewayError(f"{method} {url}: 401 {text[:200]}", status=401)
         if status in (403, 404):
             raise ThreadGoneError(f"{method} {url}: {status} {text[:200]}")
         if status not in RETRY_STATUSES:
@@ -160,6 +160,7 @@ class BotConnector:
         raise RetryableGatewayError(
             f"{method} {url}: {status}",
             retry_after=retry_after(header) if header else None,
+            status=status,
         )
 
     async def _call(self, method: str, url: str, body: Mapping[str, Any]) -> dict[str, Any]:

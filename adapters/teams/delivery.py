@@ -93,6 +93,13 @@ def split_text(text: str, author: str, limit: int = MAX_TEXT_BYTES) -> list[str]
     return [p for p in pieces if p]
 
 
+def _result(exc: GatewayError) -> str:
+    """A failed request, as the metrics count it."""
+    if isinstance(exc, RetryableGatewayError):
+        return "throttled" if exc.status == 429 else "failed"
+    return "refused"
+
+
 class DeliveryQueue:
     """Sends cards and texts into threads, on top of the connector and a durable outbound store
     (``adapters.teams.desk`` renders the domain's views into the cards it takes)."""
@@ -136,6 +143,9 @@ class DeliveryQueue:
         self._workers = KeyedWorkers(self._drain_once, "deliver")
         self._recounts = KeyedWorkers(self._recount, "count")  # backlog figures to read back
         self.on_thread_gone: ThreadGone | None = None
+        # Told of each request's result ("sent", "throttled", "failed", "refused") and how
+        # long it took, for the metrics.
+        self.watch: Callable[[str, float], None] = lambda _result, _seconds: None
         # thread -> its whole queue as stored, kept in step with every enqueue and drop, so a
         # send needs no read; valid while no commit failed since (a failed one may have taken
         # back rows it holds). No entry: read the store.
@@ -344,8 +354,13 @@ class DeliveryQueue:
                     if not (self._active and self._fence()):
                         return  # no longer leading: the next leader sends it (not a send)
                     self._sending += 1
+                    began = time.monotonic()
                     try:
                         await self._connector.send_once(method, url, body)
+                        self.watch("sent", time.monotonic() - began)
+                    except GatewayError as exc:
+                        self.watch(_result(exc), time.monotonic() - began)
+                        raise
                     finally:
                         self._sending -= 1
                         if not self._sending and self._sent is not None and not self._sent.done():
@@ -462,6 +477,11 @@ class DeliveryQueue:
         process's writes only."""
         self._in_step()
         return self._backlog.get(thread_id, 0)
+
+    def depth(self) -> int:
+        """Items queued for every thread and not yet delivered (``backlog``'s sum)."""
+        self._in_step()
+        return sum(self._backlog.values())
 
     def _in_step(self) -> None:
         """Memory follows the store; if a commit failed since, forget what it may have undone."""

@@ -17,6 +17,7 @@ from aiohttp import web
 from adapters.directline.channel import DirectLineChannel
 from adapters.directline.streams import ConversationStreams
 from adapters.directline.tokens import TokenSigner
+from adapters.ops.metrics import Metrics
 from adapters.ops.reload import ConfigReloader
 from adapters.ops.settings import ServiceSettings
 from adapters.runtime import jsonio
@@ -52,6 +53,7 @@ SERVICE = web.AppKey[HandoffService[ServiceSettings]]("service")
 STORE = web.AppKey("store", Store)
 DIRECTLINE = web.AppKey("directline", DirectLineChannel)
 TEAMS = web.AppKey("teams", TeamsEndpoint)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 async def _token_key(store: Store, env: Mapping[str, str]) -> bytes:
@@ -111,6 +113,8 @@ async def create_app(
         await service.thread_gone(thread_id=thread_id, reason=reason, now=clock())
 
     delivery.on_thread_gone = thread_gone
+    metrics = Metrics()
+    delivery.watch = metrics.teams_request
     streams = ConversationStreams(store, clock)
     service = HandoffService(
         settings=settings,
@@ -119,6 +123,7 @@ async def create_app(
         visitors=streams,
         new_id=lambda: secrets.token_hex(5),
         locks=None if shared is None else shared.conversation_locks(),
+        observer=metrics,
     )
     directline = DirectLineChannel(
         service=service,
@@ -156,6 +161,12 @@ async def create_app(
         connector.configure(service_url=new.teams.service_url, tenant_id=new.teams.tenant_id)
 
     reloader = ConfigReloader(config_path, apply, reload_interval) if config_path else None
+    if reloader is not None:
+        reloader.on_outcome = metrics.config_reloaded
+    metrics.gauges.outbox_depth = delivery.depth
+    metrics.gauges.inbox_lag = directline.inbox.waiting
+    metrics.gauges.websockets_open = directline.sockets_open
+    metrics.gauges.leader = lambda: leadership.leading
 
     async def http_client(_app: web.Application) -> AsyncIterator[None]:
         # One pooled client for every outbound connector call, for the process lifetime.
@@ -228,6 +239,7 @@ async def create_app(
     app[STORE] = store
     app[DIRECTLINE] = directline
     app[TEAMS] = teams_endpoint
+    app[METRICS] = metrics
     # One cleanup context per resource. aiohttp starts them in this order and, at cleanup,
     # closes the ones that started in reverse: leadership first (the timers stop, what the
     # inbox and delivery have under way finishes, and another process may lead), then the
@@ -254,6 +266,7 @@ async def create_app(
     readiness = Readiness(store.health, lambda: service.settings.server.drain_seconds)
     app[READINESS] = readiness
     app.router.add_get("/readyz", readiness.handle)
+    app.router.add_get("/metrics", metrics.handler(env, credentials.local_mode))
     app.router.add_get("/widget/{name}", _widget_file)
     return app
 

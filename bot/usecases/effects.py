@@ -53,7 +53,9 @@ class Effects(Part):
             if after == handoff:
                 break
             try:
-                after = await self._store.save_handoff(handoff=after)
+                saved = await self._store.save_handoff(handoff=after)
+                self._shared.changed(handoff, saved)
+                after = saved
                 break
             except StaleWriteError:
                 handoff = await self._shared.reload(handoff)

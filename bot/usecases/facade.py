@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from bot.config import Settings
 from bot.locks import Locks
 from bot.model import Person
-from bot.ports import DeskGateway, HandoffStore, VisitorGateway
+from bot.ports import DeskGateway, HandoffStore, Observer, VisitorGateway
 from bot.usecases.effects import Effects
 from bot.usecases.lifecycle import LifecycleCases
 from bot.usecases.opening import Opening
@@ -46,6 +46,7 @@ class HandoffService(Generic[S]):
         visitors: VisitorGateway,
         new_id: Callable[[], str],
         locks: Locks | None = None,
+        observer: Observer | None = None,
     ) -> None:
         shared = Shared(
             settings=settings,
@@ -54,6 +55,7 @@ class HandoffService(Generic[S]):
             visitors=visitors,
             new_id=new_id,
             locks=locks,
+            observer=observer,
         )
         self._settings = settings
         effects = Effects(shared)

@@ -121,6 +121,7 @@ class Opening(Part):
             context=context,
         )
         handoff = await self._store.save_handoff(handoff=handoff)
+        shared.changed(None, handoff)
         log.info("handoff %s: queued on route %s (%s)", handoff.id, chosen.id, reason)
         await self._effects.notify(handoff, conversation.visitor, VisitorNotice.QUEUED, now)
         await self.open_thread(handoff, conversation, now)

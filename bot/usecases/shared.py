@@ -3,6 +3,7 @@ and the bot's own voice (its texts, and saying them to the visitor)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -10,7 +11,18 @@ from bot.config import Route, Settings
 from bot.errors import UnknownConversationError
 from bot.locks import KeyedLocks, Locks
 from bot.model import EMPTY, Conversation, Handoff, Role, Turn
-from bot.ports import DeskGateway, HandoffStore, Sender, SenderRole, VisitorGateway
+from bot.ports import (
+    DeskGateway,
+    Direction,
+    HandoffStore,
+    Observer,
+    Sender,
+    SenderRole,
+    Unobserved,
+    VisitorGateway,
+)
+
+log = logging.getLogger(__name__)
 
 
 class Shared:
@@ -25,6 +37,7 @@ class Shared:
         visitors: VisitorGateway,
         new_id: Callable[[], str],
         locks: Locks | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -34,6 +47,21 @@ class Shared:
         # One lock per widget conversation, whichever part takes it: events stay in order (in
         # every process sharing the store, with locks that hold across them).
         self.locks: Locks = locks or KeyedLocks()
+        self.observer: Observer = observer or Unobserved()
+
+    def changed(self, before: Handoff | None, after: Handoff) -> None:
+        """Tell the observer a handoff was saved (what watches never fails what it watches)."""
+        try:
+            self.observer.handoff_changed(before, after)
+        except Exception:
+            log.exception("handoff %s: the observer failed", after.id)
+
+    def relayed(self, direction: Direction) -> None:
+        """Tell the observer a message was relayed."""
+        try:
+            self.observer.relayed(direction)
+        except Exception:
+            log.exception("the observer failed on a relayed message")
 
     @property
     def bot(self) -> Sender:

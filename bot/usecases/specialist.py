@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import assert_never
 
 from bot.model import Handoff, HandoffState, Party, Person, Role, Turn
-from bot.ports import Sender, SenderRole
+from bot.ports import Direction, Sender, SenderRole
 from bot.transition import End, Event, Join, Transfer
 from bot.usecases.effects import Effects
 from bot.usecases.results import DeskActionResult, ThreadOutcome, ThreadResult
@@ -137,6 +137,7 @@ class SpecialistCases(Part):
                     text=text,
                     ref=message_id,
                 )
+                self._shared.relayed(Direction.TO_VISITOR)
                 return ThreadResult(ThreadOutcome.RELAYED)
             if not handoff.state.is_open and joined is not None and joined.id == person.id:
                 # The specialist kept typing after the end: say the visitor will not see it.

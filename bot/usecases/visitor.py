@@ -19,6 +19,7 @@ from bot.model import (
     merge_context,
     merge_raw_context,
 )
+from bot.ports import Direction
 from bot.rules.escalation import detect, fallback_trigger
 from bot.rules.phrases import find_answer, is_greeting
 from bot.rules.routing import facts_for
@@ -229,3 +230,5 @@ class VisitorCases(Part):
             )
         except GatewayError as exc:
             log.error("handoff %s: could not queue a visitor message: %s", handoff.id, exc)
+            return
+        self._shared.relayed(Direction.TO_TEAMS)
