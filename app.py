@@ -17,6 +17,7 @@ from aiohttp import web
 from adapters.ops.commands import COMMANDS, DEFAULT_CONFIG
 from adapters.ops.config_file import load_settings
 from adapters.ops.settings import ServiceSettings
+from adapters.runtime import logs
 from adapters.runtime.eventloop import freeze_startup_heap, new_event_loop
 from adapters.storage.backend import choose, open_store
 from adapters.teams.auth import BotCredentials
@@ -60,10 +61,11 @@ def main(argv: list[str]) -> int:
     command = COMMANDS.get(argv[0]) if argv else None
     if command is not None:
         return command(argv[1:])
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logs.configure(os.environ)
+    except ValueError as exc:
+        print(f"environment: {exc}", file=sys.stderr)
+        return 2
     args = parse_args(argv)
     try:
         settings, source = settings_from(args.config)
@@ -134,10 +136,11 @@ def main(argv: list[str]) -> int:
             open_files,
             max(1, open_files - FILES_KEPT),
         )
-    print(
-        f"Handoff bot listening on http://{host}:{args.port} "
-        f"(widget demo at /, Bot Framework endpoint at /api/messages)",
-        flush=True,
+    log.info(
+        "Handoff bot listening on http://%s:%d (widget demo at /, Bot Framework endpoint at"
+        " /api/messages)",
+        host,
+        args.port,
     )
     app: web.Application | None = None
 

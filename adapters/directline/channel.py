@@ -51,6 +51,7 @@ from adapters.runtime import jsonio
 from adapters.runtime.clock import iso, utc_now
 from adapters.runtime.failures import clip
 from adapters.web.proxies import Proxies
+from bot import logcontext
 from bot.usecases import HandoffService
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ class DirectLineChannel:
 
     async def reconnect(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
+        logcontext.mark(conversation=cid)
         grant = self.access.conversation_grant(request)
         if not await self._service.conversation_exists(conversation_id=cid):
             raise not_found()
@@ -234,6 +236,7 @@ class DirectLineChannel:
 
     async def get_activities(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
+        logcontext.mark(conversation=cid)
         self.access.conversation_grant(request)
         watermark = watermark_of(request)
         if not await self._service.conversation_exists(conversation_id=cid):
@@ -252,6 +255,7 @@ class DirectLineChannel:
 
     async def post_activity(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
+        logcontext.mark(conversation=cid)
         grant = self.access.conversation_grant(request)
         # All of it is kept (and replayed): a browser's activity is small; an upstream agent's
         # (with the secret) may carry a transcript.
@@ -309,6 +313,7 @@ class DirectLineChannel:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         cid = request.match_info["cid"]
+        logcontext.mark(conversation=cid)
         in_url = request.query.get("t")
         if in_url is not None:
             self.access.conversation_grant(request, in_url, stream=True)  # a stream token only

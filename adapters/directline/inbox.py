@@ -17,6 +17,7 @@ from adapters.runtime.clock import iso, utc_now
 from adapters.runtime.failures import FAILURES, bounded
 from adapters.runtime.workers import KeyedWorkers
 from adapters.storage.contract import ActivityLog
+from bot import logcontext
 from bot.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,10 @@ class Inbox:
         return known
 
     async def _drain_once(self, cid: str) -> None:
+        with logcontext.about(conversation=cid):
+            await self._drain(cid)
+
+    async def _drain(self, cid: str) -> None:
         try:
             while self._active:
                 position = await self._position(cid)

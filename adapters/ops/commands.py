@@ -1,9 +1,11 @@
 """The commands ops run besides the service: ``check`` (validate config files), ``schema`` (the
-JSON Schema generated from the models) and ``explain`` (what the rules would do).
+JSON Schema generated from the models), ``explain`` (what the rules would do) and ``report``
+(how the team did, from the store).
 
     python app.py check [FILE ...]
     python app.py schema [--write]
     python app.py explain VISITOR.json [--config FILE] [--at TIME] [--category C]
+    python app.py report [--since 7d] [--route R] [--format md|csv|json] [--config FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ def config_schema() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Teams handoff bot configuration (config/handoff.yaml)"
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def load_for_command(path: str | None) -> ServiceSettings:
+    """The config a command reads: ``path``, else the default file if there is one, else the
+    embedded defaults (as the service itself starts)."""
+    if path is not None:
+        return load_settings(path)
+    if DEFAULT_CONFIG.exists():
+        return load_settings(DEFAULT_CONFIG)
+    return ServiceSettings()
 
 
 def check(paths: list[str]) -> int:
@@ -59,8 +71,15 @@ def explain(argv: list[str]) -> int:
     return main(argv)
 
 
+def report(argv: list[str]) -> int:
+    from adapters.ops.report import main  # the store's drivers load only when asked for
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check": check,
     "schema": schema,
     "explain": explain,
+    "report": report,
 }

@@ -6,7 +6,7 @@
 - the Direct Line activity log and the inbox's positions (``ActivityLog``);
 - the Teams outbox (``OutboundStore``);
 - meta rows, each optionally filed under a conversation (``MetaStore``);
-- retention (``Retention``) and durability (``Durability``);
+- retention (``Retention``), reports (``Reports``) and durability (``Durability``);
 - optionally, appends committed by other processes sharing the store (``ActivityFeed``), and
   claims and an election that hold across them (``SharedStore``).
 
@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from adapters.runtime.leadership import Leadership
 from bot.errors import StoreError
 from bot.locks import Locks
+from bot.model import Handoff
 from bot.ports import HandoffStore
 
 
@@ -112,6 +113,14 @@ class Retention(Protocol):
 
     async def forget_deliveries(self, *, before: datetime) -> bool:
         """One step: delete dedupe keys remembered before ``before``; True when none is left."""
+
+
+class Reports(Protocol):
+    """What ``app.py report`` reads."""
+
+    async def handoffs_created(self, *, since: datetime, until: datetime) -> list[Handoff]:
+        """Every handoff created at or after ``since`` and before ``until``, oldest first."""
+        ...
 
 
 class Durability(Protocol):
@@ -209,7 +218,7 @@ class SharedStore(ActivityFeed, Protocol):
         for the logs)."""
 
 
-class Store(HandoffStore, ActivityLog, OutboundStore, Retention, Durability, Protocol):
+class Store(HandoffStore, ActivityLog, OutboundStore, Retention, Reports, Durability, Protocol):
     """Everything a store does."""
 
     async def flush(self, *, reads: bool = True) -> None: ...

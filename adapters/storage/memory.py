@@ -115,6 +115,10 @@ class MemoryStore(ReadsTogether):
             if h.conversation_id == conversation_id and h.created_at >= since
         )
 
+    async def handoffs_created(self, *, since: datetime, until: datetime) -> list[Handoff]:
+        found = [h for h in self._handoffs.values() if since <= h.created_at < until]
+        return sorted(found, key=lambda h: (h.created_at, h.id))
+
     async def seen(self, *, key: str) -> bool:
         return key in self._seen
 

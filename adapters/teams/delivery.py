@@ -46,6 +46,7 @@ from adapters.teams.outbox import (
 )
 from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows, Turnstile
 from adapters.teams.text import relay_markdown
+from bot import logcontext
 from bot.errors import GatewayError, RetryableGatewayError, StoreError, ThreadGoneError
 from bot.ports import ThreadRef
 
@@ -311,6 +312,10 @@ class DeliveryQueue:
         await self._recounts.close()
 
     async def _drain_once(self, thread_id: str) -> None:
+        with logcontext.about(thread=thread_id):
+            await self._drain(thread_id)
+
+    async def _drain(self, thread_id: str) -> None:
         attempt = 0
         # A post that may have arrived (its answer was lost) is sent again exactly as it was:
         # folding in what came since would show Teams the first lines twice.

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from bot import logcontext
 from bot.errors import GatewayError, StaleWriteError
 from bot.model import Handoff, HandoffState, Party, Visitor
 from bot.summary import end_summary
@@ -48,6 +49,12 @@ class Effects(Part):
     async def act(self, handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, str]:
         """Run one event through the state machine, save it (compare-and-set), apply effects;
         returns the handoff after, and any notice for whoever caused the event."""
+        with logcontext.about(
+            conversation=handoff.conversation_id, handoff=handoff.id, thread=handoff.thread_id
+        ):
+            return await self._act(handoff, event, now)
+
+    async def _act(self, handoff: Handoff, event: Event, now: datetime) -> tuple[Handoff, str]:
         for _ in range(_CAS_ATTEMPTS):
             after, effects = transition(handoff, event, now)
             if after == handoff:
@@ -55,6 +62,8 @@ class Effects(Part):
             try:
                 saved = await self._store.save_handoff(handoff=after)
                 self._shared.changed(handoff, saved)
+                if saved.state is not handoff.state:
+                    log.info("handoff %s: %s -> %s", saved.id, handoff.state, saved.state)
                 after = saved
                 break
             except StaleWriteError:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot import logcontext
 from bot.cel import Facts
 from bot.config import OutOfHours, Route
 from bot.errors import GatewayError
@@ -122,6 +123,7 @@ class Opening(Part):
         )
         handoff = await self._store.save_handoff(handoff=handoff)
         shared.changed(None, handoff)
+        logcontext.mark(handoff=handoff.id)
         log.info("handoff %s: queued on route %s (%s)", handoff.id, chosen.id, reason)
         await self._effects.notify(handoff, conversation.visitor, VisitorNotice.QUEUED, now)
         await self.open_thread(handoff, conversation, now)
@@ -141,4 +143,5 @@ class Opening(Part):
             await self._effects.act(handoff, OpenFailed(str(exc)), now)
             return
         await self._effects.act(handoff, ThreadOpened(ref.thread_id, ref.root_activity_id), now)
+        logcontext.mark(handoff=handoff.id, thread=ref.thread_id)
         log.info("handoff %s: thread %s opened", handoff.id, ref.thread_id)

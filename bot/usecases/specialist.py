@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import assert_never
 
+from bot import logcontext
 from bot.model import Handoff, HandoffState, Party, Person, Role, Turn
 from bot.ports import Direction, Sender, SenderRole
 from bot.transition import End, Event, Join, Transfer
@@ -61,6 +62,7 @@ class SpecialistCases(Part):
         now: datetime,
     ) -> DeskActionResult:
         """Join or End chosen at a thread's root (in the thread ``thread_id``)."""
+        logcontext.mark(handoff=handoff_id, thread=thread_id)
         handoff = await self._store.get_handoff(handoff_id=handoff_id)
         if handoff is not None and handoff.thread_id and thread_id != handoff.thread_id:
             log.warning(
@@ -107,6 +109,7 @@ class SpecialistCases(Part):
         if known is None:
             return unknown
         handoff_id, conversation_id = known
+        logcontext.mark(conversation=conversation_id, handoff=handoff_id, thread=thread_id)
         async with self._locks.hold(conversation_id):
             handoff = await self._current(thread_id, handoff_id)
             if handoff is None:

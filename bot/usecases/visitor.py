@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from bot import logcontext
 from bot.errors import GatewayError
 from bot.model import (
     Conversation,
@@ -74,6 +75,8 @@ class VisitorCases(Part):
             conversation, handoff = await self._shared.conversation_and_open_handoff(
                 conversation_id
             )
+            if handoff is not None:
+                logcontext.mark(handoff=handoff.id, thread=handoff.thread_id)
             visitor = conversation.visitor
             await self._store.add_turn(
                 turn=Turn(conversation_id, now, Role.VISITOR, visitor.display_name, text)

@@ -291,6 +291,14 @@ class PostgresStore:
         )
         return int(row["n"]) if row else 0
 
+    async def handoffs_created(self, *, since: datetime, until: datetime) -> list[Handoff]:
+        return await self._handoffs(
+            "SELECT * FROM handoffs WHERE created_at >= $1 AND created_at < $2"
+            " ORDER BY created_at, id",
+            since,
+            until,
+        )
+
     async def seen(self, *, key: str) -> bool:
         sql = "SELECT 1 FROM seen WHERE key = $1 AND done"  # not one being handled now
         return await self._db.one(sql, key) is not None

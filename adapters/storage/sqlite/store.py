@@ -187,6 +187,12 @@ class SqliteStore(ReadsTogether):
         times = (parse_time(json.loads(r["data"]).get("created_at")) for r in rows)
         return sum(1 for at in times if at is not None and at >= since)
 
+    async def handoffs_created(self, *, since: datetime, until: datetime) -> list[Handoff]:
+        # The time is in the JSON, with its offset: compared as times, not as text.
+        handoffs = [encoding.handoff(row) for row in self._conn.rows("SELECT * FROM handoffs")]
+        found = [h for h in handoffs if since <= h.created_at < until]
+        return sorted(found, key=lambda h: (h.created_at, h.id))
+
     async def seen(self, *, key: str) -> bool:
         return self._conn.one("SELECT 1 FROM seen WHERE key = ?", key) is not None
 

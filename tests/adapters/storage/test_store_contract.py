@@ -214,6 +214,26 @@ async def test_a_conversation_and_its_open_handoff_are_read_together(store: Any)
     assert await store.open_thread(conversation_id="c1") == ""
 
 
+async def test_reports_read_the_handoffs_created_in_a_window(store: Any) -> None:
+    from datetime import timedelta, timezone
+
+    tokyo = timezone(timedelta(hours=9))
+    times = {
+        "before": T0 - timedelta(seconds=1),
+        "first": T0,
+        "tokyo": (T0 + timedelta(hours=1)).astimezone(tokyo),  # later, though its text is not
+        "last": T0 + timedelta(days=7) - timedelta(seconds=1),
+        "after": T0 + timedelta(days=7),
+    }
+    for name, at in times.items():
+        await store.save_handoff(
+            handoff=Handoff(name, f"c-{name}", "support", HandoffState.QUEUED, at, "x")
+        )
+    found = await store.handoffs_created(since=T0, until=T0 + timedelta(days=7))
+    assert [h.id for h in found] == ["first", "tokyo", "last"]
+    assert found[1].created_at == times["tokyo"]
+
+
 async def test_seen_and_remember(store: Any) -> None:
     assert await store.seen(key="a") is False
     await store.remember(key="a", now=T0)
