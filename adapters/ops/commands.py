@@ -41,7 +41,8 @@ def load_for_command(path: str | None) -> ServiceSettings:
 
 
 def check(paths: list[str]) -> int:
-    """Print ``file:line: key.path: message`` for every problem; non-zero exit if any."""
+    """Print ``file:line: key.path: message`` for every problem, and run each config's tests
+    (``FILE.tests.yaml`` beside it, see ``adapters.ops.config_tests``); non-zero exit if any."""
     failed = False
     for path in paths or [str(DEFAULT_CONFIG)]:
         try:
@@ -52,7 +53,23 @@ def check(paths: list[str]) -> int:
                 print(problem)
         else:
             print(f"{path}: ok ({len(settings.routes)} route(s))")
+            failed = not _config_tests(settings, Path(path)) or failed
     return 1 if failed else 0
+
+
+def _config_tests(settings: ServiceSettings, config: Path) -> bool:
+    """Run the config's tests, if it has a tests file; False if any fails."""
+    from adapters.ops.config_tests import run, tests_file
+
+    path = tests_file(config)
+    if not path.exists():
+        return True
+    ran, problems = run(settings, path)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{path}: {ran} test(s) passed")
+    return not problems
 
 
 def schema(argv: list[str]) -> int:

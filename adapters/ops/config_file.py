@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from adapters.ops.settings import ServiceSettings
 from bot.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -20,7 +22,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+def line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
     """The line of the deepest YAML node the path reaches (1-based)."""
     node, line = root, (root.start_mark.line + 1 if root is not None else 1)
     for part in loc:
@@ -159,11 +161,16 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def parse_settings(text: str, source: str) -> ServiceSettings:
     """Validate YAML text; raise ``ConfigError`` listing every problem with its line."""
+    return parse_model(text, source, ServiceSettings)[0]
+
+
+def parse_model(text: str, source: str, model: type[M]) -> tuple[M, yaml.Node | None]:
+    """Validate YAML text as ``model``, the same way (and its root node, for ``line_of``)."""
     size = len(text) if len(text) * 4 <= MAX_FILE_BYTES else len(text.encode(errors="replace"))
     if size > MAX_FILE_BYTES:
         raise ConfigError([_too_large(source, size)])
     try:
-        return _parse(text, source)
+        return _parse(text, source, model)
     except _LimitError as exc:
         where = _key_path(exc.loc) if exc.loc else "(yaml)"
         raise ConfigError([f"{source}:{exc.line}: {where}: {exc.message}"]) from exc
@@ -178,7 +185,7 @@ def _too_large(source: str, size: int) -> str:
     )
 
 
-def _parse(text: str, source: str) -> ServiceSettings:
+def _parse(text: str, source: str, model: type[M]) -> tuple[M, yaml.Node | None]:
     loader = None
     try:
         loader = _BoundedLoader(text)
@@ -212,17 +219,22 @@ def _parse(text: str, source: str) -> ServiceSettings:
     if not isinstance(data, dict):
         raise ConfigError([f"{source}:1: (top level): must be a mapping of sections"])
     try:
-        return ServiceSettings.model_validate(data)
+        return model.model_validate(data), root
     except ValidationError as exc:
         found = []
         for error in exc.errors():
             loc = tuple(error["loc"])
-            found.append((_line_of(root, loc), f"{_key_path(loc)}: {_message(error)}"))
+            found.append((line_of(root, loc), f"{_key_path(loc)}: {_message(error)}"))
         raise ConfigError([f"{source}:{line}: {what}" for line, what in sorted(found)]) from exc
 
 
 def load_settings(path: str | Path) -> ServiceSettings:
     """Read and validate a config file."""
+    return load_model(path, ServiceSettings)[0]
+
+
+def load_model(path: str | Path, model: type[M]) -> tuple[M, yaml.Node | None]:
+    """Read and validate a YAML file as ``model`` (and its root node, for ``line_of``)."""
     path = Path(path)
     try:
         with path.open("rb") as file:
@@ -237,4 +249,4 @@ def load_settings(path: str | Path) -> ServiceSettings:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([f"{path}:{line}: (file): not UTF-8 ({exc.reason})"]) from exc
-    return parse_settings(text, str(path))
+    return parse_model(text, str(path), model)

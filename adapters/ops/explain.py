@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from adapters.ops.config_file import load_settings
-from bot.config import Settings
+from bot.cel.facts import Facts
+from bot.config import OutOfHours, Settings
 from bot.errors import ConfigError
 from bot.hours import back_at
 from bot.model import Conversation, Role, Turn, Visitor, merge_context
-from bot.rules.escalation import detect
-from bot.rules.routing import availability, choose_route, facts_for
+from bot.rules.escalation import Trigger, detect
+from bot.rules.routing import Availability, RouteChoice, availability, choose_route, facts_for
 
 USAGE = """python app.py explain [--config FILE] [--at ISO-TIME] [--category C] VISITOR.json
 
@@ -43,12 +46,26 @@ def _moment(text: str | None) -> datetime:
     return at
 
 
-def explain(
-    settings: Settings, data: dict[str, Any], at: datetime, category: str = ""
-) -> list[str]:
-    """The decision, as lines for a terminal."""
-    visitor_data = data.get("visitor") if isinstance(data.get("visitor"), dict) else {}
-    context = data.get("context") if isinstance(data.get("context"), dict) else {}
+@dataclass(frozen=True)
+class Decision:
+    """What the service would do for this visitor at this time (as ``Opening.start`` does)."""
+
+    visitor: Visitor
+    at: datetime
+    facts: Facts
+    last_message: str  # "" when there is none
+    trigger: Trigger | None  # the escalation the last message fires
+    choice: RouteChoice
+    open_now: Availability | None  # None when no route is offered
+    said: dict[str, str]  # text key -> what the visitor is told
+
+
+def decide(
+    settings: Settings, data: Mapping[str, Any], at: datetime, category: str = ""
+) -> Decision:
+    """Run the rules on what the widget or an upstream agent would send."""
+    visitor_data = data.get("visitor") if isinstance(data.get("visitor"), Mapping) else {}
+    context = data.get("context") if isinstance(data.get("context"), Mapping) else {}
     messages = [str(m) for m in data.get("messages", []) if str(m).strip()]
     visitor = merge_context(Visitor(id="explain"), visitor_data or {})
     conversation = Conversation(
@@ -59,6 +76,37 @@ def explain(
         for n, m in enumerate(messages)
     ]
     facts = facts_for(settings, conversation, turns, at)
+    last = messages[-1] if messages else ""
+    trigger = detect(settings.escalation, last, turns, facts) if last else None
+    choice = choose_route(settings.routes, facts, category)
+    open_now = availability(choice.route, settings.routes, at) if choice.route else None
+
+    def say(key: str, **values: str) -> dict[str, str]:
+        values = {"bot": settings.bot.name, "visitor": visitor.name, **values}
+        return {key: settings.texts.render(key, values, visitor.locale)}
+
+    if open_now is None:
+        said = say("no_route")
+    elif open_now.route is None:
+        closed = open_now.closed_route or choice.route
+        title = closed.title if closed else ""
+        if open_now.behaviour is OutOfHours.MESSAGE and open_now.back is not None:
+            said = say(
+                "out_of_hours_back", route=title, back=back_at(open_now.back, at, visitor.timezone)
+            )
+        else:
+            said = say("out_of_hours", route=title)
+    else:
+        said = say("queued", route=open_now.route.title)
+    return Decision(visitor, at, facts, last, trigger, choice, open_now, said)
+
+
+def explain(
+    settings: Settings, data: dict[str, Any], at: datetime, category: str = ""
+) -> list[str]:
+    """The decision, as lines for a terminal."""
+    d = decide(settings, data, at, category)
+    visitor, facts = d.visitor, d.facts
     lines = [
         f"visitor:    {visitor.display_name}"
         + (f" ({visitor.company})" if visitor.company else "")
@@ -66,12 +114,11 @@ def explain(
         + (f", time zone {visitor.timezone}" if visitor.timezone else ""),
         f"at:         {at.isoformat()}",
     ]
-    if messages:
-        trigger = detect(settings.escalation, messages[-1], turns, facts)
+    if d.last_message:
         lines.append(
-            f"escalation: {trigger.reason} [{trigger.kind}]"
-            if trigger
-            else f"escalation: none for \u201c{messages[-1]}\u201d (the bot would answer)"
+            f"escalation: {d.trigger.reason} [{d.trigger.kind}]"
+            if d.trigger
+            else f"escalation: none for \u201c{d.last_message}\u201d (the bot would answer)"
         )
     for route in settings.routes:
         offered = route.pretrigger is None or facts.matches(route.pretrigger)
@@ -87,12 +134,11 @@ def explain(
             else f"trigger {'true' if triggered else 'false'}"
         )
         lines.append(f"  route {route.id:<14} {pre:<20} {trig}")
-    choice = choose_route(settings.routes, facts, category)
-    if choice.route is None:
+    choice, result = d.choice, d.open_now
+    if choice.route is None or result is None:
         lines.append(f"route:      none ({choice.why}): the bot keeps helping")
         return lines
     lines.append(f"route:      {choice.route.id} \u2014 {choice.why}")
-    result = availability(choice.route, settings.routes, at)
     closed = result.closed_route
     if closed is None:
         hours = (

@@ -167,6 +167,7 @@ def test_check_command(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert run.stdout.splitlines() == [
         f"{ROOT / 'config' / 'handoff.yaml'}: ok (1 route(s))",
+        f"{ROOT / 'config' / 'handoff.tests.yaml'}: 4 test(s) passed",  # its tests beside it
         f"{bad}:8: routes[0].hours.timezone: unknown IANA time zone 'Europe/Atlantis'",
     ]
 
