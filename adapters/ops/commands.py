@@ -1,11 +1,12 @@
 """The commands ops run besides the service: ``check`` (validate config files), ``schema`` (the
 JSON Schema generated from the models), ``explain`` (what the rules would do) and ``report``
-(how the team did, from the store).
+(how the team did, from the store) and ``diff`` (what a config change changes, for whom).
 
     python app.py check [FILE ...]
     python app.py schema [--write]
     python app.py explain VISITOR.json [--config FILE] [--at TIME] [--category C]
     python app.py report [--since 7d] [--route R] [--format md|csv|json] [--config FILE]
+    python app.py diff OLD.yaml NEW.yaml [--visitors SAMPLES.jsonl] [--at TIME] [--days 7]
 """
 
 from __future__ import annotations
@@ -94,9 +95,16 @@ def report(argv: list[str]) -> int:
     return main(argv)
 
 
+def diff(argv: list[str]) -> int:
+    from adapters.ops.diff import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check": check,
     "schema": schema,
     "explain": explain,
     "report": report,
+    "diff": diff,
 }
