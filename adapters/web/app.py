@@ -34,7 +34,7 @@ from adapters.teams.endpoint import TeamsEndpoint
 from adapters.teams.inbound import TeamsHandoffBot
 from adapters.web.housekeeping import LeaderDuties, retain, sweep
 from adapters.web.lifecycle import closing, on_signal, running
-from adapters.web.middleware import RETRY_AFTER, guarded, service_error
+from adapters.web.middleware import guarded, service_error
 from adapters.web.readiness import READINESS, Readiness
 from bot.rules.routing import prepare
 from bot.usecases import HandoffService
@@ -287,12 +287,10 @@ async def _widget_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _health(request: web.Request) -> web.Response:
-    """Alive, and whether the store works (a failing one is named, with a 503)."""
+    """Alive: 200 while the process serves, whatever its store does (a liveness probe must not
+    restart every replica while the database is away; ``/readyz`` takes them out of rotation
+    instead). The body names a failing store."""
     problem = await request.app[STORE].health()
     if problem is None:
         return jsonio.response({"status": "ok", "store": "ok"})
-    return jsonio.response(
-        {"status": "failing", "store": problem},
-        status=503,
-        headers={"Retry-After": RETRY_AFTER},
-    )
+    return jsonio.response({"status": "degraded", "store": problem})
