@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from adapters.directline.settings import WidgetLimits, WidgetSettings
+from adapters.ops.weekly import ReportSettings
 from adapters.storage.settings import StorageSettings
 from adapters.teams.settings import Route, TeamsSettings
 from adapters.web.settings import ServerLimits, ServerSettings
@@ -30,3 +31,4 @@ class ServiceSettings(Settings):
     widget: WidgetSettings = Field(default_factory=WidgetSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)

@@ -20,6 +20,7 @@ from adapters.directline.tokens import TokenSigner
 from adapters.ops.metrics import Metrics
 from adapters.ops.reload import ConfigReloader
 from adapters.ops.settings import ServiceSettings
+from adapters.ops.weekly import weekly_reports
 from adapters.runtime import jsonio
 from adapters.runtime.clock import utc_now
 from adapters.runtime.httpclient import HttpClient
@@ -27,6 +28,7 @@ from adapters.runtime.leadership import Leadership, Solo
 from adapters.storage.backend import choose, open_store
 from adapters.storage.contract import SharedStore, Store
 from adapters.teams.auth import BotCredentials, ConnectorTokens
+from adapters.teams.cards import Card
 from adapters.teams.connector import BotConnector
 from adapters.teams.delivery import DeliveryQueue
 from adapters.teams.desk import TeamsDesk
@@ -182,6 +184,9 @@ async def create_app(
         await delivery.resume()
         await service.recover(now=clock())
 
+    async def post_report(channel: str, card: Card, text: str) -> None:
+        await delivery.open_thread(channel_id=channel, card=card, text=text)
+
     duties = LeaderDuties(
         inbox=directline.inbox,
         delivery=delivery,
@@ -189,6 +194,9 @@ async def create_app(
         jobs={
             "sweeper": lambda: sweep(service, clock, sweep_interval),
             "retention": lambda: retain(service, store, directline, clock, retention_interval),
+            "weekly-report": lambda: weekly_reports(
+                lambda: service.settings, store, post_report, clock
+            ),
         },
     )
 

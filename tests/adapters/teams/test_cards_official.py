@@ -20,9 +20,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from adapters.ops.report import Report, build
+from adapters.ops.weekly import report_card
 from adapters.teams.cards import Card, summary_card, thread_card
 from bot.config import Route
 from bot.model import Handoff, HandoffState, Page, Party, Person, Role, Turn, Visitor, merge_context
@@ -188,8 +191,26 @@ def bot_cards() -> dict[str, Card]:
     cards["summary-no-open-questions"] = summary_for(
         full_visitor(), open_question=False, question=question
     )
+    cards["report-weekly"] = report_card(weekly_report(), {"support": "Customer support"})
+    cards["report-empty-week"] = report_card(build([], T0 - timedelta(days=7), T0, ZoneInfo("UTC")))
     cards.update(hostile_cards(evil_question))
     return cards
+
+
+def weekly_report() -> Report:
+    """A week with a handled, an expired and an open handoff, on two routes."""
+    start = T0 - timedelta(days=2)
+    joined = replace(
+        handoff(HandoffState.ENDED, handoff_id="w-1"),
+        created_at=start,
+        joined_at=start + timedelta(seconds=40),
+        ended_at=start + timedelta(minutes=9),
+    )
+    expired = replace(handoff(HandoffState.EXPIRED, handoff_id="w-2"), created_at=start)
+    waiting = replace(
+        handoff(HandoffState.QUEUED, handoff_id="w-3"), route_id="sales", created_at=start
+    )
+    return build([joined, expired, waiting], T0 - timedelta(days=7), T0, ZoneInfo("Europe/Berlin"))
 
 
 def hostile_cards(evil_question: str) -> dict[str, Card]:
