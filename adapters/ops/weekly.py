@@ -27,7 +27,7 @@ from adapters.ops.report import OUTCOMES, Figures, Report, build, duration, perc
 from adapters.runtime.clock import iso
 from adapters.runtime.failures import FAILURES
 from adapters.storage.contract import Store
-from adapters.teams.cards import CARD_VERSION, SCHEMA, Card
+from adapters.teams.cards import Card, envelope
 from adapters.teams.links import parse_channel
 from bot.config import ConfigModel
 
@@ -137,13 +137,7 @@ def report_card(report: Report, titles: dict[str, str] | None = None) -> Card:
             }
         )
         body += _facts(figures)
-    return {
-        "type": "AdaptiveCard",
-        "$schema": SCHEMA,
-        "version": CARD_VERSION,
-        "msteams": {"width": "Full"},
-        "body": body,
-    }
+    return envelope(body)
 
 
 Post = Callable[[str, Card, str], Awaitable[Any]]

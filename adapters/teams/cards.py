@@ -125,7 +125,7 @@ def thread_card(view: ThreadView) -> Card:
         }
     )
     return {
-        **_envelope(body),
+        **envelope(body),
         "actions": [_action(action, view.handoff_id) for action in view.actions],
     }
 
@@ -141,10 +141,10 @@ def summary_card(view: SummaryView) -> Card:
         body += [_plain(f"\u2022 {item}") for item in section.items] or [
             _plain(section.empty, isSubtle=True)
         ]
-    return _envelope(body)
+    return envelope(body)
 
 
-def _envelope(body: list[Card]) -> Card:
+def envelope(body: list[Card]) -> Card:
     """A full-width card around ``body``."""
     return {
         "type": "AdaptiveCard",

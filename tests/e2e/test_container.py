@@ -112,35 +112,17 @@ def test_the_image_is_small_non_root_and_checks_its_own_health(
     )
 
 
+def _inside(container: str, *command: str) -> list[str]:
+    return ["buildah", "run", "--isolation", ISOLATION, container, "--", *command]
+
+
 def test_check_passes_and_no_build_tool_is_inside(container: str) -> None:
-    out = _ok(
-        "buildah", "run", "--isolation", ISOLATION, container, "--", "python", "app.py", "check"
-    )
+    out = _ok(*_inside(container, "python", "app.py", "check"))
     assert "config/handoff.yaml: ok" in out
     assert "test(s) passed" in out
-    who = _ok(
-        "buildah",
-        "run",
-        "--isolation",
-        ISOLATION,
-        container,
-        "--",
-        "python",
-        "-c",
-        "import os; print(os.getuid())",
-    )
+    who = _ok(*_inside(container, "python", "-c", "import os; print(os.getuid())"))
     assert who.strip() == "10001"
-    tools = _run(
-        "buildah",
-        "run",
-        "--isolation",
-        ISOLATION,
-        container,
-        "--",
-        "sh",
-        "-c",
-        "command -v gcc cc make pip",
-    )
+    tools = _run(*_inside(container, "sh", "-c", "command -v gcc cc make pip"))
     assert tools.stdout.strip() == "", tools.stdout
 
 

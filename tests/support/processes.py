@@ -24,6 +24,22 @@ PLAYGROUND_CHANNEL = "19:handoff-support@thread.tacv2"
 PLAYGROUND_TENANT = "00000000-0000-0000-0000-0000000000001"
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_app(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python app.py ARGS`` from the repository's root, as ops run its commands."""
+    return subprocess.run(
+        [sys.executable, "app.py", *args],
+        cwd=ROOT,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

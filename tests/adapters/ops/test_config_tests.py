@@ -4,10 +4,9 @@ failure names the test's ``file:line`` and what differs."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).parents[3]
+from tests.support.processes import run_app
 
 CONFIG = """\
 routes:
@@ -61,14 +60,7 @@ tests:
 def check(folder: Path, config: str, tests: str) -> subprocess.CompletedProcess[str]:
     (folder / "handoff.yaml").write_text(config)
     (folder / "handoff.tests.yaml").write_text(tests)
-    return subprocess.run(
-        [sys.executable, "app.py", "check", str(folder / "handoff.yaml")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_app("check", str(folder / "handoff.yaml"))
 
 
 def test_each_failing_test_names_its_line_and_what_differs(tmp_path: Path) -> None:
@@ -107,13 +99,6 @@ def test_a_tests_file_with_a_mistake_is_reported_like_a_config(tmp_path: Path) -
 
 
 def test_the_shipped_config_passes_its_own_tests() -> None:
-    done = subprocess.run(
-        [sys.executable, "app.py", "check", "config/handoff.yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_app("check", "config/handoff.yaml")
     assert done.returncode == 0, done.stdout
     assert "config/handoff.tests.yaml: 4 test(s) passed" in done.stdout

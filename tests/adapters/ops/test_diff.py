@@ -4,10 +4,9 @@ a week of work hours side by side, texts, and which sample visitors are treated 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).parents[3]
+from tests.support.processes import run_app
 
 OLD = """\
 routes:
@@ -65,11 +64,8 @@ def diff(tmp_path: Path, *extra: str, old: str = OLD) -> subprocess.CompletedPro
     (tmp_path / "old.yaml").write_text(old)
     (tmp_path / "new.yaml").write_text(NEW)
     (tmp_path / "visitors.jsonl").write_text(VISITORS)
-    return subprocess.run(
-        [sys.executable, "app.py", "diff", str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml"),
-         "--at", "2026-12-07T08:00:00+01:00", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    old_path, new_path = str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml")
+    return run_app("diff", old_path, new_path, "--at", "2026-12-07T08:00:00+01:00", *extra)
 
 
 def test_routes_hours_texts_and_the_visitors_treated_differently(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +16,8 @@ import pytest
 
 from adapters.storage.sqlite.store import SqliteStore
 from bot.model import Handoff, HandoffState, Party, Person
+from tests.support.processes import run_app
 
-ROOT = Path(__file__).parents[3]
 UNTIL = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)  # a Monday: the week before it
 ALEX = Person("a", "Alex")
 
@@ -83,23 +82,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def report(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "app.py",
-            "report",
-            "--config",
-            str(config),
-            "--until",
-            UNTIL.isoformat(),
-            *args,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_app("report", "--config", str(config), "--until", UNTIL.isoformat(), *args)
 
 
 def test_the_json_report_has_each_figure_of_the_week(config: Path) -> None:
