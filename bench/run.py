@@ -647,16 +647,18 @@ async def bench_relay(args: argparse.Namespace) -> tuple[list[str], list[dict[st
     runs = [(i, n) for i in args.instances for n in args.handoffs]
     for instances, n in runs:
         args.instances_now = instances
+        statements: list[str] = []
         for r in await relay_once(n, args):
             found.append(r)
+            if "statements" in r:
+                statements = _statement_rows(r, instances)
             rows.append(
                 f"| {r['dir']} | {n} | {r['delivered']}/{r['sent']} | {r['posts']} | "
                 f"{r['rate']:,.0f} | {ms(r['p50'])} | {ms(r['p99'])} | "
                 f"{ms(r['http_p50'])} / {ms(r['http_p99'])} | {r['cpu']:.2f} | "
                 f"{r['db_cpu']:.2f} | {r['setup']:.1f} |"
             )
-            if "statements" in r:
-                rows += _statement_rows(r, instances)
+        rows += statements
     return rows, found
 
 

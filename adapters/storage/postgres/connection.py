@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from adapters.runtime.retry import backoff
-from adapters.storage.postgres import schema
+from adapters.storage.postgres import prefetch, schema
 from adapters.storage.postgres.pool import Pool
 from bot.errors import StoreError
 
@@ -273,12 +273,14 @@ class Database:
     # Writes: each committed when it returns
     async def write(self, sql: str, *args: Any) -> int:
         """One statement, committed; returns how many rows it changed."""
+        prefetch.writing()
         status: str = await self._call("write", lambda c: c.execute(sql, *_args(args)))
         return _changed(status)
 
     async def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for each of ``rows``, in order, in one round trip and one transaction:
         committed when this returns, or none of them."""
+        prefetch.writing()
         values = [_args(row) for row in rows]
         if values:
             await self._call("write", lambda c: c.executemany(sql, values))
@@ -292,6 +294,7 @@ class Database:
 
         If the batch fails on one row's account, each of its writes is tried alone, so only
         that one raises."""
+        prefetch.writing()
         values = _args(args)
         group = self._groups.get(sql)
         if group is None:
@@ -353,6 +356,7 @@ class Database:
         """One statement with ``RETURNING``, committed; returns its first row. ``again_on``: an
         error that rolls the statement back and is worth running it once more (a unique index
         broken by another instance's commit, which the next statement's snapshot sees)."""
+        prefetch.writing()
         values = _args(args)
 
         async def fetch(connection: asyncpg.Connection) -> asyncpg.Record | None:
@@ -368,6 +372,7 @@ class Database:
 
     async def transaction(self, work: Callable[[Session], Awaitable[_T]]) -> _T:
         """``work`` in one transaction, committed when this returns."""
+        prefetch.writing()
 
         async def atomically(connection: asyncpg.Connection) -> _T:
             async with connection.transaction():

@@ -3,7 +3,9 @@ so that one conversation's events are handled one at a time wherever they arrive
 message on the leader, a specialist's reply or card click on another instance.
 
 A holder takes this process's own lock for the key first (its callers queue in memory, at no
-cost to the database), then a session advisory lock on a connection of a small pool of its own.
+cost to the database), then a session advisory lock on a connection of a small pool of its own,
+in the same round trip as the conversation's rows, which the block's reads then find there
+(``prefetch``).
 The pool is not the store's: a block holding a lock does its work through the store's pool,
 which lock waiters can then never exhaust.
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from adapters.storage.postgres.connection import FAULTS
+from adapters.storage.postgres.prefetch import PREFETCHED, Prefetched
 from adapters.storage.postgres.schema import LOCK_CONVERSATION
 from bot.errors import StoreError
 from bot.locks import KeyedLocks
@@ -38,7 +41,8 @@ TIMEOUT = 15.0  # seconds to wait for a lock (another instance's block) or a con
 LINGER = 0.02  # seconds a lock stays taken after its block, for the key's next block
 SPARE = 2  # a lock is kept only while at least this many of the pool's connections are free
 
-LOCK = "SELECT pg_advisory_lock($1, hashtext($2))"
+# The lock, and the conversation's rows read once it is granted (``prefetch``).
+LOCK = "SELECT conversation, handoff FROM lock_conversation($1, $2)"
 UNLOCK = "SELECT pg_advisory_unlock($1, hashtext($2))"
 
 
@@ -68,13 +72,16 @@ class SharedLocks:
             taken = self._kept.pop(key, None)
             if taken is not None and taken.expiry is not None:
                 taken.expiry.cancel()
+            read: Prefetched | None = None  # a lock kept from before read nothing now
             if taken is None or _gone(taken.connection):
                 if taken is not None:
                     self._let_go(key, taken)  # its connection died: so did the lock
-                taken = await self._take(key)
+                taken, read = await self._take(key)
+            token = PREFETCHED.set(read)
             try:
                 yield
             finally:
+                PREFETCHED.reset(token)
                 self._after(key, taken)
 
     async def close(self) -> None:
@@ -88,7 +95,7 @@ class SharedLocks:
         if self._letting_go:
             await asyncio.gather(*self._letting_go, return_exceptions=True)
 
-    async def _take(self, key: str) -> _Taken:
+    async def _take(self, key: str) -> tuple[_Taken, Prefetched]:
         try:
             pool = await self._pool()
             connection = await pool.acquire(timeout=TIMEOUT)
@@ -97,14 +104,16 @@ class SharedLocks:
         self._out += 1
         taken = _Taken(pool, connection)
         try:
-            await connection.execute(LOCK, LOCK_CONVERSATION, key, timeout=TIMEOUT)
+            row = await connection.fetchrow(LOCK, LOCK_CONVERSATION, key, timeout=TIMEOUT)
         except BaseException as exc:
             _cut(connection)  # the lock may have been taken after all: never hand it on
             self._let_go(key, taken)
             if isinstance(exc, FAULTS):
                 raise StoreError(f"could not lock conversation {key}: {_why(exc)}") from exc
             raise
-        return taken
+        if row is None:
+            return taken, Prefetched(key, None, None)
+        return taken, Prefetched(key, row["conversation"], row["handoff"])
 
     def _after(self, key: str, taken: _Taken) -> None:
         """The block is over: keep the lock a little, or let it go."""

@@ -131,7 +131,36 @@ async def _shared(db: asyncpg.Connection) -> None:
     await db.execute(_SHARED)
 
 
-MIGRATIONS: tuple[Callable[[asyncpg.Connection], Awaitable[None]], ...] = (_tables, _shared)
+_LOCK_AND_READ = """
+-- A conversation's lock and its rows in one round trip: the lock (a session lock, kept until
+-- let go), then the conversation and its open handoff read with a snapshot taken after it was
+-- granted (each statement of a volatile function takes its own), so nothing committed by the
+-- lock's previous holder is missed.
+CREATE FUNCTION lock_conversation(lock_kind integer, conversation_id text)
+RETURNS TABLE (conversation conversations, handoff handoffs)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM pg_advisory_lock(lock_kind, hashtext(conversation_id));
+    RETURN QUERY
+        SELECT c, (SELECT h FROM handoffs h
+                   WHERE h.conversation_id = c.id AND h.state IN ('queued', 'joined') LIMIT 1)
+        FROM conversations c WHERE c.id = lock_conversation.conversation_id;
+END
+$$;
+"""
+
+
+async def _lock_and_read(db: asyncpg.Connection) -> None:
+    """3: ``lock_conversation()``, the lock of a conversation and its rows at once."""
+    await db.execute(_LOCK_AND_READ)
+
+
+MIGRATIONS: tuple[Callable[[asyncpg.Connection], Awaitable[None]], ...] = (
+    _tables,
+    _shared,
+    _lock_and_read,
+)
 VERSION = len(MIGRATIONS)
 
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from adapters.runtime import jsonio
 from adapters.storage.contract import Claim
-from adapters.storage.postgres import encoding, feed, lease, locks, schema
+from adapters.storage.postgres import encoding, feed, lease, locks, prefetch, schema
 from adapters.storage.postgres.connection import Database
 from adapters.storage.postgres.lease import Lease
 from adapters.storage.postgres.locks import SharedLocks
@@ -202,7 +202,11 @@ class PostgresStore:
 
     # HandoffStore
     async def get_conversation(self, *, conversation_id: str) -> Conversation | None:
-        row = await self._db.one("SELECT * FROM conversations WHERE id = $1", conversation_id)
+        read = prefetch.current(conversation_id)
+        if read is not None:
+            row = read.conversation
+        else:
+            row = await self._db.one("SELECT * FROM conversations WHERE id = $1", conversation_id)
         return encoding.conversation(row) if row else None
 
     async def save_conversation(self, *, conversation: Conversation) -> Conversation:
@@ -229,9 +233,16 @@ class PostgresStore:
         return [encoding.handoff(row) for row in await self._db.rows(sql, *args)]
 
     async def get_handoff(self, *, handoff_id: str) -> Handoff | None:
+        read = prefetch.PREFETCHED.get()
+        if read is not None and read.fresh and read.handoff is not None:
+            if read.handoff["id"] == handoff_id:  # the open one, as read under its lock
+                return encoding.handoff(read.handoff)
         return await self._handoff("SELECT * FROM handoffs WHERE id = $1", handoff_id)
 
     async def open_handoff(self, *, conversation_id: str) -> Handoff | None:
+        read = prefetch.current(conversation_id)
+        if read is not None:
+            return encoding.handoff(read.handoff) if read.handoff is not None else None
         return await self._handoff(
             "SELECT * FROM handoffs WHERE conversation_id = $1 AND state = ANY($2::text[]) LIMIT 1",
             conversation_id,
@@ -241,12 +252,16 @@ class PostgresStore:
     async def conversation_and_open_handoff(
         self, *, conversation_id: str
     ) -> tuple[Conversation | None, Handoff | None]:
-        row = await self._db.one(_CONVERSATION_AND_OPEN_HANDOFF, conversation_id)
-        if row is None:
+        read = prefetch.current(conversation_id)
+        if read is not None:
+            conversation, handoff = read.conversation, read.handoff
+        else:
+            row = await self._db.one(_CONVERSATION_AND_OPEN_HANDOFF, conversation_id)
+            conversation, handoff = (row["conversation"], row["handoff"]) if row else (None, None)
+        if conversation is None:
             return None, None
-        handoff = row["handoff"]
         return (
-            encoding.conversation(row["conversation"]),
+            encoding.conversation(conversation),
             encoding.handoff(handoff) if handoff is not None else None,
         )
 

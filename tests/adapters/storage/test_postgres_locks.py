@@ -6,14 +6,20 @@ instance it is in, others untouched, a dead lock connection lets go, a database 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
 from adapters.storage.postgres import locks
 from bot.errors import StoreError
+from bot.model import Conversation, Handoff, HandoffState, Visitor
 from tests.adapters.storage.conftest import Pair
 from tests.support.postgres import Cluster
+
+T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
 
 async def test_one_holder_per_conversation_across_instances(two: Pair) -> None:
@@ -101,13 +107,16 @@ async def test_a_lock_is_kept_briefly_for_its_next_block_and_then_let_go(
     to let go and take again); once nobody wants it for ``LINGER`` seconds it is let go, and
     another instance waits for it no longer than that."""
     executed: list[str] = []
-    real = asyncpg.connection.Connection.execute
+    for method in ("execute", "fetchrow"):  # the lock is taken by a fetch (it reads too)
+        real = getattr(asyncpg.connection.Connection, method)
 
-    async def counted(self: asyncpg.Connection, query: str, *args: object, **kw: object) -> str:
-        executed.append(query)
-        return await real(self, query, *args, **kw)
+        async def counted(
+            self: asyncpg.Connection, query: str, *args: object, _real: Any = real, **kw: object
+        ) -> Any:
+            executed.append(query)
+            return await _real(self, query, *args, **kw)
 
-    monkeypatch.setattr(asyncpg.connection.Connection, "execute", counted)
+        monkeypatch.setattr(asyncpg.connection.Connection, method, counted)
     a, b = (store.conversation_locks() for store in two)
     for _ in range(5):  # one conversation's events, back to back
         async with a.hold("busy"):
@@ -176,3 +185,38 @@ async def test_a_lock_whose_connection_dies_while_waiting_raises_store_error(
             await asyncio.wait_for(waiting, 5)
     async with asyncio.timeout(5), b.hold("c1"):  # and B locks again afterwards
         pass
+
+
+async def test_the_lock_reads_the_conversation_as_its_last_holder_left_it(two: Pair) -> None:
+    """Taking a conversation's lock reads its conversation and open handoff in the same round
+    trip, after the lock is granted: what the previous holder (another instance) committed in
+    its block is there; the block's reads are answered from it until the block writes."""
+    a, b = two
+    conversation = await a.save_conversation(conversation=Conversation("c1", Visitor(id="v"), T0))
+    queued = await a.save_handoff(
+        handoff=Handoff("h1", "c1", "support", HandoffState.QUEUED, T0, "asked")
+    )
+    a_in = asyncio.Event()
+    joined: list[Handoff] = []
+
+    async def first() -> None:
+        async with a.conversation_locks().hold("c1"):
+            a_in.set()
+            await asyncio.sleep(0.2)  # B waits for the lock meanwhile
+            joined.append(await a.save_handoff(handoff=replace(queued, state=HandoffState.JOINED)))
+
+    async def second() -> tuple[Any, Any]:
+        await a_in.wait()
+        async with b.conversation_locks().hold("c1"):
+            seen = await b.conversation_and_open_handoff(conversation_id="c1")
+            by_id = await b.get_handoff(handoff_id="h1")
+            return seen, by_id
+
+    _, (seen, by_id) = await asyncio.gather(first(), second())
+    assert seen == (conversation, joined[0])  # not the queued one B would have read earlier
+    assert by_id == joined[0]
+    # Once the block writes, reads go to the database again.
+    async with b.conversation_locks().hold("c1"):
+        ended = await b.save_handoff(handoff=replace(joined[0], state=HandoffState.ENDED))
+        assert await b.get_handoff(handoff_id="h1") == ended
+        assert await b.conversation_and_open_handoff(conversation_id="c1") == (conversation, None)
