@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.config import DEFAULT_PHRASES
 from bot.model import Handoff, Role, Turn
+from bot.rules.phrases import asks_for_person, is_greeting, normalise
 
 _QUESTION_START = re.compile(
     r"^(how|what|why|when|where|who|whom|which|can|could|is|are|am|do|does|did|will|would|"
@@ -18,10 +20,59 @@ _QUESTION_START = re.compile(
 QUOTE_LIMIT = 140
 
 
+_LEADING_AND = re.compile(r"^(and|also|so|but|und|et|y|e)\s+", re.IGNORECASE)
+
+
 def is_question(text: str) -> bool:
-    """Ends in a question mark or opens like a question."""
+    """Ends in a question mark or opens like a question (after an "and", "so"...)."""
     stripped = text.strip()
-    return stripped.endswith("?") or bool(_QUESTION_START.match(stripped))
+    return stripped.endswith("?") or bool(_QUESTION_START.match(_LEADING_AND.sub("", stripped)))
+
+
+# What asks nothing of the team, even when it ends in "?": checking the chat is alive, asking
+# whether the bot is one, thanks and pleasantries (a greeting or a request for a person is
+# recognised by the escalation's own rules).
+_SMALL_TALK = re.compile(
+    r"^(how are you|how r u|are you (a |an )?(bot|robot|human|real|there)|"
+    r"(is )?(any ?one|some ?one|somebody|anybody) (still )?there|(are you )?still there|"
+    r"you there|hello|hi|hey|thanks|thank you|thx|danke|merci|gracias|ok|okay|"
+    r"wie geht'?s|ça va|bist du (ein )?bot|are we done)\b"
+)
+# A question that leans on the sentence before it ("How do I fix that?").
+_POINTS_BACK = re.compile(r"\b(this|that|it|these|those|das|dies|es|ça|cela|ceci|eso|esto)\b")
+# Where sentences end: after a closing mark and a space (not the dot in "example.com"), or
+# at a line's end.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _chatter(text: str) -> bool:
+    """A request for a person, a greeting, thanks or small talk: nothing to answer."""
+    plain = normalise(text)
+    return (
+        not plain
+        or asks_for_person(text, DEFAULT_PHRASES)
+        or is_greeting(text)
+        or bool(_SMALL_TALK.match(plain))
+    )
+
+
+def questions_in(text: str) -> list[str]:
+    """The questions a message really asks, sentence by sentence: never a request for a person,
+    a greeting, thanks or small talk, even when they end in a question mark."""
+    found = []
+    before = ""  # the statement just before, which "that" in a question may point back to
+    for part in _SENTENCE_END.split(text):
+        sentence = part.strip()
+        if not sentence or _chatter(sentence):
+            continue
+        if not is_question(sentence):
+            before = sentence
+            continue
+        if before and (len(sentence.split()) <= 2 or _POINTS_BACK.search(normalise(sentence))):
+            sentence = f"{before} {sentence}"
+        found.append(sentence)
+        before = ""
+    return found
 
 
 def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
@@ -60,8 +111,8 @@ def loops(turns: Sequence[Turn]) -> Loops:
     pending: list[str] = []
     answered: list[str] = []
     for turn in turns:
-        if turn.role is Role.VISITOR and is_question(turn.text):
-            pending.append(quote(turn.text))
+        if turn.role is Role.VISITOR:
+            pending.extend(quote(question) for question in questions_in(turn.text))
         elif turn.role is Role.BOT and not turn.fallback and pending:
             answered.append(pending.pop())
         elif turn.role is Role.SPECIALIST and pending:
@@ -107,11 +158,14 @@ def end_summary(
     """Summarise the human part of the conversation (from handoff to end)."""
     during = [t for t in turns if t.at >= handoff.created_at]
     result = loops(turns)
-    asked_during = tuple(
-        quote(t.text) for t in during if t.role is Role.VISITOR and is_question(t.text)
-    )
-    if not asked_during:
-        asked_during = tuple(quote(t.text) for t in during if t.role is Role.VISITOR)[:3]
+    said = [t.text for t in during if t.role is Role.VISITOR]
+    # What the specialist took on: the questions still open when the handoff began (what the
+    # visitor came about), then those asked since.
+    carried = loops([t for t in turns if t.at < handoff.created_at]).open
+    asked_since = [quote(q) for text in said for q in questions_in(text)]
+    asked_during = tuple(dict.fromkeys([*carried, *asked_since]))
+    if not asked_during:  # no question as such: what they came about, in their words
+        asked_during = tuple(quote(text) for text in said if not _chatter(text))[:3]
     specialist = handoff.specialist.name if handoff.specialist else "nobody"
     start = handoff.joined_at or handoff.created_at
     return EndSummary(

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.model import Handoff, HandoffState, Party, Person, Role, Turn
-from bot.summary import end_summary, format_duration, is_question, loops, quote, summary_so_far
+from bot.summary import (
+    end_summary,
+    format_duration,
+    is_question,
+    loops,
+    questions_in,
+    quote,
+    summary_so_far,
+)
 from bot.texts import Texts
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -30,12 +38,39 @@ TURNS = [
 def test_loops_split_answered_and_open() -> None:
     result = loops(TURNS)
     assert result.answered == ("What does the Pro plan cost?",)
-    assert result.open == ("How do I export invoices?", "can I talk to a human")
+    assert result.open == ("How do I export invoices?",)  # asking for a person is no question
 
 
 def test_specialist_reply_answers_everything_pending() -> None:
     result = loops([*TURNS, turn(5, Role.SPECIALIST, "Here is how")])
     assert result.open == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "questions"),
+    [
+        ("Can I talk to a human please?", []),
+        ("Kann ich bitte mit einem Menschen sprechen?", []),
+        ("Hello? Anyone there?", []),
+        ("Still there?", []),
+        ("Are you a bot?", []),
+        ("Thanks! Ok?", []),
+        ("How do I export invoices?", ["How do I export invoices?"]),
+        (
+            "Can I talk to a human please? My invoices will not export. How do I fix that?",
+            ["My invoices will not export. How do I fix that?"],
+        ),
+        ("I was charged twice. Why?", ["I was charged twice. Why?"]),
+        (
+            "Where is my order? And when does it ship",
+            ["Where is my order?", "And when does it ship"],
+        ),
+        ("Wie kann ich kündigen?", ["Wie kann ich kündigen?"]),
+        ("¿Cómo puedo pagar?", ["¿Cómo puedo pagar?"]),
+    ],
+)
+def test_only_real_questions_are_questions(text: str, questions: list[str]) -> None:
+    assert questions_in(text) == questions
 
 
 def test_summary_so_far() -> None:
@@ -72,12 +107,13 @@ def test_end_summary() -> None:
     assert (
         summary.who == "Jane with Alex" and summary.duration == "12 min" and summary.messages == 4
     )
+    # What she came about (still open at the handoff) counts; asking for a person does not.
     assert summary.asked == (
-        "can I talk to a human",
+        "How do I export invoices?",
         "Why was I charged twice?",
         "Can I get a PDF too?",
     )
-    assert summary.resolved == ("can I talk to a human", "Why was I charged twice?")
+    assert summary.resolved == ("How do I export invoices?", "Why was I charged twice?")
     assert summary.still_open == ("Can I get a PDF too?",)
     assert summary.ended_by == "Alex"
 

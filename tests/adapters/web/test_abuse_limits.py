@@ -233,7 +233,7 @@ async def test_an_idle_socket_is_closed_and_a_silent_peer_dropped(
         ) as r:
             url = (await r.json())["streamUrl"]
         silent = await http.ws_connect(url, autoping=False)
-        for _ in range(100):
+        for _ in range(300):  # up to 15 s: a loaded machine (the whole suite) is slower
             if visitor.conversation_id not in channel.connected():
                 break
             await asyncio.sleep(0.05)
@@ -377,7 +377,7 @@ async def test_a_socket_that_takes_no_frame_is_dropped_even_when_nothing_more_co
             if visitor.conversation_id not in channel.connected():
                 break
             await visitor.post({"type": "message", "text": "z" * 3_900})
-        for _ in range(100):
+        for _ in range(300):  # up to 15 s: a loaded machine (the whole suite) is slower
             if visitor.conversation_id not in channel.connected():
                 break
             await asyncio.sleep(0.05)
