@@ -20,23 +20,26 @@ _QUESTION_START = re.compile(
 QUOTE_LIMIT = 140
 
 
-_LEADING_AND = re.compile(r"^(and|also|so|but|und|et|y|e)\s+", re.IGNORECASE)
+_LEADING_AND = re.compile(
+    r"^((and|also|so|but|ok|okay|well|hi|hello|und|also|et|alors|y|e)[,]?\s+)+", re.IGNORECASE
+)
 
 
 def is_question(text: str) -> bool:
-    """Ends in a question mark or opens like a question (after an "and", "so"...)."""
+    """Ends in a question mark or opens like a question (after "and", "ok so", "hi"...)."""
     stripped = text.strip()
     return stripped.endswith("?") or bool(_QUESTION_START.match(_LEADING_AND.sub("", stripped)))
 
 
-# What asks nothing of the team, even when it ends in "?": checking the chat is alive, asking
-# whether the bot is one, thanks and pleasantries (a greeting or a request for a person is
+# What asks nothing of the team, even when it ends in "?" (the whole sentence, so "ok so how do
+# I export?" still asks): checking the chat is alive, asking whether the bot is one, thanks and
+# pleasantries (a greeting or a request for a person is
 # recognised by the escalation's own rules).
 _SMALL_TALK = re.compile(
     r"^(how are you|how r u|are you (a |an )?(bot|robot|human|real|there)|"
     r"(is )?(any ?one|some ?one|somebody|anybody) (still )?there|(are you )?still there|"
     r"you there|hello|hi|hey|thanks|thank you|thx|danke|merci|gracias|ok|okay|"
-    r"wie geht'?s|ça va|bist du (ein )?bot|are we done)\b"
+    r"wie geht'?s|ça va|bist du (ein )?bot|are we done)( (today|doing|please|there|again))?$"
 )
 # A question that leans on the sentence before it ("How do I fix that?").
 _POINTS_BACK = re.compile(r"\b(this|that|it|these|those|das|dies|es|ça|cela|ceci|eso|esto)\b")

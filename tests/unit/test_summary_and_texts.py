@@ -55,6 +55,9 @@ def test_specialist_reply_answers_everything_pending() -> None:
         ("Still there?", []),
         ("Are you a bot?", []),
         ("Thanks! Ok?", []),
+        ("How are you today?", []),
+        ("Hi, how do I export invoices?", ["Hi, how do I export invoices?"]),
+        ("ok so how do I pay", ["ok so how do I pay"]),
         ("How do I export invoices?", ["How do I export invoices?"]),
         (
             "Can I talk to a human please? My invoices will not export. How do I fix that?",
