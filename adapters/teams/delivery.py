@@ -45,7 +45,7 @@ from adapters.teams.outbox import (
     encode,
 )
 from adapters.teams.pacing import TENANT_WINDOWS, THREAD_WINDOWS, SlidingWindows, Turnstile
-from adapters.teams.text import relay_markdown
+from adapters.teams.text import MAX_TEXT_BYTES, relay_markdown, split_text
 from bot import logcontext
 from bot.errors import GatewayError, RetryableGatewayError, StoreError, ThreadGoneError
 from bot.ports import ThreadRef
@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 
 Row = tuple[int, Item | Unreadable]  # a queued item and its place in the thread's queue
 
-# Teams refuses messages over ~28 KB; leave room for the activity envelope.
-MAX_TEXT_BYTES = 24_000
 BATCH = 50
 MIRRORED = 10_000  # threads whose queue is mirrored in memory (then started over)
 # Rows read to count a thread's queue that memory does not know (a restart, a failed commit):
@@ -66,32 +64,6 @@ STOP_GRACE = 5.0  # seconds a graceful stop lets sends under way finish
 
 ThreadGone = Callable[[str, str], Awaitable[None]]
 History = Callable[[str, float], Awaitable[list[float]]]
-
-
-def split_text(text: str, author: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
-    """Pieces of ``text`` whose relayed form fits ``limit`` bytes, cut at line or word breaks."""
-    if len(relay_markdown(author, text).encode()) <= limit:
-        return [text]
-    pieces: list[str] = []
-    rest = text
-    while rest:
-        # Escaping can grow text up to ~7x: start from a safe guess and shrink to fit.
-        size = min(len(rest), max(1, limit // 8))
-        while size < len(rest) and len(relay_markdown(author, rest[: size * 2]).encode()) <= limit:
-            size *= 2
-        size = min(size, len(rest))
-        while len(relay_markdown(author, rest[:size]).encode()) > limit:
-            size = max(1, size * 3 // 4)
-        cut = size
-        if size < len(rest):
-            for sep in ("\n\n", "\n", " "):
-                at = rest.rfind(sep, 0, size)
-                if at > size // 2:
-                    cut = at + len(sep)
-                    break
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    return [p for p in pieces if p]
 
 
 def _result(exc: GatewayError) -> str:

@@ -77,3 +77,33 @@ def safe_markdown(text: str) -> str:
 def relay_markdown(author: str, text: str) -> str:
     """A visitor message as posted in the thread."""
     return f"**{safe_markdown(author)}:** {safe_markdown(text)}"
+
+
+# Teams refuses messages over ~28 KB; leave room for the activity envelope.
+MAX_TEXT_BYTES = 24_000
+
+
+def split_text(text: str, author: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
+    """Pieces of ``text`` whose relayed form fits ``limit`` bytes, cut at line or word breaks."""
+    if len(relay_markdown(author, text).encode()) <= limit:
+        return [text]
+    pieces: list[str] = []
+    rest = text
+    while rest:
+        # Escaping can grow text up to ~7x: start from a safe guess and shrink to fit.
+        size = min(len(rest), max(1, limit // 8))
+        while size < len(rest) and len(relay_markdown(author, rest[: size * 2]).encode()) <= limit:
+            size *= 2
+        size = min(size, len(rest))
+        while len(relay_markdown(author, rest[:size]).encode()) > limit:
+            size = max(1, size * 3 // 4)
+        cut = size
+        if size < len(rest):
+            for sep in ("\n\n", "\n", " "):
+                at = rest.rfind(sep, 0, size)
+                if at > size // 2:
+                    cut = at + len(sep)
+                    break
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [p for p in pieces if p]

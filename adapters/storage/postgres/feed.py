@@ -1,7 +1,7 @@
 """Appends committed by any instance, as they commit (``contract.ActivityFeed``), and posts
 queued for Teams threads: LISTEN on one connection of its own per store, apart from the pool.
 
-Every append notifies ``CHANNEL`` in its own transaction (``store.APPEND``), so a notification
+Every append notifies ``CHANNEL`` in its own transaction (``statements.APPEND``), so a notification
 is sent once, on commit, and never for a row rolled back. Each is signed with the appending
 store's origin: a store's own are passed over, since its process knows what it appended (and
 the notification may well arrive before the append's own answer). Notifications are hints: none is

@@ -17,6 +17,7 @@ import asyncpg
 from adapters.runtime import jsonio
 from adapters.storage.contract import Claim
 from adapters.storage.postgres import encoding, feed, lease, locks, prefetch, schema
+from adapters.storage.postgres import statements as sql
 from adapters.storage.postgres.connection import Database
 from adapters.storage.postgres.lease import Lease
 from adapters.storage.postgres.locks import SharedLocks
@@ -25,94 +26,7 @@ from adapters.storage.records import SaveStatements
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Role, Turn
 
-_CONFLICT = " ON CONFLICT (id) DO NOTHING"
-_CONVERSATIONS = SaveStatements.of(
-    "conversations", "conversation", encoding.CONVERSATION_COLUMNS, "${}".format, _CONFLICT
-)
-_HANDOFFS = SaveStatements.of(
-    "handoffs", "handoff", encoding.HANDOFF_COLUMNS, "${}".format, _CONFLICT
-)
 _Record = TypeVar("_Record", Conversation, Handoff)
-
-# The next seq comes from the conversation's counter row, in the same statement (so the same
-# transaction) as the row it numbers: a second appender waits on the row lock until the first
-# commits, then takes the next number. Numbers are handed out in commit order with no gaps, so
-# a reader that has seen N never finds an N - 1 committing after it. A rolled-back append
-# rolls its number back too, but it was never handed out: the call raised instead. The same
-# statement notifies the other instances (``feed``): sent on commit, never for a rollback, and
-# signed with this store's origin ($4), so that its own listener passes over it.
-APPEND = f"""
-WITH next AS (
-    INSERT INTO activity_counters AS c (conversation_id, last_seq) VALUES ($1, 1)
-    ON CONFLICT (conversation_id) DO UPDATE SET last_seq = c.last_seq + 1
-    RETURNING last_seq),
-appended AS (
-    INSERT INTO activities (conversation_id, seq, body, key)
-    SELECT $1, last_seq, $2, $3 FROM next RETURNING seq)
-SELECT seq, pg_notify('{feed.CHANNEL}', $4 || ' ' || $1 || ':' || seq) FROM appended
-"""
-# With a key: appended unless the conversation holds an activity with that key already (then
-# no number is taken, and that one's seq comes back, not new). Two instances appending the same
-# key at once both find none; the second waits on the counter row, then breaks the unique
-# index: rolled back whole (its number too), and tried again it finds the first.
-APPEND_ONCE = f"""
-WITH existing AS (SELECT seq FROM activities WHERE conversation_id = $1 AND key = $3),
-next AS (
-    INSERT INTO activity_counters AS c (conversation_id, last_seq)
-    SELECT $1, 1 WHERE NOT EXISTS (SELECT 1 FROM existing)
-    ON CONFLICT (conversation_id) DO UPDATE SET last_seq = c.last_seq + 1
-    RETURNING last_seq),
-appended AS (
-    INSERT INTO activities (conversation_id, seq, body, key)
-    SELECT $1, last_seq, $2, $3 FROM next RETURNING seq)
-SELECT seq, true AS new, pg_notify('{feed.CHANNEL}', $4 || ' ' || $1 || ':' || seq) FROM appended
-UNION ALL SELECT seq, false, NULL FROM existing
-"""
-# A delivery is claimed while it is handled: by nobody else unless it is not done and either
-# was claimed long ago or the connection that claimed it is gone (its process went down: a
-# process's pooled connections live as long as it, or longer than a claim's lease).
-CLAIM = """
-INSERT INTO seen AS s (key, at, done, claimer) VALUES ($1, $2, false, pg_backend_pid())
-ON CONFLICT (key) DO UPDATE SET at = excluded.at, claimer = excluded.claimer
-    WHERE NOT s.done AND (
-        s.at <= excluded.at - $3::interval
-        OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = s.claimer))
-RETURNING key
-"""
-# A thread's posts are numbered (from one sequence for all threads) under a lock of that
-# thread's, held until commit: one thread's numbers are in commit order, so its delivery
-# worker never finds an older post behind one it has sent.
-ENQUEUE = f"""
-WITH thread AS MATERIALIZED (SELECT pg_advisory_xact_lock($3, hashtext($1))),
-queued AS (INSERT INTO outbound (thread_id, item) SELECT $1, $2 FROM thread RETURNING seq)
-SELECT seq, pg_notify('{feed.OUTBOX}', $4 || ' ' || $1) FROM queued
-"""
-# A drop is the end of a send (or of a post Teams refused, or of a thread gone): its time is
-# kept for the next leader's rate windows (a refusal counted as a send: on the safe side), once
-# per thread however many rows one post folded.
-DROP = """
-WITH gone AS (DELETE FROM outbound WHERE seq = ANY($1::bigint[]) RETURNING thread_id)
-INSERT INTO sent (thread_id, at)
-SELECT thread_id, clock_timestamp() FROM (SELECT DISTINCT thread_id FROM gone) AS threads
-"""
-_ADD_TURN = (
-    f"INSERT INTO turns ({', '.join(encoding.TURN_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
-)
-# Spelled out, not a parameter: so the planner can use the partial index of open handoffs.
-_OPEN_IN = ", ".join(f"'{state}'" for state in OPEN_STATES)
-# Both rows whole (composite values), in one round trip.
-_CONVERSATION_AND_OPEN_HANDOFF = f"""
-SELECT c AS conversation,
-       (SELECT h FROM handoffs h WHERE h.conversation_id = c.id AND h.state IN ({_OPEN_IN})
-        LIMIT 1) AS handoff
-FROM conversations c WHERE c.id = $1
-"""
-_OPEN_THREAD = f"""
-SELECT (SELECT thread_id FROM handoffs WHERE conversation_id = c.id AND state IN ({_OPEN_IN})
-        LIMIT 1) AS thread_id
-FROM conversations c WHERE c.id = $1
-"""
-_KEEP_META = "INSERT INTO meta (key, value, conversation_id) VALUES ($1, $2, $3)"
 
 
 class PostgresStore:
@@ -211,13 +125,13 @@ class PostgresStore:
 
     async def save_conversation(self, *, conversation: Conversation) -> Conversation:
         values = encoding.conversation_values(conversation)
-        return await self._save(_CONVERSATIONS, conversation, values)
+        return await self._save(sql.CONVERSATIONS, conversation, values)
 
     async def add_turn(self, *, turn: Turn) -> None:
-        await self._db.write_grouped(_ADD_TURN, *encoding.turn_values(turn))
+        await self._db.write_grouped(sql.ADD_TURN, *encoding.turn_values(turn))
 
     async def add_turns(self, *, turns: Sequence[Turn]) -> None:
-        await self._db.write_many(_ADD_TURN, [encoding.turn_values(turn) for turn in turns])
+        await self._db.write_many(sql.ADD_TURN, [encoding.turn_values(turn) for turn in turns])
 
     async def turns(self, *, conversation_id: str) -> list[Turn]:
         rows = await self._db.rows(
@@ -256,7 +170,7 @@ class PostgresStore:
         if read is not None:
             conversation, handoff = read.conversation, read.handoff
         else:
-            row = await self._db.one(_CONVERSATION_AND_OPEN_HANDOFF, conversation_id)
+            row = await self._db.one(sql.CONVERSATION_AND_OPEN_HANDOFF, conversation_id)
             conversation, handoff = (row["conversation"], row["handoff"]) if row else (None, None)
         if conversation is None:
             return None, None
@@ -266,7 +180,7 @@ class PostgresStore:
         )
 
     async def open_thread(self, *, conversation_id: str) -> str | None:
-        row = await self._db.one(_OPEN_THREAD, conversation_id)
+        row = await self._db.one(sql.OPEN_THREAD, conversation_id)
         return None if row is None else str(row["thread_id"] or "")
 
     async def handoff_for_thread(self, *, thread_id: str) -> Handoff | None:
@@ -276,7 +190,7 @@ class PostgresStore:
 
     async def open_handoffs(self) -> list[Handoff]:
         return await self._handoffs(
-            f"SELECT * FROM handoffs WHERE state IN ({_OPEN_IN}) ORDER BY created_at, id"
+            f"SELECT * FROM handoffs WHERE state IN ({sql.OPEN_IN}) ORDER BY created_at, id"
         )
 
     async def last_human_turn_at(self, *, conversation_id: str) -> datetime | None:
@@ -290,7 +204,7 @@ class PostgresStore:
         return at
 
     async def save_handoff(self, *, handoff: Handoff) -> Handoff:
-        return await self._save(_HANDOFFS, handoff, encoding.handoff_values(handoff))
+        return await self._save(sql.HANDOFFS, handoff, encoding.handoff_values(handoff))
 
     async def unopened_handoffs(self) -> list[Handoff]:
         return await self._handoffs(
@@ -330,7 +244,7 @@ class PostgresStore:
     async def claim(self, *, key: str, now: datetime, lease: timedelta) -> Claim:
         """See ``contract.SharedStore.claim``."""
         while True:
-            if await self._db.write_one(CLAIM, key, now, lease) is not None:
+            if await self._db.write_one(sql.CLAIM, key, now, lease) is not None:
                 return "mine"
             row = await self._db.one("SELECT done FROM seen WHERE key = $1", key)
             if row is not None:  # else forgotten meanwhile (retention): claim again
@@ -344,7 +258,7 @@ class PostgresStore:
     ) -> tuple[int, bool]:
         """See ``contract.SharedStore.append_once``."""
         row = await self._db.write_one(
-            APPEND_ONCE,
+            sql.APPEND_ONCE,
             conversation_id,
             jsonio.dumps(activity),
             key,
@@ -370,7 +284,7 @@ class PostgresStore:
         self, *, conversation_id: str, activity: dict[str, Any], key: str = ""
     ) -> int:
         row = await self._db.write_one(
-            APPEND, conversation_id, jsonio.dumps(activity), key or None, self._origin
+            sql.APPEND, conversation_id, jsonio.dumps(activity), key or None, self._origin
         )
         assert row is not None
         return int(row["seq"])
@@ -440,7 +354,7 @@ class PostgresStore:
 
     async def set_meta(self, *, key: str, value: str, conversation_id: str = "") -> None:
         await self._db.write(
-            f"{_KEEP_META} ON CONFLICT (key) DO UPDATE"
+            f"{sql.KEEP_META} ON CONFLICT (key) DO UPDATE"
             " SET value = excluded.value, conversation_id = excluded.conversation_id",
             key,
             value,
@@ -452,7 +366,7 @@ class PostgresStore:
         # see that row in its own snapshot.
         while True:
             row = await self._db.write_one(
-                f"{_KEEP_META} ON CONFLICT (key) DO NOTHING RETURNING value",
+                f"{sql.KEEP_META} ON CONFLICT (key) DO NOTHING RETURNING value",
                 key,
                 value,
                 conversation_id or None,
@@ -466,7 +380,7 @@ class PostgresStore:
     # OutboundStore
     async def enqueue_outbound(self, *, thread_id: str, item: dict[str, Any]) -> int:
         row = await self._db.write_one(
-            ENQUEUE, thread_id, jsonio.dumps(item), schema.LOCK_OUTBOX_THREAD, self._origin
+            sql.ENQUEUE, thread_id, jsonio.dumps(item), schema.LOCK_OUTBOX_THREAD, self._origin
         )
         assert row is not None
         return int(row["seq"])
@@ -489,7 +403,7 @@ class PostgresStore:
         """Also notes when (see ``recent_sends``): rows are dropped once sent (or refused).
         Alone, not group-committed: grouped, the failover suite saw up to 22 posts sent twice
         around a database restart and a leader's pause (not yet understood; see issue 14)."""
-        await self._db.write(DROP, seqs)
+        await self._db.write(sql.DROP, seqs)
 
     async def recent_sends(self, *, thread_id: str = "", within: float) -> list[float]:
         """See ``contract.SharedStore.recent_sends``."""

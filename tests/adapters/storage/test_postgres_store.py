@@ -19,7 +19,7 @@ import pytest
 
 from adapters.storage.postgres import PostgresStore, schema
 from adapters.storage.postgres.connection import Database, redacted
-from adapters.storage.postgres.store import APPEND
+from adapters.storage.postgres.statements import APPEND
 from bot.errors import StaleWriteError, StoreError
 from bot.model import Conversation, Handoff, HandoffState, Person, Role, Turn
 from tests.adapters.storage import test_store_contract as contract

@@ -12,8 +12,8 @@ from adapters.runtime.httpclient import HttpClient
 from adapters.storage.memory import MemoryStore
 from adapters.storage.sqlite import SqliteStore
 from adapters.teams.connector import BotConnector
-from adapters.teams.delivery import MAX_TEXT_BYTES, DeliveryQueue, split_text
-from adapters.teams.text import relay_markdown
+from adapters.teams.delivery import DeliveryQueue
+from adapters.teams.text import MAX_TEXT_BYTES, relay_markdown, split_text
 from bot.errors import RetryableGatewayError, StoreError
 from tests.support.delivery import (
     FAST_THREAD,

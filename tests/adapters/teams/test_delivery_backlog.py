@@ -11,7 +11,8 @@ import pytest
 from adapters.storage.memory import MemoryStore
 from adapters.storage.sqlite import SqliteStore
 from adapters.teams.connector import BotConnector
-from adapters.teams.delivery import MAX_TEXT_BYTES, DeliveryQueue
+from adapters.teams.delivery import DeliveryQueue
+from adapters.teams.text import MAX_TEXT_BYTES
 from bot.errors import StoreError
 from tests.support.delivery import THREAD, delivered, queue
 from tests.support.processes import eventually
