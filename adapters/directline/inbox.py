@@ -89,6 +89,12 @@ class Inbox:
         # Conversations with a backlog at start: handled row by row, each attempt recorded
         # before it is made, since what they were handling may be what took the process down.
         self._careful: set[str] = set()
+        # conversation -> the latest row heard of while leading: appended here, notified from
+        # elsewhere, or read by a resume; and, at the last ``look``, the rows committed that
+        # were not (a lost wake-up, if still not heard of at the next).
+        self._heard: dict[str, int] = {}
+        self._unheard: dict[str, int] = {}
+        self._unsure: set[str] = set()  # an append here raised, and may have committed
 
     def kick(self, cid: str) -> None:
         if self._active:
@@ -101,6 +107,9 @@ class Inbox:
         self._fresh.clear()
         self._told.clear()
         self._careful.clear()
+        self._heard.clear()
+        self._unheard.clear()
+        self._unsure.clear()
         self._workers.open()
         self._active = True
 
@@ -128,6 +137,7 @@ class Inbox:
         """An activity of the conversation's log was committed (called in the log's order)."""
         if not self._active:
             return
+        self._hear(cid, seq)
         fresh = self._fresh.get(cid)
         if fresh is None:
             if len(self._fresh) >= RECENT_CONVERSATIONS:
@@ -141,6 +151,7 @@ class Inbox:
         """The conversation's log may hold a row memory was not given (an append that raised
         after it may have committed): the next round reads the store."""
         self._fresh.pop(cid, None)
+        self._unsure.add(cid)
         self.kick(cid)
 
     def committed_elsewhere(self, cid: str, seq: int) -> None:
@@ -149,11 +160,44 @@ class Inbox:
         has read past ``seq`` (from the store)."""
         if not self._active:
             return
+        self._hear(cid, seq)
         if seq > self._told.get(cid, 0):
             if len(self._told) >= RECENT_CONVERSATIONS:
                 self._told.clear()
             self._told[cid] = seq
         self.kick(cid)
+
+    def _hear(self, cid: str, seq: int) -> None:
+        if seq > self._heard.get(cid, 0):
+            if len(self._heard) >= RECENT_CONVERSATIONS:
+                self._heard.clear()  # (the next looks may report a few rows as unheard)
+            self._heard[cid] = seq
+
+    async def look(self) -> None:
+        """A look in the store for work no wake-up announced (every few seconds while leading:
+        ``housekeeping.watch``). Wake-ups are hints; this makes sure that a lost one delays an
+        activity by seconds instead of leaving it until the conversation's next. Conversations
+        with rows not yet handled and no worker get one (rows the bot appended are passed, so
+        the position keeps up). A row committed but not heard of at the last look, and still
+        not, is reported: a wake-up was lost (or the listening connection was away so long)."""
+        backlog = await self._store.inbox_backlog()
+        unsure, self._unsure = self._unsure, set()
+        for cid, seq in backlog:
+            if cid in unsure:
+                self._hear(cid, seq)  # told of, in a way: "read the store"
+        for cid, seq in self._unheard.items():
+            if seq > self._heard.get(cid, 0):
+                log.warning(
+                    "conversation %s: activity %d was committed, and this process, leading, was"
+                    " never told; handled after a look",
+                    cid,
+                    seq,
+                )
+                self._hear(cid, seq)
+        self._unheard = {cid: seq for cid, seq in backlog if seq > self._heard.get(cid, 0)}
+        for cid, _ in backlog:
+            if not self._workers.known(cid):
+                self.kick(cid)
 
     def waiting(self) -> int:
         """Visitor activities committed and known here, not yet handled (while this process
@@ -338,7 +382,8 @@ class Inbox:
         a time, each attempt recorded before it is made): an activity that took the process
         down ``MAX_CRASHES`` times is quarantined instead of crashing it once more.
         ``careful=False``: a look for work this process was not told of (no crash)."""
-        for cid in await self._store.inbox_backlog():
+        for cid, seq in await self._store.inbox_backlog():
+            self._hear(cid, seq)
             if careful:
                 self._careful.add(cid)
             self.kick(cid)

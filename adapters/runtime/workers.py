@@ -4,11 +4,16 @@
 running, makes it go round once more so nothing written meanwhile is left behind. So a round
 need not read the store again to learn that it is empty: what was written after its read came
 with a kick.
+
+Each worker runs in a context of its own, not its kicker's: a worker outlives the request or
+the lock block that first kicked it, and must not carry what they had set (log fields, what a
+lock read).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -42,7 +47,9 @@ class KeyedWorkers:
         retry = self._retries.pop(key, None)
         if retry is not None:
             retry.cancel()
-        self._running[key] = asyncio.create_task(self._run(key), name=f"{self._name}:{key}")
+        self._running[key] = asyncio.create_task(
+            self._run(key), name=f"{self._name}:{key}", context=contextvars.Context()
+        )
 
     async def _run(self, key: str) -> None:
         try:
@@ -66,6 +73,10 @@ class KeyedWorkers:
             self._retries[key] = asyncio.get_running_loop().call_later(delay, self._retry, key)
         finally:
             del self._running[key]
+
+    def known(self, key: str) -> bool:
+        """Whether the key has a worker: running, or waiting to retry after a failure."""
+        return key in self._running or key in self._retries
 
     def _retry(self, key: str) -> None:
         self._retries.pop(key, None)

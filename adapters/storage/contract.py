@@ -72,8 +72,9 @@ class ActivityLog(MetaStore, Protocol):
     async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None:
         """Move the position forward (never back)."""
 
-    async def inbox_backlog(self) -> list[str]:
-        """Conversations with activities past their inbox position."""
+    async def inbox_backlog(self) -> list[tuple[str, int]]:
+        """Conversations with activities past their inbox position, each with its latest
+        activity's seq."""
 
     async def flush(self) -> None:
         """Return once every write so far is durable."""
@@ -88,7 +89,8 @@ class OutboundStore(Protocol):
         self, *, thread_id: str, limit: int = 50
     ) -> list[tuple[int, dict[str, Any]]]: ...
 
-    async def outbound_threads(self) -> list[str]: ...
+    async def outbound_threads(self) -> list[tuple[str, int]]:
+        """Threads with items queued, each with its oldest item's seq."""
 
     async def drop_outbound(self, *, seqs: list[int]) -> None: ...
 

@@ -209,8 +209,11 @@ class MemoryStore(ReadsTogether):
         ]
         return rows[:limit]
 
-    async def outbound_threads(self) -> list[str]:
-        return sorted({tid for tid, _ in self._outbound.values()})
+    async def outbound_threads(self) -> list[tuple[str, int]]:
+        oldest: dict[str, int] = {}
+        for seq, (tid, _) in sorted(self._outbound.items()):
+            oldest.setdefault(tid, seq)
+        return sorted(oldest.items())
 
     async def drop_outbound(self, *, seqs: list[int]) -> None:
         for seq in seqs:
@@ -228,5 +231,9 @@ class MemoryStore(ReadsTogether):
     async def set_inbox_position(self, *, conversation_id: str, seq: int) -> None:
         self._inbox[conversation_id] = max(seq, self._inbox.get(conversation_id, 0))
 
-    async def inbox_backlog(self) -> list[str]:
-        return [cid for cid, log in self._activities.items() if len(log) > self._inbox.get(cid, 0)]
+    async def inbox_backlog(self) -> list[tuple[str, int]]:
+        return [
+            (cid, len(log))
+            for cid, log in self._activities.items()
+            if len(log) > self._inbox.get(cid, 0)
+        ]

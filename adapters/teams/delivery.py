@@ -132,6 +132,8 @@ class DeliveryQueue:
         self._writes = 0  # store writes begun
         self._writing = 0  # store writes under way
         self._uncommitted: OrderedDict[str, int] = OrderedDict()
+        # At the last ``look``: threads with posts queued and no worker (-> the oldest post).
+        self._idle: dict[str, int] = {}
 
     # ---- what the desk and the inbound handlers send -------------------------------------
 
@@ -240,6 +242,7 @@ class DeliveryQueue:
         self._mirror.clear()
         self._backlog.clear()
         self._uncommitted.clear()
+        self._idle.clear()
         if self._history is not None:  # the windows start from the store's record
             self._windows.clear()
             self._tenant = SlidingWindows(self._tenant.windows)
@@ -262,12 +265,32 @@ class DeliveryQueue:
 
     async def resume(self) -> None:
         """After a restart: count and send what was queued and not yet delivered."""
-        for thread_id in await self._store.outbound_threads():
+        for thread_id, _ in await self._store.outbound_threads():
             try:
                 await self._recount(thread_id)
             except StoreError as exc:
                 log.warning("thread %s: queue not counted (%s); its worker will", thread_id, exc)
             self._kick(thread_id)
+
+    async def look(self) -> None:
+        """A look in the store for posts no wake-up announced (every few seconds while leading:
+        ``housekeeping.watch``): a thread with posts queued and no worker, at this look and the
+        last with the same oldest post, lost its wake-up; it is reported and sent now, instead
+        of waiting for the thread's next post."""
+        idle: dict[str, int] = {}
+        for thread_id, oldest in await self._store.outbound_threads():
+            if self._workers.known(thread_id):
+                continue
+            if self._idle.get(thread_id) == oldest:
+                log.warning(
+                    "thread %s: posts were queued with no worker to send them; sending now",
+                    thread_id,
+                )
+                self._mirror.pop(thread_id, None)  # memory did not know of them: read the store
+                self._kick(thread_id)
+            else:
+                idle[thread_id] = oldest
+        self._idle = idle
 
     def retry_now(self) -> None:
         """The store works again: threads waiting to retry after its failure go now."""

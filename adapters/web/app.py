@@ -34,7 +34,7 @@ from adapters.teams.delivery import DeliveryQueue
 from adapters.teams.desk import TeamsDesk
 from adapters.teams.endpoint import TeamsEndpoint
 from adapters.teams.inbound import TeamsHandoffBot
-from adapters.web.housekeeping import LeaderDuties, retain, sweep
+from adapters.web.housekeeping import LeaderDuties, retain, sweep, watch
 from adapters.web.lifecycle import closing, on_signal, running
 from adapters.web.middleware import guarded, service_error
 from adapters.web.readiness import READINESS, Readiness
@@ -193,6 +193,7 @@ async def create_app(
         recover=recover,
         jobs={
             "sweeper": lambda: sweep(service, clock, sweep_interval),
+            "watch": lambda: watch(directline.inbox, delivery),
             "retention": lambda: retain(service, store, directline, clock, retention_interval),
             "weekly-report": lambda: weekly_reports(
                 lambda: service.settings, store, post_report, clock

@@ -22,6 +22,7 @@ from bot.usecases import HandoffService
 
 log = logging.getLogger(__name__)
 
+LOOK_EVERY = 5.0  # seconds between the leader's looks for work nobody was woken for
 PURGE_PAUSE = 0.01  # seconds between retention steps, for live traffic
 FIRST_RETENTION_PASS = 60.0  # seconds after start
 # Teams redelivers an activity within minutes when a turn failed; its key is kept this long.
@@ -51,6 +52,18 @@ async def sweep(
             await service.sweep(now=clock())
         except Exception as exc:  # the sweeper must outlive any one bad handoff
             FAILURES.failed(log, exc, "sweep failed")
+
+
+async def watch(inbox: Inbox, delivery: DeliveryQueue, every: float = LOOK_EVERY) -> None:
+    """Wake-ups (kicks in this process, notifications from others) are hints: every ``every``
+    seconds the leader looks in the store for work nobody was woken for, and starts it."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await inbox.look()
+            await delivery.look()
+        except Exception as exc:  # the store away, say: the next look
+            FAILURES.failed(log, exc, "the look for waiting work failed")
 
 
 async def retain(

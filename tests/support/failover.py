@@ -322,6 +322,70 @@ async def settle(
     return total, received
 
 
+async def where_lost(fleet: Fleet, conversations: list[Conversation], missing: list[str]) -> str:
+    """For each message lost ("v0-17": a visitor's; "s0-17": a specialist's), how far it got, by
+    the database and the instances' logs: stored, handled by the inbox, queued for Teams."""
+    lines: list[str] = []
+    connection: asyncpg.Connection = await asyncpg.connect(fleet.database)
+    try:
+        for label in missing[:5]:
+            who, _, number = label.partition("-")
+            conversation = conversations[int(who[1:])]
+            cid, text = conversation.visitor.conversation_id, f"{who[0]}{who[1:]}n{number}"
+            seqs = await connection.fetch(
+                "SELECT seq, key FROM activities WHERE conversation_id = $1 AND body LIKE $2",
+                cid,
+                f'%{text}"%',
+            )
+            processed = await connection.fetchval(
+                "SELECT processed FROM inbox WHERE conversation_id = $1", cid
+            )
+            last = await connection.fetchval(
+                "SELECT last_seq FROM activity_counters WHERE conversation_id = $1", cid
+            )
+            queued = await connection.fetchval(
+                "SELECT count(*) FROM outbound WHERE item LIKE $1", f'%{text}"%'
+            )
+            turns = await connection.fetchval(
+                "SELECT count(*) FROM turns WHERE conversation_id = $1 AND text = $2", cid, text
+            )
+            meta = await connection.fetch(
+                "SELECT key, value FROM meta WHERE conversation_id = $1 AND key NOT LIKE 'ref:%'",
+                cid,
+            )
+            lines.append(
+                f"{label}: stored as {[tuple(r) for r in seqs]}, inbox at {processed} of {last},"
+                f" {turns} transcript line(s), {queued} queued for Teams,"
+                f" meta {[(r['key'], r['value'][:60]) for r in meta][:6]}"
+            )
+    finally:
+        await connection.close()
+    for process in fleet.processes:
+        with contextlib.suppress(OSError):
+            noted = [
+                line[:220]
+                for line in process.log.read_text(errors="replace").splitlines()
+                if (" ERROR " in line or " WARNING " in line)
+                and "aiohttp.access" not in line
+                and "LOCAL MODE" not in line
+            ]
+            lines += [f"{process.log.name}: {line}" for line in noted[-8:]]
+    return "\n".join(lines)
+
+
+MISSED = ("never told", "no worker to send them")  # what a leader's look reports
+
+
+def missed_wake_ups(fleet: Fleet) -> list[str]:
+    """Work a leader found by looking, that no wake-up had announced (the logs' reports)."""
+    found: list[str] = []
+    for process in fleet.processes:
+        with contextlib.suppress(OSError):
+            text = process.log.read_text(errors="replace")
+            found += [line[:220] for line in text.splitlines() if any(m in line for m in MISSED)]
+    return found
+
+
 # Limits raised so that retries through three instances are not what is measured.
 LIMITS_YAML = (
     "limits:\n  messages_per_conversation: {per_minute: 6000, burst: 600}\n  teams_backlog: 10000\n"

@@ -48,3 +48,26 @@ async def test_a_kick_while_running_goes_round_once_more() -> None:
     gate.set()
     await workers.drain()
     assert rounds == ["a", "a"]
+
+
+async def test_a_worker_carries_nothing_of_its_kicker_and_is_known_while_it_runs() -> None:
+    """A worker outlives the request (or the lock block) that first kicked it: what they set in
+    their context (log fields, what a lock read) must not follow it."""
+    import contextvars
+
+    mark: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="none")
+    seen: list[str] = []
+    go = asyncio.Event()
+
+    async def drain_once(key: str) -> None:
+        await go.wait()
+        seen.append(mark.get())
+
+    workers = KeyedWorkers(drain_once, "test")
+    mark.set("the kicker's")
+    workers.kick("a")
+    assert workers.known("a") and not workers.known("b")
+    go.set()
+    await workers.drain()
+    assert seen == ["none"]
+    assert not workers.known("a")

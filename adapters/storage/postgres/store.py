@@ -340,12 +340,12 @@ class PostgresStore:
             seq,
         )
 
-    async def inbox_backlog(self) -> list[str]:
+    async def inbox_backlog(self) -> list[tuple[str, int]]:
         rows = await self._db.rows(
-            "SELECT c.conversation_id FROM activity_counters c LEFT JOIN inbox i"
+            "SELECT c.conversation_id, c.last_seq FROM activity_counters c LEFT JOIN inbox i"
             " USING (conversation_id) WHERE c.last_seq > COALESCE(i.processed, 0)"
         )
-        return [str(r["conversation_id"]) for r in rows]
+        return [(str(r["conversation_id"]), int(r["last_seq"])) for r in rows]
 
     # MetaStore
     async def get_meta(self, *, key: str) -> str | None:
@@ -395,9 +395,11 @@ class PostgresStore:
         )
         return [(int(r["seq"]), jsonio.loads(r["item"])) for r in rows]
 
-    async def outbound_threads(self) -> list[str]:
-        rows = await self._db.rows("SELECT DISTINCT thread_id FROM outbound")
-        return [str(r["thread_id"]) for r in rows]
+    async def outbound_threads(self) -> list[tuple[str, int]]:
+        rows = await self._db.rows(
+            "SELECT thread_id, min(seq) AS oldest FROM outbound GROUP BY thread_id"
+        )
+        return [(str(r["thread_id"]), int(r["oldest"])) for r in rows]
 
     async def drop_outbound(self, *, seqs: list[int]) -> None:
         """Also notes when (see ``recent_sends``): rows are dropped once sent (or refused).

@@ -286,12 +286,13 @@ class SqliteStore(ReadsTogether):
             (conversation_id, seq),
         )
 
-    async def inbox_backlog(self) -> list[str]:
+    async def inbox_backlog(self) -> list[tuple[str, int]]:
         rows = self._conn.rows(
-            "SELECT a.conversation_id FROM activities a LEFT JOIN inbox i USING (conversation_id)"
+            "SELECT a.conversation_id, MAX(a.seq) AS last FROM activities a"
+            " LEFT JOIN inbox i USING (conversation_id)"
             " GROUP BY a.conversation_id HAVING MAX(a.seq) > COALESCE(MAX(i.processed), 0)"
         )
-        return [str(r["conversation_id"]) for r in rows]
+        return [(str(r["conversation_id"]), int(r["last"])) for r in rows]
 
     # MetaStore
     async def get_meta(self, *, key: str) -> str | None:
@@ -330,9 +331,11 @@ class SqliteStore(ReadsTogether):
         )
         return [(int(r["seq"]), jsonio.loads(r["item"])) for r in rows]
 
-    async def outbound_threads(self) -> list[str]:
-        rows = self._conn.rows("SELECT DISTINCT thread_id FROM outbound")
-        return [str(r["thread_id"]) for r in rows]
+    async def outbound_threads(self) -> list[tuple[str, int]]:
+        rows = self._conn.rows(
+            "SELECT thread_id, MIN(seq) AS oldest FROM outbound GROUP BY thread_id"
+        )
+        return [(str(r["thread_id"]), int(r["oldest"])) for r in rows]
 
     async def drop_outbound(self, *, seqs: list[int]) -> None:
         self._conn.write_many("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in seqs])

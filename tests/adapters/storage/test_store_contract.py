@@ -280,7 +280,7 @@ async def test_inbox_positions_and_backlog(store: Any) -> None:
     await store.set_inbox_position(conversation_id="c2", seq=1)
     await store.set_inbox_position(conversation_id="c2", seq=0)  # never moves back
     assert await store.inbox_position(conversation_id="c2") == 1
-    assert await store.inbox_backlog() == ["c2"]
+    assert await store.inbox_backlog() == [("c2", 2)]
 
 
 async def test_activity_log_watermarks(store: Any) -> None:
@@ -308,10 +308,12 @@ async def test_outbound_queue(store: Any) -> None:
         (a2, {"kind": "update", "card": {"x": [1]}}),
     ]
     assert await store.outbound(thread_id="t1", limit=1) == [(a1, {"kind": "relay", "text": "one"})]
-    assert sorted(await store.outbound_threads()) == ["t1", "t2"]
-    await store.drop_outbound(seqs=[a1, a2])
+    assert sorted(await store.outbound_threads()) == [("t1", a1), ("t2", b1)]
+    await store.drop_outbound(seqs=[a1])
+    assert sorted(await store.outbound_threads()) == [("t1", a2), ("t2", b1)]
+    await store.drop_outbound(seqs=[a2])
     assert await store.outbound(thread_id="t1") == []
-    assert await store.outbound_threads() == ["t2"]
+    assert await store.outbound_threads() == [("t2", b1)]
 
 
 async def test_meta_is_set_once(store: Any) -> None:

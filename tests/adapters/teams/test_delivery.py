@@ -475,3 +475,25 @@ async def test_a_stored_row_that_is_no_item_is_dropped_and_the_rest_sent(
     await delivery.drain()
     assert len(delivered(standin)) == 1 and "hi" in delivered(standin)[0]
     assert await store.outbound(thread_id=THREAD) == []
+
+
+async def test_a_post_queued_with_no_wake_up_is_sent_after_two_looks(
+    standin: Standin, connector: BotConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore()
+    delivery = queue(connector, store)
+    await delivery.post_text(thread_id=THREAD, text="woken")
+    await delivery.drain()
+    # Another process queued this one, and its notification never came.
+    await store.enqueue_outbound(thread_id=THREAD, item={"kind": "text", "text": "forgotten"})
+    await delivery.look()  # a wake-up may be on its way yet
+    await delivery.drain()
+    assert delivered(standin) == ["woken"]
+    await delivery.look()  # the same post, still with nobody on it: lost
+    await delivery.drain()
+    assert delivered(standin) == ["woken", "forgotten"]
+    assert [r.getMessage() for r in caplog.records if "no worker" in r.getMessage()] == [
+        f"thread {THREAD}: posts were queued with no worker to send them; sending now"
+    ]
+    await delivery.look()
+    assert await store.outbound_threads() == []
