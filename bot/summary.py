@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.config import DEFAULT_PHRASES
@@ -38,7 +38,8 @@ def is_question(text: str) -> bool:
 _SMALL_TALK = re.compile(
     r"^(how are you|how r u|are you (a |an )?(bot|robot|human|real|there)|"
     r"(is )?(any ?one|some ?one|somebody|anybody) (still )?there|(are you )?still there|"
-    r"you there|hello|hi|hey|thanks|thank you|thx|danke|merci|gracias|ok|okay|"
+    r"you there|hello|hi|hey|thanks|thank you|thx|danke|merci|gracias|ok|okay|salut|bonjour|"
+    r"hola|buenas|hallo|moin|servus|good (morning|afternoon|evening)|guten (morgen|tag|abend)|"
     r"wie geht'?s|ça va|bist du (ein )?bot|are we done)( (today|doing|please|there|again))?$"
 )
 # A question that leans on the sentence before it ("How do I fix that?").
@@ -48,15 +49,55 @@ _POINTS_BACK = re.compile(r"\b(this|that|it|these|those|das|dies|es|ça|cela|cec
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
+# A short request for a person in any words ("human pls", "can someone help me", "Mitarbeiter
+# bitte"): a person word, and nothing but such words and these.
+_PERSON_WORDS = frozenset(
+    "human humans person people someone somebody anyone anybody agent agents operator"
+    " representative rep support staff mensch menschen mitarbeiter mitarbeiterin jemand"
+    " humain humaine quelqu'un quelqu personne conseiller persona alguien agente humano".split()
+)
+_REQUEST_WORDS = frozenset(
+    "can could may i me we let talk speak chat to with a an the real live please pls plz need"
+    " want get connect transfer help now asap actual some one you your ich möchte will bitte"
+    " mit einem einer sprechen reden je veux voudrais parler à un une svp s'il plait vous"
+    " quiero puedo hablar con una por favor".split()
+)
+# A greeting opening a sentence that goes on ("Hi there, how do I...": "how do I...").
+_GREETING_LEAD = re.compile(
+    r"^(hi|hello|hey|hallo|moin|servus|bonjour|salut|hola|buenas|good (morning|afternoon|"
+    r"evening)|guten (morgen|tag|abend))( there| all| team| everyone)?\s*[,!.:-]+\s*(?=\S)",
+    re.IGNORECASE,
+)
+
+
+def _only_asks_for_person(plain: str) -> bool:
+    words = plain.split()
+    return any(w in _PERSON_WORDS for w in words) and all(
+        w in _PERSON_WORDS or w in _REQUEST_WORDS for w in words
+    )
+
+
 def _chatter(text: str) -> bool:
     """A request for a person, a greeting, thanks or small talk: nothing to answer."""
     plain = normalise(text)
     return (
         not plain
         or asks_for_person(text, DEFAULT_PHRASES)
+        or _only_asks_for_person(plain)
         or is_greeting(text)
         or bool(_SMALL_TALK.match(plain))
     )
+
+
+def _ungreeted(sentence: str) -> str:
+    """The sentence without a greeting it opens with ("Hi, how do I..." -> "How do I...")."""
+    rest = _GREETING_LEAD.sub("", sentence)
+    return rest[:1].upper() + rest[1:] if rest is not sentence and rest != sentence else sentence
+
+
+def _sentences(text: str) -> list[str]:
+    """The message's sentences, each without a greeting it opens with."""
+    return [_ungreeted(p.strip()) for p in _SENTENCE_END.split(text) if p.strip()]
 
 
 def questions_in(text: str) -> list[str]:
@@ -64,9 +105,8 @@ def questions_in(text: str) -> list[str]:
     a greeting, thanks or small talk, even when they end in a question mark."""
     found = []
     before = ""  # the statement just before, which "that" in a question may point back to
-    for part in _SENTENCE_END.split(text):
-        sentence = part.strip()
-        if not sentence or _chatter(sentence):
+    for sentence in _sentences(text):
+        if _chatter(sentence):
             continue
         if not is_question(sentence):
             before = sentence
@@ -102,6 +142,60 @@ def format_duration(delta: timedelta) -> str:
 
 
 @dataclass(frozen=True)
+class Question:
+    """A visitor's question (quoted), in the message it came in, and its answer if any."""
+
+    text: str
+    message: int  # the index of the visitor's turn it came in
+    answered_by: Role | None = None
+    answer: str = ""  # the answer, quoted (the bot's; a specialist's replies are not quoted)
+    answered_at: int = -1  # the index of the answering turn
+
+
+# Words too common to tell which question an answer is about.
+_COMMON = frozenset(
+    "the and for you your can could how what why when where who which does did are is was will"
+    " would should have has not with this that there here about from into our out get got use"
+    " und der die das ist wie was wer wann ich sie ein eine les des est une pour que qui comment"
+    " los las una que por como para".split()
+)
+
+
+def _topic(text: str) -> set[str]:
+    return {w for w in normalise(text).split() if len(w) > 2 and w not in _COMMON}
+
+
+def _answered(pending: list[int], found: list[Question], answer: str) -> int:
+    """Which pending question an answer is about: the one sharing most words with it, else
+    the latest (an answer follows the question it answers)."""
+    words = _topic(answer)
+    best = max(range(len(pending)), key=lambda i: (len(words & _topic(found[pending[i]].text)), i))
+    return pending.pop(best)
+
+
+def questions(turns: Sequence[Turn]) -> list[Question]:
+    """The visitor's questions in order, each answered by a real bot answer after it (the one
+    it shares most words with, else the latest) or by any specialist reply after it."""
+    found: list[Question] = []
+    pending: list[int] = []
+    for index, turn in enumerate(turns):
+        if turn.role is Role.VISITOR:
+            for question in questions_in(turn.text):
+                pending.append(len(found))
+                found.append(Question(quote(question), index))
+        elif turn.role is Role.BOT and not turn.fallback and pending:
+            at = _answered(pending, found, turn.text)
+            found[at] = replace(
+                found[at], answered_by=Role.BOT, answer=quote(turn.text), answered_at=index
+            )
+        elif turn.role is Role.SPECIALIST and pending:
+            for at in pending:
+                found[at] = replace(found[at], answered_by=Role.SPECIALIST, answered_at=index)
+            pending.clear()
+    return found
+
+
+@dataclass(frozen=True)
 class Loops:
     """Visitor questions, split into answered and still open."""
 
@@ -111,35 +205,77 @@ class Loops:
 
 def loops(turns: Sequence[Turn]) -> Loops:
     """A question is answered by the next real bot answer or by any specialist reply after it."""
-    pending: list[str] = []
-    answered: list[str] = []
-    for turn in turns:
-        if turn.role is Role.VISITOR:
-            pending.extend(quote(question) for question in questions_in(turn.text))
-        elif turn.role is Role.BOT and not turn.fallback and pending:
-            answered.append(pending.pop())
-        elif turn.role is Role.SPECIALIST and pending:
-            answered.extend(pending)
-            pending.clear()
-    return Loops(tuple(answered), tuple(pending))
+    asked = questions(turns)
+    return Loops(
+        tuple(q.text for q in asked if q.answered_by is not None),
+        tuple(q.text for q in asked if q.answered_by is None),
+    )
 
 
-def summary_so_far(turns: Sequence[Turn], visitor_name: str, reason: str) -> str:
-    """Two or three sentences for the thread's root: how long, what about, why handed off."""
-    said = [t for t in turns if t.role is Role.VISITOR]
-    if not said:
-        return f"{visitor_name} asked for a specialist before saying anything else ({reason})."
-    span = format_duration(turns[-1].at - turns[0].at)
-    first = quote(said[0].text)
-    parts = [
-        f"{visitor_name} chatted with the bot for {span} ({len(said)} "
-        f"message{'s' if len(said) != 1 else ''}).",
-        f"First message: \u201c{first}\u201d.",
-    ]
-    if len(said) > 1:
-        parts.append(f"Latest: \u201c{quote(said[-1].text)}\u201d.")
-    parts.append(f"Handed off: {reason}.")
-    return " ".join(parts)
+def substance(text: str) -> str:
+    """A message without its greetings, thanks, small talk and requests for a person: what it
+    is about, in the visitor's words ("" if nothing is left)."""
+    return " ".join(s for s in _sentences(text) if not _chatter(s))
+
+
+@dataclass(frozen=True)
+class Brief:
+    """The conversation before a handoff, as a specialist needs it before saying hello."""
+
+    wants: str  # what the visitor came about, in their words ("" if they said nothing else)
+    also: tuple[str, ...]  # what else they said (their last three such messages, in order)
+    answered: tuple[tuple[str, str], ...]  # what the bot answered: (question, its answer)
+    open: tuple[str, ...]  # the questions still open
+    context: str  # how long, how much, and why handed off, in one sentence
+
+
+def brief(turns: Sequence[Turn], visitor_name: str, reason: str) -> Brief:
+    """The brief for a handoff thread's root, from the transcript up to the handoff.
+
+    What the visitor wants, in their words: the message of their first question still open
+    (what the bot could not answer); else what they said after the bot's last answer (the
+    answer did not settle it: "that link does not work", or a new matter); else the question
+    the bot answered last (they asked for a person after its answer); else their first message
+    with any substance. ``also``: the rest of what they said with substance (the last three of
+    those messages), but for questions listed anyway."""
+    asked = questions(turns)
+    said = [(i, substance(t.text)) for i, t in enumerate(turns) if t.role is Role.VISITOR]
+    meant = [(i, text) for i, text in said if text]
+    still_open = [q for q in asked if q.answered_by is None]
+    answered = [q for q in asked if q.answered_by is Role.BOT]
+    last_answer = max((q.answered_at for q in answered), default=-1)
+    after = [i for i, _ in meant if i > last_answer]
+    if still_open:
+        wants_at = still_open[0].message
+    elif answered and after:
+        wants_at = after[0]
+    elif answered:
+        wants_at = max(answered, key=lambda q: q.answered_at).message
+    else:
+        wants_at = meant[0][0] if meant else -1
+    wants = next((quote(text) for i, text in meant if i == wants_at), "")
+    listed = {q.text for q in asked}  # shown already, as open or answered
+    also = [quote(text) for i, text in meant if i != wants_at and quote(text) not in listed]
+    if not meant:
+        context = (
+            f"{visitor_name} asked for a specialist without saying what about ({reason})."
+            if said
+            else f"{visitor_name} asked for a specialist before saying anything else ({reason})."
+        )
+    else:
+        span = format_duration(turns[-1].at - turns[0].at)
+        plural = "s" if len(said) != 1 else ""
+        context = (
+            f"{visitor_name} was with the bot for {span} ({len(said)} message{plural});"
+            f" handed off: {reason}."
+        )
+    return Brief(
+        wants=wants,
+        also=tuple(also[-3:]),
+        answered=tuple((q.text, q.answer) for q in answered),
+        open=tuple(q.text for q in still_open),
+        context=context,
+    )
 
 
 @dataclass(frozen=True)
@@ -153,6 +289,7 @@ class EndSummary:
     resolved: tuple[str, ...]
     still_open: tuple[str, ...]
     ended_by: str
+    time_to_join: str = ""  # "" when nobody joined
 
 
 def end_summary(
@@ -164,14 +301,19 @@ def end_summary(
     said = [t.text for t in during if t.role is Role.VISITOR]
     # What the specialist took on: the questions still open when the handoff began (what the
     # visitor came about), then those asked since.
-    carried = loops([t for t in turns if t.at < handoff.created_at]).open
+    before = [t for t in turns if t.at < handoff.created_at]
+    carried = loops(before).open
     asked_since = [quote(q) for text in said for q in questions_in(text)]
     asked_during = tuple(dict.fromkeys([*carried, *asked_since]))
     if not asked_during:  # no question as such: what they came about, in their words
-        asked_during = tuple(quote(text) for text in said if not _chatter(text))[:3]
+        came_about = brief(before, visitor_name, handoff.reason).wants
+        meant = [quote(text) for text in map(substance, said) if text]
+        asked_during = (came_about,) if came_about else tuple(meant[:3])
     specialist = handoff.specialist.name if handoff.specialist else "nobody"
     start = handoff.joined_at or handoff.created_at
+    joined = handoff.joined_at
     return EndSummary(
+        time_to_join=format_duration(joined - handoff.created_at) if joined else "",
         who=f"{visitor_name} with {specialist}",
         duration=format_duration((handoff.ended_at or now) - start),
         messages=sum(1 for t in during if t.role in (Role.VISITOR, Role.SPECIALIST)),

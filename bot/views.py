@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from bot.config import Route
 from bot.model import Handoff, HandoffState, Party, Turn, Visitor
-from bot.summary import EndSummary, format_duration, loops, summary_so_far
+from bot.summary import Brief, EndSummary, brief, format_duration
 
 
 class DeskAction(StrEnum):
@@ -66,8 +66,7 @@ class ThreadView:
     specialist: str  # who joined ("" while nobody has)
     visitor: tuple[Fact, ...]  # what we know of the visitor
     extras: tuple[Fact, ...]  # what the site or an upstream agent added about them
-    summary: str  # the conversation before the handoff, in two or three sentences
-    open_loops: tuple[str, ...]  # the visitor's questions still unanswered at the handoff
+    brief: Brief  # the conversation before the handoff: what they want, what is still open
     actions: tuple[DeskAction, ...]  # offered in this state, in order
     notice: str = ""  # for the one who acted (why their click was refused, say)
 
@@ -170,8 +169,7 @@ def thread_view(
         specialist=handoff.specialist.name if handoff.specialist else "",
         visitor=visitor_facts(visitor),
         extras=extra_facts(visitor),
-        summary=summary_so_far(before, name, handoff.reason),
-        open_loops=loops(before).open,
+        brief=brief(before, name, handoff.reason),
         actions=actions(handoff.state),
         notice=notice,
     )
@@ -184,6 +182,7 @@ def summary_view(summary: EndSummary) -> SummaryView:
         facts=facts(
             [
                 ("Who", summary.who),
+                ("Time to join", summary.time_to_join),
                 ("Duration", summary.duration),
                 ("Messages", str(summary.messages)),
                 ("Ended by", summary.ended_by),

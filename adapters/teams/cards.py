@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.summary import Brief
 from bot.views import DeskAction, Fact, Status, SummaryView, ThreadView, Tone
 
 Card = dict[str, Any]
@@ -108,12 +109,8 @@ def thread_card(view: ThreadView) -> Card:
         _status(view.status),
         _label("Visitor"),
         *_fact_rows([*view.visitor, *view.extras]),
-        _label("Summary so far"),
-        _plain(view.summary),
+        *_brief(view.brief),
     ]
-    if view.open_loops:
-        body.append(_label("Open questions"))
-        body += [_plain(f"\u2022 {loop}") for loop in view.open_loops]
     body.append(
         {
             "type": "TextBlock",
@@ -128,6 +125,36 @@ def thread_card(view: ThreadView) -> Card:
         **envelope(body),
         "actions": [_action(action, view.handoff_id) for action in view.actions],
     }
+
+
+def _said(label: str, text: str) -> Card:
+    """``label: “text”``: the visitor's words verbatim."""
+    return {
+        "type": "RichTextBlock",
+        "inlines": [
+            {"type": "TextRun", "text": f"{label}: ", "weight": "Bolder"},
+            {"type": "TextRun", "text": f"\u201c{text}\u201d"},
+        ],
+    }
+
+
+def _brief(brief: Brief) -> list[Card]:
+    """What the visitor wants first, then what is still open and what the bot answered."""
+    body: list[Card] = [_label("Summary so far")]
+    if brief.wants:
+        body.append(_said("Wants", brief.wants))
+    body += [_said("Also said", text) for text in brief.also]
+    body.append(_plain(brief.context, isSubtle=True))
+    if brief.open:
+        body.append(_label("Open questions"))
+        body += [_plain(f"\u2022 {question}") for question in brief.open]
+    if brief.answered:
+        body.append(_label("The bot answered"))
+        body += [
+            _plain(f"\u2022 {question} \u2192 \u201c{answer}\u201d")
+            for question, answer in brief.answered
+        ]
+    return body
 
 
 def summary_card(view: SummaryView) -> Card:

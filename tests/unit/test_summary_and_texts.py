@@ -8,13 +8,13 @@ import pytest
 
 from bot.model import Handoff, HandoffState, Party, Person, Role, Turn
 from bot.summary import (
+    brief,
     end_summary,
     format_duration,
     is_question,
     loops,
     questions_in,
     quote,
-    summary_so_far,
 )
 from bot.texts import Texts
 
@@ -56,7 +56,12 @@ def test_specialist_reply_answers_everything_pending() -> None:
         ("Are you a bot?", []),
         ("Thanks! Ok?", []),
         ("How are you today?", []),
-        ("Hi, how do I export invoices?", ["Hi, how do I export invoices?"]),
+        ("Hi, how do I export invoices?", ["How do I export invoices?"]),
+        ("Hello there! where is my order", ["where is my order"]),
+        ("human pls", []),
+        ("can someone help me", []),
+        ("Mitarbeiter bitte", []),
+        ("my agent code is wrong, why?", ["my agent code is wrong, why?"]),
         ("ok so how do I pay", ["ok so how do I pay"]),
         ("How do I export invoices?", ["How do I export invoices?"]),
         (
@@ -76,14 +81,16 @@ def test_only_real_questions_are_questions(text: str, questions: list[str]) -> N
     assert questions_in(text) == questions
 
 
-def test_summary_so_far() -> None:
-    text = summary_so_far(TURNS, "Jane", "the visitor asked for a person")
-    assert text == (
-        "Jane chatted with the bot for 3 min (3 messages). First message: \u201cHow do I export "
-        "invoices?\u201d. Latest: \u201ccan I talk to a human\u201d. Handed off: the visitor asked "
-        "for a person."
+def test_the_brief_before_a_handoff() -> None:
+    made = brief(TURNS, "Jane", "the visitor asked for a person")
+    assert made.wants == "How do I export invoices?"  # the bot could not answer it
+    assert made.also == ()  # a question the bot answered: listed below
+    assert made.answered == (("What does the Pro plan cost?", "29 EUR"),)
+    assert made.open == ("How do I export invoices?",)
+    assert made.context == (
+        "Jane was with the bot for 3 min (3 messages); handed off: the visitor asked for a person."
     )
-    assert "before saying anything" in summary_so_far([], "Jane", "button")
+    assert "before saying anything" in brief([], "Jane", "button").context
 
 
 def test_end_summary() -> None:
@@ -110,6 +117,7 @@ def test_end_summary() -> None:
     assert (
         summary.who == "Jane with Alex" and summary.duration == "12 min" and summary.messages == 4
     )
+    assert summary.time_to_join == "1 min"  # queued at minute 3, joined at minute 4
     # What she came about (still open at the handoff) counts; asking for a person does not.
     assert summary.asked == (
         "How do I export invoices?",

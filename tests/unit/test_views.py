@@ -170,11 +170,12 @@ def test_thread_view_sums_up_what_came_before_the_handoff() -> None:
     assert view.status == Status(("Sam joined at ", T0 + timedelta(minutes=2)), Tone.GOOD)
     assert view.visitor == (Fact("Name", "Ada"),)
     assert view.extras == (Fact("Plan", "Pro"),)
-    assert view.summary == (
-        "Ada chatted with the bot for 3 min (2 messages). First message: \u201cCan it export "
-        "invoices?\u201d. Latest: \u201cHello?\u201d. Handed off: the visitor asked."
+    assert view.brief.wants == "Can it export invoices?"
+    assert view.brief.also == ()  # "Hello?" adds nothing
+    assert view.brief.context == (
+        "Ada was with the bot for 3 min (2 messages); handed off: the visitor asked."
     )
-    assert view.open_loops == ("Can it export invoices?",)  # "Hello?" asks nothing
+    assert view.brief.open == ("Can it export invoices?",)  # "Hello?" asks nothing
     assert view.actions == (DeskAction.END,)
     assert view.notice == "Already joined."
 
@@ -182,8 +183,9 @@ def test_thread_view_sums_up_what_came_before_the_handoff() -> None:
 def test_thread_view_of_a_visitor_who_said_nothing() -> None:
     view = thread_view(handoff=QUEUED, route=ROUTE, visitor=Visitor(id="v"), turns=[])
     assert view.headline == "Handoff request from Visitor"
-    assert view.summary.startswith("Visitor asked for a specialist before saying anything")
-    assert (view.open_loops, view.visitor, view.extras, view.notice) == ((), (), (), "")
+    assert view.brief.context.startswith("Visitor asked for a specialist before saying anything")
+    assert (view.brief.wants, view.brief.open, view.brief.answered) == ("", (), ())
+    assert (view.visitor, view.extras, view.notice) == ((), (), "")
     assert view.specialist == ""
 
 
@@ -191,9 +193,12 @@ def test_thread_view_of_a_visitor_who_said_nothing() -> None:
     ("summary", "facts", "sections"),
     [
         (
-            EndSummary("Ada with Sam", "12 min", 4, ("Why?", "How?"), ("Why?",), ("How?",), "Sam"),
+            EndSummary(
+                "Ada with Sam", "12 min", 4, ("Why?", "How?"), ("Why?",), ("How?",), "Sam", "45 s"
+            ),
             (
                 Fact("Who", "Ada with Sam"),
+                Fact("Time to join", "45 s"),
                 Fact("Duration", "12 min"),
                 Fact("Messages", "4"),
                 Fact("Ended by", "Sam"),
