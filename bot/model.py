@@ -36,6 +36,7 @@ class Role(StrEnum):
     BOT = "bot"
     SPECIALIST = "specialist"
     SYSTEM = "system"
+    NOTE = "note"  # written in the desk thread and never relayed: kept for the team only
 
 
 class Party(StrEnum):

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from bot.config import Route
-from bot.model import Handoff, HandoffState, Party, Turn, Visitor
+from bot.model import Conversation, Handoff, HandoffState, Party, Role, Turn, Visitor
 from bot.summary import Brief, EndSummary, brief, format_duration
 
 
@@ -69,6 +69,29 @@ class ThreadView:
     brief: Brief  # the conversation before the handoff: what they want, what is still open
     actions: tuple[DeskAction, ...]  # offered in this state, in order
     notice: str = ""  # for the one who acted (why their click was refused, say)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One transcript line as a desk shows it."""
+
+    at: datetime
+    author: str
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class TranscriptView:
+    """A conversation's transcript for the team (internal notes included, marked by role)."""
+
+    title: str
+    facts: tuple[Fact, ...]
+    lines: tuple[Line, ...]  # the latest ``TRANSCRIPT_LINES`` of them
+    left_out: int  # earlier lines not shown
+
+
+TRANSCRIPT_LINES = 200  # what a desk's dialog shows at most (the latest)
 
 
 @dataclass(frozen=True)
@@ -172,6 +195,19 @@ def thread_view(
         brief=brief(before, name, handoff.reason),
         actions=actions(handoff.state),
         notice=notice,
+    )
+
+
+def transcript_view(*, conversation: Conversation, turns: Sequence[Turn]) -> TranscriptView:
+    """The transcript as a desk shows it: who the visitor is, then every line (the latest
+    ``TRANSCRIPT_LINES``)."""
+    visitor = conversation.visitor
+    shown = turns[-TRANSCRIPT_LINES:]
+    return TranscriptView(
+        title=f"Transcript: {visitor.display_name}",
+        facts=visitor_facts(visitor),
+        lines=tuple(Line(t.at, t.author, t.role, t.text) for t in shown),
+        left_out=len(turns) - len(shown),
     )
 
 

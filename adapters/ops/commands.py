@@ -1,12 +1,14 @@
 """The commands ops run besides the service: ``check`` (validate config files), ``schema`` (the
 JSON Schema generated from the models), ``explain`` (what the rules would do) and ``report``
-(how the team did, from the store) and ``diff`` (what a config change changes, for whom).
+(how the team did, from the store), ``diff`` (what a config change changes, for whom) and
+``transcript`` (a conversation's transcript, notes marked).
 
     python app.py check [FILE ...]
     python app.py schema [--write]
     python app.py explain VISITOR.json [--config FILE] [--at TIME] [--category C]
     python app.py report [--since 7d] [--route R] [--format md|csv|json] [--config FILE]
     python app.py diff OLD.yaml NEW.yaml [--visitors SAMPLES.jsonl] [--at TIME] [--days 7]
+    python app.py transcript ID [--format json|text|html] [--config FILE]
 """
 
 from __future__ import annotations
@@ -101,10 +103,17 @@ def diff(argv: list[str]) -> int:
     return main(argv)
 
 
+def transcript(argv: list[str]) -> int:
+    from adapters.ops.transcript import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check": check,
     "schema": schema,
     "explain": explain,
     "report": report,
     "diff": diff,
+    "transcript": transcript,
 }

@@ -29,7 +29,6 @@ bot with no Microsoft credentials, on a developer's machine), else 404 with what
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
-from adapters.web.middleware import service_error
+from adapters.web.middleware import bearer_only
 from bot.model import Handoff, HandoffState, Party
 from bot.ports import Direction
 
@@ -203,20 +202,12 @@ class Metrics:
         self, env: Mapping[str, str], local_mode: bool
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         """``GET /metrics``, guarded as the module says."""
-        token = env.get("METRICS_TOKEN", "")
+        refused = bearer_only(env.get("METRICS_TOKEN", ""), local_mode, "metrics", "METRICS_TOKEN")
 
         async def serve(request: web.Request) -> web.Response:
-            if not token:
-                if not local_mode:
-                    return service_error(
-                        404, "NotFound", "metrics are off: set METRICS_TOKEN to scrape them"
-                    )
-            else:
-                sent = request.headers.get("Authorization", "")
-                if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-                    return service_error(
-                        401, "Unauthorized", "send METRICS_TOKEN as Authorization: Bearer"
-                    )
+            denied = refused(request)
+            if denied is not None:
+                return denied
             body = generate_latest(self.registry)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

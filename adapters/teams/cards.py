@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.model import Role
 from bot.summary import Brief
-from bot.views import DeskAction, Fact, Status, SummaryView, ThreadView, Tone
+from bot.views import DeskAction, Fact, Status, SummaryView, ThreadView, Tone, TranscriptView
 
 Card = dict[str, Any]
 
@@ -19,6 +20,8 @@ JOIN_VERB = "handoff.join"
 END_VERB = "handoff.end"
 # The wire values of the card buttons, and what each asks the desk to do.
 VERBS = {JOIN_VERB: DeskAction.JOIN, END_VERB: DeskAction.END}
+TRANSCRIPT_VERB = "handoff.transcript"  # opens the transcript in a dialog (task/fetch)
+MAX_LINE = 2000  # characters of one transcript line shown in the dialog
 CARD_VERSION = "1.5"
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 
@@ -123,8 +126,68 @@ def thread_card(view: ThreadView) -> Card:
     )
     return {
         **envelope(body),
-        "actions": [_action(action, view.handoff_id) for action in view.actions],
+        "actions": [
+            *(_action(action, view.handoff_id) for action in view.actions),
+            _transcript_action(view.handoff_id),
+        ],
     }
+
+
+def _transcript_action(handoff_id: str) -> Card:
+    """Opens the whole transcript in a dialog (Teams asks the bot for it: ``task/fetch``), so
+    it is one click away and never pasted into the channel."""
+    return {
+        "type": "Action.Submit",
+        "title": "Transcript",
+        "data": {
+            "msteams": {"type": "task/fetch"},
+            "verb": TRANSCRIPT_VERB,
+            "handoffId": handoff_id,
+        },
+    }
+
+
+_LINE_COLORS = {Role.VISITOR: "Accent", Role.SPECIALIST: "Good", Role.NOTE: "Warning"}
+
+
+def transcript_card(view: TranscriptView) -> Card:
+    """A conversation's transcript, for a dialog: visitor facts, then each line (its time in
+    the reader's zone), internal notes marked. Everything the visitor wrote, verbatim."""
+    body: list[Card] = [
+        _plain(view.title, size="Medium", weight="Bolder"),  # (the visitor's name: verbatim)
+        *_fact_rows(view.facts),
+    ]
+    if view.left_out:
+        body.append(_plain(f"{view.left_out} earlier line(s) not shown", isSubtle=True))
+    for line in view.lines:
+        who = "internal note" if line.role is Role.NOTE else line.role.value
+        body.append(
+            {
+                "type": "RichTextBlock",
+                "spacing": "Medium",
+                "inlines": [
+                    {
+                        "type": "TextRun",
+                        "text": line.author,
+                        "weight": "Bolder",
+                        "color": _LINE_COLORS.get(line.role, "Default"),
+                    },
+                    {"type": "TextRun", "text": f" \u00b7 {who}", "isSubtle": True},
+                ],
+            }
+        )
+        # A TextBlock of its own: Adaptive Cards localise DATE()/TIME() in a TextBlock's text.
+        body.append(
+            {
+                "type": "TextBlock",
+                "text": _when(line.at),
+                "isSubtle": True,
+                "size": "Small",
+                "spacing": "None",
+            }
+        )
+        body.append(_plain(line.text[:MAX_LINE]))
+    return envelope(body)
 
 
 def _said(label: str, text: str) -> Card:

@@ -19,7 +19,7 @@ from adapters.ops.settings import ServiceSettings
 from adapters.runtime.clock import utc_now
 from adapters.runtime.failures import REFUSALS, clip
 from adapters.storage.contract import SharedStore
-from adapters.teams.cards import VERBS, thread_card
+from adapters.teams.cards import TRANSCRIPT_VERB, VERBS, thread_card, transcript_card
 from adapters.teams.connector import CARD_TYPE
 from adapters.teams.sdk import raw_activity
 from adapters.teams.setup import SETUP_COMMANDS, SETUP_ELSEWHERE_TEXT, ChannelInfo, setup_text
@@ -30,6 +30,8 @@ from bot.ports import HandoffStore
 from bot.usecases import HandoffService, ThreadOutcome
 
 log = logging.getLogger(__name__)
+
+MAX_DIALOG_TITLE = 80  # characters of a dialog's title
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_CONNECTOR_CLIENTS = 64  # one per service URL and audience; Teams uses a handful
@@ -155,6 +157,8 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity
+        if activity.name == "task/fetch":
+            return await self._transcript_dialog(turn_context)
         if activity.name != "adaptiveCard/action":
             # Nothing else is ours (sign-in, message extensions, task modules): botbuilder's own
             # handling of some of them fails with a traceback; the answer is the same 501.
@@ -187,6 +191,27 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
         return InvokeResponse(
             status=200, body={"statusCode": 200, "type": CARD_TYPE, "value": card}
         )
+
+    async def _transcript_dialog(self, turn_context: TurnContext) -> InvokeResponse:
+        """The card's Transcript button (a dialog, ``task/fetch``): the handoff's transcript as
+        a card, for a click from the handoff's own thread only."""
+        data = mapping(turn_context.activity.value, "data")
+        handoff_id = str(data.get("handoffId") or "")
+        if data.get("verb") != TRANSCRIPT_VERB or not handoff_id or len(handoff_id) > MAX_ID:
+            return _dialog_message("This button is not one I know.")
+        raw = raw_activity(turn_context)
+        view = await self._service.transcript(
+            handoff_id=handoff_id, thread_id=field(raw, "conversation", "id")
+        )
+        if view is None:
+            return _dialog_message("This conversation's transcript is no longer kept.")
+        dialog = {
+            "title": view.title[:MAX_DIALOG_TITLE],
+            "height": "large",
+            "width": "large",
+            "card": {"contentType": CARD_TYPE, "content": transcript_card(view)},
+        }
+        return InvokeResponse(status=200, body={"task": {"type": "continue", "value": dialog}})
 
     # ---- messages, straight from the JSON ----------------------------------------------------
 
@@ -306,6 +331,11 @@ class TeamsHandoffBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is u
         )
         if result.notice and thread_id:
             await self._reply(thread_id, result.notice)
+
+
+def _dialog_message(text: str) -> InvokeResponse:
+    """A dialog that shows only a short message."""
+    return InvokeResponse(status=200, body={"task": {"type": "message", "value": text}})
 
 
 def _invoke_message(text: str) -> InvokeResponse:

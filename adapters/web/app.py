@@ -34,6 +34,7 @@ from adapters.teams.delivery import DeliveryQueue
 from adapters.teams.desk import TeamsDesk
 from adapters.teams.endpoint import TeamsEndpoint
 from adapters.teams.inbound import TeamsHandoffBot
+from adapters.web import transcripts
 from adapters.web.housekeeping import LeaderDuties, retain, sweep, watch
 from adapters.web.lifecycle import closing, on_signal, running
 from adapters.web.middleware import guarded, service_error
@@ -276,6 +277,9 @@ async def create_app(
     app[READINESS] = readiness
     app.router.add_get("/readyz", readiness.handle)
     app.router.add_get("/metrics", metrics.handler(env, credentials.local_mode))
+    app.router.add_get(
+        "/api/transcripts/{id}", transcripts.handler(store, env, credentials.local_mode)
+    )
     app.router.add_get("/widget/{name}", _widget_file)
     return app
 

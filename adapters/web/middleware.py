@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -67,3 +69,24 @@ def guarded(store: Store) -> Middleware:
             return service_error(500, "ServiceError", "something went wrong; it has been logged")
 
     return guard
+
+
+def bearer_only(
+    token: str, local_mode: bool, what: str, variable: str
+) -> Callable[[web.Request], web.Response | None]:
+    """A check for an ops endpoint: with ``token`` set, a request must send it as
+    ``Authorization: Bearer``; without one, the endpoint answers only in local mode (no Microsoft
+    credentials, a developer's machine), else 404 saying what to set. The check returns the
+    refusal, or None to go on."""
+
+    def refused(request: web.Request) -> web.Response | None:
+        if not token:
+            if local_mode:
+                return None
+            return service_error(404, "NotFound", f"{what} are off: set {variable} to use them")
+        sent = request.headers.get("Authorization", "")
+        if hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return None
+        return service_error(401, "Unauthorized", f"send {variable} as Authorization: Bearer")
+
+    return refused

@@ -27,7 +27,7 @@ from bot.usecases.results import DeskActionResult, ThreadResult, UpstreamTurn
 from bot.usecases.shared import Shared
 from bot.usecases.specialist import SpecialistCases
 from bot.usecases.visitor import VisitorCases
-from bot.views import DeskAction
+from bot.views import DeskAction, TranscriptView
 
 # The settings the service holds: the domain's, or the adapters' model of the whole file that
 # extends them (its edges read their own sections back through ``HandoffService.settings``).
@@ -161,6 +161,10 @@ class HandoffService(Generic[S]):
         return await self._specialist.desk_action(
             action=action, handoff_id=handoff_id, person=person, thread_id=thread_id, now=now
         )
+
+    async def transcript(self, *, handoff_id: str, thread_id: str) -> TranscriptView | None:
+        """The handoff's transcript for its thread (None from any other thread)."""
+        return await self._specialist.transcript(handoff_id=handoff_id, thread_id=thread_id)
 
     async def thread_message(
         self,

@@ -14,7 +14,7 @@ from bot.transition import End, Event, Join, Transfer
 from bot.usecases.effects import Effects
 from bot.usecases.results import DeskActionResult, ThreadOutcome, ThreadResult
 from bot.usecases.shared import Part, Shared
-from bot.views import DeskAction
+from bot.views import DeskAction, TranscriptView, transcript_view
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,18 @@ class SpecialistCases(Part):
             self._threads.pop(thread_id, None)
             return None
         return handoff
+
+    async def transcript(self, *, handoff_id: str, thread_id: str) -> TranscriptView | None:
+        """The handoff's whole transcript, internal notes marked, asked for from its own thread
+        (None from any other: a card's data can be sent from anywhere)."""
+        handoff = await self._current(thread_id, handoff_id)
+        if handoff is None:
+            return None
+        conversation = await self._store.get_conversation(conversation_id=handoff.conversation_id)
+        if conversation is None:
+            return None
+        turns = await self._store.turns(conversation_id=handoff.conversation_id)
+        return transcript_view(conversation=conversation, turns=turns)
 
     async def desk_action(
         self,
@@ -124,8 +136,7 @@ class SpecialistCases(Part):
                 return await self._transfer(handoff, person, mentions, now)
             joined = handoff.specialist
             if note:
-                log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
-                return ThreadResult(ThreadOutcome.NOTE)
+                return await self._note(handoff, person, text, now)
             if (
                 handoff.state is HandoffState.JOINED
                 and joined is not None
@@ -145,8 +156,18 @@ class SpecialistCases(Part):
             if not handoff.state.is_open and joined is not None and joined.id == person.id:
                 # The specialist kept typing after the end: say the visitor will not see it.
                 return ThreadResult(ThreadOutcome.REFUSED, self._shared.text("closed", {}))
-            log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
-            return ThreadResult(ThreadOutcome.NOTE)
+            return await self._note(handoff, person, text, now)
+
+    async def _note(
+        self, handoff: Handoff, person: Person, text: str, now: datetime
+    ) -> ThreadResult:
+        """A message in the thread that is not for the visitor: kept in the transcript (for the
+        team, marked as a note), never relayed."""
+        log.info("handoff %s: internal note from %s, not relayed", handoff.id, person.id)
+        await self._store.add_turn(
+            turn=Turn(handoff.conversation_id, now, Role.NOTE, person.name, text)
+        )
+        return ThreadResult(ThreadOutcome.NOTE)
 
     async def thread_message_changed(
         self, *, thread_id: str, person: Person, message_id: str, text: str | None

@@ -59,7 +59,7 @@ async def test_visitor_hands_off_to_specialist_and_back(
     assert status == 200
     assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
     assert "Alex Wilber joined" in card_text(body["value"])
-    assert [a["title"] for a in body["value"]["actions"]] == ["End conversation"]
+    assert [a["title"] for a in body["value"]["actions"]] == ["End conversation", "Transcript"]
     update = await standin.wait_for(lambda: standin.of("PUT", f"/activities/{root}"))
     assert "Alex Wilber joined" in card_text(card_of(update[-1]))
     joined = await visitor.wait_text("has joined and has the full context")
@@ -116,7 +116,7 @@ async def test_visitor_hands_off_to_specialist_and_back(
         assert part in summary_text, part
     ended = standin.of("PUT", f"/activities/{root}")[-1]
     assert "Ended by Alex Wilber" in card_text(card_of(ended))
-    assert card_of(ended)["actions"] == []
+    assert [a["title"] for a in card_of(ended)["actions"]] == ["Transcript"]
 
     # The bot is first responder again, and nothing more goes to the thread.
     posts_before = len(standin.posts_to(thread_id))

@@ -136,6 +136,23 @@ def card_submit(
     return activity
 
 
+def task_fetch(
+    service_url: str,
+    thread_id: str,
+    user: dict[str, str],
+    data: dict[str, Any],
+    *,
+    tenant: str = TENANT,
+) -> dict[str, Any]:
+    """A card's Action.Submit with ``msteams: {type: task/fetch}``: Teams asks the bot for the
+    dialog to open (the button's data, and the host's context)."""
+    activity = _base("card_action_invoke", service_url, thread_id, user, tenant)
+    activity["name"] = "task/fetch"
+    activity["replyToId"] = thread_id.split("messageid=", 1)[-1]
+    activity["value"] = {"data": {"type": "task/fetch", **data}, "context": {"theme": "default"}}
+    return activity
+
+
 async def send(
     session: aiohttp.ClientSession, bot_url: str, activity: dict[str, Any]
 ) -> tuple[int, Any]:

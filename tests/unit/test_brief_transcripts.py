@@ -5,7 +5,8 @@ wants, what is still open and what the bot already answered; and, for chats that
 specialist, what the end summary says was asked, resolved and left open.
 
 Script lines: ``v:`` the visitor, ``b:`` a bot answer, ``b?:`` a bot fallback (it did not
-understand), ``s:`` the specialist, ``---`` the handoff (end summaries)."""
+understand), ``s:`` the specialist, ``n:`` an internal note in the thread, ``---`` the handoff (end
+summaries)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bot.summary import brief, end_summary
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ROLES = {"v": (Role.VISITOR, False), "b": (Role.BOT, False), "b?": (Role.BOT, True)}
 ROLES["s"] = (Role.SPECIALIST, False)
+ROLES["n"] = (Role.NOTE, False)
 
 
 def transcript(script: str) -> tuple[list[Turn], datetime | None]:
@@ -513,6 +515,18 @@ ENDINGS: list[tuple[str, str, Ended]] = [
             ("Wie kann ich mein Abo kündigen?",),
             (),
         ),
+    ),
+    (
+        "an internal note answers nothing",
+        """
+        v: Why is my export empty?
+        b?: Sorry?
+        v: agent
+        ---
+        n: note: looks like the date filter bug, ticket 4411
+        v: hello??
+        """,
+        Ended(("Why is my export empty?",), (), ("Why is my export empty?",)),
     ),
     (
         "nobody answered before the end",

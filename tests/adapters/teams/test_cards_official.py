@@ -26,11 +26,22 @@ import pytest
 
 from adapters.ops.report import Report, build
 from adapters.ops.weekly import report_card
-from adapters.teams.cards import Card, summary_card, thread_card
+from adapters.teams.cards import Card, summary_card, thread_card, transcript_card
 from bot.config import Route
-from bot.model import Handoff, HandoffState, Page, Party, Person, Role, Turn, Visitor, merge_context
+from bot.model import (
+    Conversation,
+    Handoff,
+    HandoffState,
+    Page,
+    Party,
+    Person,
+    Role,
+    Turn,
+    Visitor,
+    merge_context,
+)
 from bot.summary import end_summary
-from bot.views import ThreadView, summary_view, thread_view
+from bot.views import ThreadView, summary_view, thread_view, transcript_view
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "e2e" / "node"
 SCRIPT = "validate-cards.mjs"
@@ -191,6 +202,17 @@ def bot_cards() -> dict[str, Card]:
     cards["summary-no-open-questions"] = summary_for(
         full_visitor(), open_question=False, question=question
     )
+    cards["transcript"] = transcript_card(
+        transcript_view(
+            conversation=Conversation("c-1", full_visitor(), T0),
+            turns=[
+                Turn("c-1", T0, Role.VISITOR, "Ada Lovelace", question),
+                Turn("c-1", T0, Role.BOT, "Ava", "I am not sure.", fallback=True),
+                Turn("c-1", T0, Role.SPECIALIST, SPECIALIST.name, "Here is how."),
+                Turn("c-1", T0, Role.NOTE, SPECIALIST.name, "note: refund approved"),
+            ],
+        )
+    )
     cards["report-weekly"] = report_card(weekly_report(), {"support": "Customer support"})
     cards["report-empty-week"] = report_card(build([], T0 - timedelta(days=7), T0, ZoneInfo("UTC")))
     cards.update(hostile_cards(evil_question))
@@ -221,6 +243,16 @@ def hostile_cards(evil_question: str) -> dict[str, Card]:
         )
     cards["hostile-summary"] = summary_for(
         hostile_visitor(), open_question=True, question=evil_question
+    )
+    evil = hostile_visitor()
+    cards["hostile-transcript"] = transcript_card(
+        transcript_view(
+            conversation=Conversation("c-1", evil, T0),
+            turns=[
+                Turn("c-1", T0, Role.VISITOR, evil.display_name, evil_question),
+                Turn("c-1", T0, Role.NOTE, evil.display_name, evil_question),
+            ],
+        )
     )
     return cards
 
@@ -302,12 +334,14 @@ def test_every_state_and_variant_is_covered() -> None:
     assert {f"thread-{s.value}" for s in HandoffState} <= CARDS.keys()
     assert "Open questions" in json.dumps(CARDS["thread-queued"])
     assert "Open questions" not in json.dumps(CARDS["thread-bare-visitor"])
-    assert [a["verb"] for a in CARDS["thread-queued"]["actions"]] == [
-        "handoff.join",
-        "handoff.end",
-    ]
-    assert [a["verb"] for a in CARDS["thread-joined"]["actions"]] == ["handoff.end"]
-    assert CARDS["thread-ended"]["actions"] == CARDS["thread-failed"]["actions"] == []
+
+    def verbs(name: str) -> list[str]:
+        return [a.get("verb") or a["data"]["verb"] for a in CARDS[name]["actions"]]
+
+    assert verbs("thread-queued") == ["handoff.join", "handoff.end", "handoff.transcript"]
+    assert verbs("thread-joined") == ["handoff.end", "handoff.transcript"]
+    assert verbs("thread-ended") == verbs("thread-failed") == ["handoff.transcript"]
+    assert "internal note" in json.dumps(CARDS["transcript"])
 
 
 @pytest.mark.parametrize("name", sorted(CARDS))
