@@ -13,13 +13,22 @@ JSON Schema generated from the models), ``explain`` (what the rules would do) an
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from adapters.ops.config_file import load_settings
 from adapters.ops.settings import ServiceSettings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from adapters.storage.contract import Store
+
+_T = TypeVar("_T")
 
 DEFAULT_CONFIG = Path("config/handoff.yaml")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "handoff.schema.json"
@@ -41,6 +50,29 @@ def load_for_command(path: str | None) -> ServiceSettings:
     if DEFAULT_CONFIG.exists():
         return load_settings(DEFAULT_CONFIG)
     return ServiceSettings()
+
+
+def from_store(command: str, config: str | None, read: Callable[[Store], Awaitable[_T]]) -> _T:
+    """``read`` on the store the config names (opened, then closed). A bad config or a store
+    that cannot be read is said on stderr and exits 2."""
+
+    async def reading(settings: ServiceSettings) -> _T:
+        from adapters.storage.backend import choose, open_store  # drivers load when asked for
+
+        store = await open_store(choose(settings.storage, os.environ))
+        try:
+            return await read(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(reading(load_for_command(config)))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+    except StoreError as exc:
+        print(f"{command}: storage: {exc}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def check(paths: list[str]) -> int:

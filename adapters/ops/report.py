@@ -14,12 +14,10 @@ busiest hours of the day (in ``--timezone``, default UTC). The store is the serv
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import io
 import json
 import math
-import os
 import re
 import sys
 from collections import Counter
@@ -30,9 +28,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters.ops.metrics import outcome
-from adapters.storage.backend import choose, open_store
-from adapters.storage.settings import StorageSettings
-from bot.errors import ConfigError, StoreError
 from bot.model import Handoff
 
 OUTCOMES = ("handled", "cancelled", "declined", "abandoned", "expired", "failed", "open")
@@ -237,7 +232,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    from adapters.ops.commands import load_for_command
+    from adapters.ops.commands import from_store
 
     args = parse(argv)
     try:
@@ -255,24 +250,9 @@ def main(argv: list[str]) -> int:
     if since >= until:
         print("report: --since must be before --until", file=sys.stderr)
         return 2
-    try:
-        settings = load_for_command(args.config)
-        handoffs = asyncio.run(_read(settings.storage, since, until))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"report: storage: {exc}", file=sys.stderr)
-        return 2
+    handoffs = from_store(
+        "report", args.config, lambda store: store.handoffs_created(since=since, until=until)
+    )
     report = build(handoffs, since, until, zone, args.route)
     sys.stdout.write(FORMATS[args.format](report))
     return 0
-
-
-async def _read(storage: StorageSettings, since: datetime, until: datetime) -> list[Handoff]:
-    store = await open_store(choose(storage, os.environ))
-    try:
-        return await store.handoffs_created(since=since, until=until)
-    finally:
-        await store.close()

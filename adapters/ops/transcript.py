@@ -14,18 +14,14 @@ transcript with its conversation.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import html
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.storage.backend import choose, open_store
-from bot.errors import ConfigError, StoreError
 from bot.model import Conversation, Handoff, Role, Turn
 from bot.ports import HandoffStore
 
@@ -169,7 +165,7 @@ def lines_of(turns: Sequence[Turn]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """``app.py transcript ID [--format json|text|html] [--config FILE]``."""
-    from adapters.ops.commands import load_for_command
+    from adapters.ops.commands import from_store
 
     parser = argparse.ArgumentParser(
         prog="app.py transcript", description="A conversation's transcript, notes marked."
@@ -179,23 +175,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", help="the config file (its storage section)")
     args = parser.parse_args(argv)
 
-    async def read() -> Transcript | None:
-        store = await open_store(choose(settings.storage, os.environ))
-        try:
-            return await find(store, args.id)
-        finally:
-            await store.close()
-
-    try:
-        settings = load_for_command(args.config)
-        found = asyncio.run(read())
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"transcript: storage: {exc}", file=sys.stderr)
-        return 2
+    found = from_store("transcript", args.config, lambda store: find(store, args.id))
     if found is None:
         print(f"transcript: no conversation or handoff {args.id!r}", file=sys.stderr)
         return 1
